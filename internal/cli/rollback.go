@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway-deploy/slipway/internal/deploy"
+	"github.com/slipway-deploy/slipway/internal/layout"
+)
+
+type rollbackOptions struct {
+	stage string
+	to    string
+}
+
+func newRollbackCmd(g *globalOptions, streams IO) *cobra.Command {
+	opts := &rollbackOptions{}
+	cmd := &cobra.Command{
+		Use:   "rollback STAGE",
+		Short: "Switch every host back to the previous release (or --to one)",
+		Example: `  slipway rollback production
+  slipway rollback production --to 20261122103015`,
+		Args: stageArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.stage = args[0]
+			return runRollback(cmd.Context(), g, streams, opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.to, "to", "", "release id to switch to (see slipway releases STAGE)")
+	return cmd
+}
+
+func runRollback(ctx context.Context, g *globalOptions, streams IO, opts *rollbackOptions) error {
+	if opts.to != "" && !layout.IsReleaseID(opts.to) {
+		return &UserError{Msg: "--to " + opts.to + ": a release id is 14 digits, UTC YYYYMMDDHHMMSS; list them with: slipway releases " + opts.stage}
+	}
+	dopts, err := loadOptions(g, streams, opts.stage, "rollback "+opts.stage)
+	if err != nil {
+		return err
+	}
+	res, err := deploy.Rollback(ctx, dopts, opts.to)
+	printDeployResult(streams.Err, "rollback", res, err)
+	return err
+}

@@ -1,0 +1,420 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync/atomic"
+
+	"github.com/slipway-deploy/slipway/internal/config"
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
+	"github.com/slipway-deploy/slipway/internal/shell"
+	"github.com/slipway-deploy/slipway/internal/source"
+)
+
+// Source is what a deploy ships and how it is recorded.
+type Source struct {
+	Tree     *source.Tree
+	Revision string // commit, or the tree digest for a plain directory
+	Branch   string
+}
+
+// Result says where each host ended up.
+type Result struct {
+	ReleaseID string
+	Hosts     []HostResult
+}
+
+// HostResult is one host's outcome.
+type HostResult struct {
+	Host     string
+	Live     string // release current points at after the run ("" if none)
+	Previous string // release that was live before the run
+	Switched bool
+}
+
+// SwitchedError reports a run that failed after the new release went live
+// on some hosts: those hosts serve it, the failure came later (an
+// after_switch hook, recording history).
+type SwitchedError struct {
+	ReleaseID string
+	Err       error
+}
+
+func (e *SwitchedError) Error() string {
+	return fmt.Sprintf("release %s is live, but a step after the switch failed: %v", e.ReleaseID, e.Err)
+}
+
+func (e *SwitchedError) Unwrap() error { return e.Err }
+
+// Deploy ships src as a new release to every selected host of the stage and
+// switches them all to it, or, if anything fails before the switch, leaves
+// every host on its previous release with no trace of the new one.
+func Deploy(ctx context.Context, opts Options, src Source) (*Result, error) {
+	r := newRun(opts)
+	d := &deployRun{run: r, src: src}
+	err := r.runner.Run(ctx, d.steps(), r.targets)
+	res := d.result()
+	if err != nil && d.switched.Load() {
+		return res, &SwitchedError{ReleaseID: d.releaseID, Err: err}
+	}
+	return res, err
+}
+
+// deployRun is the state of one deploy shared by its steps.
+type deployRun struct {
+	*run
+	src       Source
+	releaseID string
+	switched  atomic.Bool // some host switched: failures no longer undo
+}
+
+// steps is the whole deploy, in order.
+func (d *deployRun) steps() []any {
+	cfg := d.opts.Config
+	steps := []any{
+		connectStep{d.run},
+		lockStep{d.run},
+		inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, forSwitch: true},
+		checkSharedStep{d},
+		chooseReleaseStep{d},
+		createReleaseStep{d},
+		uploadStep{d},
+		linkSharedStep{d},
+	}
+	for i, h := range cfg.Hooks.BeforeSwitch {
+		steps = append(steps, hookStep{run: d.run, phase: "before_switch", index: i, hook: h, releaseFor: d.releaseFor})
+	}
+	steps = append(steps, prepareSwitchStep{d}, switchStep{d})
+	for i, h := range cfg.Hooks.AfterSwitch {
+		steps = append(steps, hookStep{run: d.run, phase: "after_switch", index: i, hook: h, releaseFor: d.releaseFor})
+	}
+	return append(steps, recordStep{d}, cleanupStep{d.run})
+}
+
+func (d *deployRun) releaseFor(*Target) string { return d.releaseID }
+
+func (d *deployRun) result() *Result {
+	res := &Result{ReleaseID: d.releaseID}
+	for _, t := range d.targets {
+		hr := HostResult{Host: t.Name()}
+		if t.State != nil {
+			hr.Live, hr.Previous = t.State.Current, t.State.Previous
+			hr.Switched = d.releaseID != "" && t.State.Current == d.releaseID
+		}
+		res.Hosts = append(res.Hosts, hr)
+	}
+	return res
+}
+
+func (d *deployRun) meta(state string) *ReleaseMeta {
+	return &ReleaseMeta{
+		ID:        d.releaseID,
+		State:     state,
+		CreatedAt: d.opts.Now().UTC(),
+		User:      d.owner.User,
+		Machine:   d.owner.Machine,
+		Stage:     d.opts.Stage.Name,
+		Revision:  d.src.Revision,
+		Branch:    d.src.Branch,
+		Digest:    d.src.Tree.Digest,
+	}
+}
+
+// writeMetaScript writes a release's metadata file atomically (temp file and
+// rename), so a reader never sees half of it.
+func writeMetaScript(l layout.Layout, m *ReleaseMeta) string {
+	body, err := json.Marshal(m)
+	if err != nil {
+		panic(err) // ReleaseMeta always marshals
+	}
+	file := l.HistoryFile(m.ID)
+	return fmt.Sprintf("mkdir -p -- %s && printf '%%s\\n' %s > %s && mv -f -- %s %s",
+		shell.Quote(l.HistoryDir()), shell.Quote(string(body)), shell.Quote(file+".tmp"), shell.Quote(file+".tmp"), shell.Quote(file))
+}
+
+// checkSharedStep refuses to go on when a shared file the release links to
+// does not exist: the app would start without its .env.
+type checkSharedStep struct{ d *deployRun }
+
+func (checkSharedStep) Name() string { return "check shared" }
+
+func (s checkSharedStep) Run(_ context.Context, t *Target) error {
+	if len(t.State.MissingShared) == 0 {
+		return nil
+	}
+	l := s.d.layout
+	var paths []string
+	for _, f := range t.State.MissingShared {
+		paths = append(paths, l.SharedPath(f))
+	}
+	return fmt.Errorf("shared file %s does not exist; create it on the host (for example: scp .env.production %s:%s), then deploy again",
+		strings.Join(paths, ", "), t.Name(), paths[0])
+}
+
+// chooseReleaseStep picks one release id for the whole fleet, newer than any
+// release on any host, so no id is ever reused.
+type chooseReleaseStep struct{ d *deployRun }
+
+func (chooseReleaseStep) Name() string { return "choose release id" }
+
+func (s chooseReleaseStep) RunFleet(_ context.Context, targets []*Target) error {
+	var existing []string
+	for _, t := range targets {
+		existing = append(existing, t.State.Releases...)
+		for id := range t.State.Meta {
+			existing = append(existing, id)
+		}
+	}
+	id, err := layout.NewReleaseID(s.d.opts.Now(), existing)
+	if err != nil {
+		return err
+	}
+	s.d.releaseID = id
+	return nil
+}
+
+// createReleaseStep makes the empty release directory and its metadata.
+// mkdir without -p fails if the directory exists: a release is never
+// written over.
+type createReleaseStep struct{ d *deployRun }
+
+func (createReleaseStep) Name() string { return "create release" }
+
+func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
+	l := s.d.layout
+	script := fmt.Sprintf("umask 022 && mkdir -p -- %s %s && mkdir -- %s && %s",
+		shell.Quote(l.ReleasesDir()), shell.Quote(l.SharedDir()), shell.Quote(l.ReleaseDir(s.d.releaseID)),
+		writeMetaScript(l, s.d.meta(StatePreparing)))
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	return err
+}
+
+// Undo removes the release directory and marks it failed in history.
+func (s createReleaseStep) Undo(ctx context.Context, t *Target) error {
+	l := s.d.layout
+	m := s.d.meta(StateFailed)
+	script := fmt.Sprintf("rm -rf -- %s %s && %s", shell.Quote(l.ReleaseDir(s.d.releaseID)), shell.Quote(l.SwitchTempLink(s.d.releaseID)), writeMetaScript(l, m))
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	return err
+}
+
+// uploadStep streams the tree as tar straight into the release directory:
+// nothing is staged on either side.
+type uploadStep struct{ d *deployRun }
+
+func (uploadStep) Name() string { return "upload" }
+
+func (s uploadStep) Run(ctx context.Context, t *Target) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(s.d.src.Tree.WriteTar(pw)) }()
+	defer pr.Close()
+	script := "umask 022 && tar -x -p --no-same-owner -f - -C " + shell.Quote(s.d.layout.ReleaseDir(s.d.releaseID))
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: pr})
+	return err
+}
+
+// linkSharedStep links each shared path into the release, replacing what the
+// release shipped there. A shared directory that does not exist yet is
+// seeded from the release (as Deployer does), so a fresh host gets the
+// skeleton the app expects (storage/framework/...); an existing one is
+// never touched.
+type linkSharedStep struct{ d *deployRun }
+
+func (linkSharedStep) Name() string { return "link shared" }
+
+func (s linkSharedStep) Skip(*Target) bool {
+	sh := s.d.opts.Config.Shared
+	return len(sh.Dirs) == 0 && len(sh.Files) == 0
+}
+
+func (s linkSharedStep) Run(ctx context.Context, t *Target) error {
+	l := s.d.layout
+	release := l.ReleaseDir(s.d.releaseID)
+	var b strings.Builder
+	b.WriteString("set -e\numask 022\n")
+	link := func(rel string) {
+		inRelease := path.Join(release, rel)
+		fmt.Fprintf(&b, "rm -rf -- %s\nmkdir -p -- %s\nln -s -- %s %s\n",
+			shell.Quote(inRelease), shell.Quote(path.Dir(inRelease)), shell.Quote(l.SharedLinkTarget(rel)), shell.Quote(inRelease))
+	}
+	for _, dir := range s.d.opts.Config.Shared.Dirs {
+		shared, inRelease := shell.Quote(l.SharedPath(dir)), shell.Quote(path.Join(release, dir))
+		fmt.Fprintf(&b, "if [ ! -e %[1]s ] && [ ! -L %[1]s ]; then mkdir -p -- %[3]s; if [ -d %[2]s ] && [ ! -L %[2]s ]; then cp -Rp -- %[2]s %[1]s; else mkdir -- %[1]s; fi; fi\n",
+			shared, inRelease, shell.Quote(path.Dir(l.SharedPath(dir))))
+		link(dir)
+	}
+	for _, file := range s.d.opts.Config.Shared.Files {
+		link(file)
+	}
+	_, err := t.Exec.Exec(ctx, host.Command{Script: b.String()})
+	return err
+}
+
+// prepareSwitchStep makes the release durable and creates the temporary link
+// that the switch renames over current, so the switch itself is one rename.
+type prepareSwitchStep struct{ d *deployRun }
+
+func (prepareSwitchStep) Name() string { return "sync" }
+
+func (s prepareSwitchStep) Run(ctx context.Context, t *Target) error {
+	return prepareSwitch(ctx, t, s.d.layout, s.d.releaseID, true)
+}
+
+func (s prepareSwitchStep) Undo(ctx context.Context, t *Target) error {
+	_, err := t.Exec.Exec(ctx, host.Command{Script: "rm -f -- " + shell.Quote(s.d.layout.SwitchTempLink(s.d.releaseID))})
+	return err
+}
+
+func prepareSwitch(ctx context.Context, t *Target, l layout.Layout, id string, syncRelease bool) error {
+	tmp := shell.Quote(l.SwitchTempLink(id))
+	script := fmt.Sprintf("rm -f -- %s && ln -s -- %s %s", tmp, shell.Quote(l.CurrentTarget(id)), tmp)
+	if syncRelease {
+		// sync -f flushes the file system holding the release (syncfs);
+		// plain sync is the fallback where -f is unknown.
+		script = fmt.Sprintf("{ sync -f -- %s 2>/dev/null || sync; } && %s", shell.Quote(l.ReleaseDir(id)), script)
+	}
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	return err
+}
+
+// switchStep renames the prepared link over current: one rename(2), so a
+// request sees the old release or the new one, never neither.
+type switchStep struct{ d *deployRun }
+
+func (switchStep) Name() string  { return "switch" }
+func (switchStep) Commits() bool { return true }
+
+func (s switchStep) Run(ctx context.Context, t *Target) error {
+	if err := switchTo(ctx, t, s.d.layout, s.d.releaseID); err != nil {
+		return err
+	}
+	s.d.switched.Store(true)
+	return nil
+}
+
+// switchTo renames the prepared temporary link over current, syncs the
+// deploy directory so the rename is durable, and reads the link back.
+func switchTo(ctx context.Context, t *Target, l layout.Layout, id string) error {
+	if err := t.Exec.Rename(ctx, l.SwitchTempLink(id), l.CurrentLink()); err != nil {
+		return fmt.Errorf("rename %s over %s: %w", l.SwitchTempLink(id), l.CurrentLink(), err)
+	}
+	t.State.Current = id
+	res, err := t.Exec.Exec(ctx, host.Command{Script: fmt.Sprintf("{ sync -- %s 2>/dev/null || sync; } && readlink -- %s",
+		shell.Quote(l.DeployTo), shell.Quote(l.CurrentLink()))})
+	if err != nil {
+		return err
+	}
+	if got := strings.TrimSpace(string(res.Stdout)); got != l.CurrentTarget(id) {
+		return fmt.Errorf("%s points at %q after the switch, want %q", l.CurrentLink(), got, l.CurrentTarget(id))
+	}
+	return nil
+}
+
+// recordStep marks the release live in history and appends Capistrano's
+// revisions.log line.
+type recordStep struct{ d *deployRun }
+
+func (recordStep) Name() string { return "record" }
+
+func (s recordStep) Run(ctx context.Context, t *Target) error {
+	l := s.d.layout
+	m := s.d.meta(StateDeployed)
+	m.LiveAt = s.d.opts.Now().UTC()
+	t.State.Meta[m.ID] = m
+	t.State.Releases = append(t.State.Releases, m.ID)
+	branch := s.d.src.Branch
+	if branch == "" {
+		branch = "-"
+	}
+	line := fmt.Sprintf("Branch %s (at %s) deployed as release %s by %s", branch, s.d.src.Revision, m.ID, m.User)
+	script := writeMetaScript(l, m) + " && " + appendLogScript(l, line)
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	return err
+}
+
+func appendLogScript(l layout.Layout, line string) string {
+	return fmt.Sprintf("printf '%%s\\n' %s >> %s", shell.Quote(line), shell.Quote(l.RevisionsLog()))
+}
+
+// hookStep runs one hook command in the release directory of each host.
+type hookStep struct {
+	run        *run
+	phase      string
+	index      int
+	hook       config.Hook
+	releaseFor func(*Target) string // the release directory the hook runs in
+}
+
+func (s hookStep) Name() string {
+	return fmt.Sprintf("%s: %s", s.phase, s.hook.Run)
+}
+
+// Skip keeps a `once` hook to the primary host and a role-limited hook to
+// the hosts with one of its roles.
+func (s hookStep) Skip(t *Target) bool {
+	if s.hook.Once && t.Index != 0 {
+		return true
+	}
+	if len(s.hook.Roles) == 0 {
+		return false
+	}
+	for _, want := range s.hook.Roles {
+		for _, have := range t.Host.Roles {
+			if want == have {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (s hookStep) Run(ctx context.Context, t *Target) error {
+	return runHook(ctx, s.run, t, s.hook.Run, s.releaseFor(t))
+}
+
+// runHook runs a user's command on a host in the release directory, its
+// output streamed as events. The command is one quoted argument to sh -c,
+// so it is parsed by sh whatever the login shell is, and every value in its
+// environment is quoted.
+func runHook(ctx context.Context, r *run, t *Target, command, releaseID string) error {
+	l := r.layout
+	env := []string{
+		"SLIPWAY_RELEASE_ID=" + releaseID,
+		"SLIPWAY_RELEASE_PATH=" + l.ReleaseDir(releaseID),
+		"SLIPWAY_DEPLOY_PATH=" + l.DeployTo,
+		"SLIPWAY_SHARED_PATH=" + l.SharedDir(),
+		"SLIPWAY_PREVIOUS_RELEASE=" + t.State.Previous,
+		"SLIPWAY_STAGE=" + r.opts.Stage.Name,
+		"SLIPWAY_HOST=" + t.Name(),
+	}
+	script := fmt.Sprintf("cd -- %s && exec env %s sh -c %s", shell.Quote(l.ReleaseDir(releaseID)), shell.Join(env...), shell.Quote(command))
+	out := &lineWriter{emit: func(line string) {
+		if r.opts.Events != nil {
+			r.opts.Events.Event(Event{Kind: Output, Host: t.Name(), Step: command, Line: line})
+		}
+	}}
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdout: out, Stderr: out})
+	out.Flush()
+	if ee, ok := err.(*host.ExitError); ok {
+		return fmt.Errorf("hook %q exited with status %d\n%s", command, ee.Code, out.Tail())
+	}
+	return err
+}
+
+// cleanupStep prunes old releases after a successful switch. A failure to
+// prune is a warning: the deploy itself succeeded.
+type cleanupStep struct{ r *run }
+
+func (cleanupStep) Name() string { return "cleanup" }
+
+func (s cleanupStep) Run(ctx context.Context, t *Target) error {
+	if err := Prune(ctx, t, s.r.layout, s.r.opts.Config.KeepReleases); err != nil {
+		s.r.warn(t, "cleanup failed, old releases stay until the next cleanup: %v", err)
+	}
+	return nil
+}

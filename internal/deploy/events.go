@@ -1,0 +1,33 @@
+package deploy
+
+import "time"
+
+// EventKind says what happened.
+type EventKind int
+
+const (
+	StepStarted EventKind = iota
+	StepDone
+	StepFailed
+	StepSkipped
+	Output  // a line a hook printed
+	Warning // something the user should know that did not fail the run
+)
+
+// Event is one thing that happened during a run. Domain code never prints;
+// it reports events, and the ui package decides how they look.
+type Event struct {
+	Kind     EventKind
+	Host     string // "" for fleet-wide events
+	Step     string
+	Duration time.Duration
+	Err      error
+	Line     string // Output and Warning
+	Bytes    int64  // bytes sent by the step, when it sent any
+}
+
+// Observer receives events. Implementations must be safe for concurrent
+// use: steps run on many hosts at once.
+type Observer interface {
+	Event(Event)
+}

@@ -1,0 +1,162 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/shell"
+)
+
+// Rollback switches every selected host back to the release before the live
+// one, or to release `to`, with the same atomic switch as a deploy. The
+// release rolled back from is kept and marked, never deleted here.
+func Rollback(ctx context.Context, opts Options, to string) (*Result, error) {
+	r := newRun(opts)
+	rb := &rollbackRun{run: r, to: to}
+	err := r.runner.Run(ctx, rb.steps(), r.targets)
+	res := &Result{ReleaseID: to}
+	for _, t := range r.targets {
+		hr := HostResult{Host: t.Name()}
+		if t.State != nil {
+			hr.Live, hr.Previous = t.State.Current, t.State.Previous
+			hr.Switched = hr.Live != hr.Previous
+			if res.ReleaseID == "" {
+				res.ReleaseID = t.State.SwitchTo
+			}
+		}
+		res.Hosts = append(res.Hosts, hr)
+	}
+	if err != nil && rb.switched.Load() {
+		return res, &SwitchedError{ReleaseID: res.ReleaseID, Err: err}
+	}
+	return res, err
+}
+
+type rollbackRun struct {
+	*run
+	to       string
+	switched atomic.Bool
+}
+
+func (rb *rollbackRun) steps() []any {
+	steps := []any{
+		connectStep{rb.run},
+		lockStep{rb.run},
+		inspectStep{r: rb.run, forSwitch: true},
+		chooseTargetStep{rb},
+		agreeStep{rb},
+		rollbackPrepareStep{rb},
+		rollbackSwitchStep{rb},
+	}
+	for i, h := range rb.opts.Config.Hooks.AfterRollback {
+		steps = append(steps, hookStep{run: rb.run, phase: "after_rollback", index: i, hook: h, releaseFor: rb.releaseFor})
+	}
+	return append(steps, rollbackRecordStep{rb})
+}
+
+func (rb *rollbackRun) releaseFor(t *Target) string { return t.State.Current }
+
+// chooseTargetStep finds each host's rollback target; every host must have
+// one, or no host moves.
+type chooseTargetStep struct{ rb *rollbackRun }
+
+func (chooseTargetStep) Name() string { return "choose target" }
+
+func (s chooseTargetStep) Run(_ context.Context, t *Target) error {
+	st := t.State
+	target := s.rb.to
+	switch {
+	case target != "" && !st.HasRelease(target):
+		return fmt.Errorf("release %s does not exist on this host; releases here: %s", target, orNone(st.Releases))
+	case target != "" && target == st.Current:
+		return fmt.Errorf("release %s is already live here", target)
+	case target != "" && st.Meta[target] != nil && st.Meta[target].State == StateFailed:
+		return fmt.Errorf("release %s failed before it went live; it cannot be rolled back to", target)
+	case target == "":
+		if st.Current == "" {
+			return fmt.Errorf("nothing is live here, so there is nothing to roll back from")
+		}
+		target = st.RollbackTarget()
+		if target == "" {
+			return fmt.Errorf("no earlier release to roll back to (live: %s, releases: %s)", st.Current, orNone(st.Releases))
+		}
+	}
+	t.State.SwitchTo = target
+	return nil
+}
+
+// agreeStep warns when hosts go back to different releases (a fleet that had
+// drifted apart); each still goes back to its own previous release.
+type agreeStep struct{ rb *rollbackRun }
+
+func (agreeStep) Name() string { return "check targets" }
+
+func (s agreeStep) RunFleet(_ context.Context, targets []*Target) error {
+	seen := map[string][]string{}
+	for _, t := range targets {
+		id := t.State.SwitchTo
+		seen[id] = append(seen[id], t.Name())
+	}
+	if len(seen) > 1 {
+		var parts []string
+		for id, hosts := range seen {
+			parts = append(parts, fmt.Sprintf("%s on %s", id, strings.Join(hosts, ", ")))
+		}
+		s.rb.warn(nil, "hosts roll back to different releases: %s", strings.Join(parts, "; "))
+	}
+	return nil
+}
+
+type rollbackPrepareStep struct{ rb *rollbackRun }
+
+func (rollbackPrepareStep) Name() string { return "prepare switch" }
+
+func (s rollbackPrepareStep) Run(ctx context.Context, t *Target) error {
+	return prepareSwitch(ctx, t, s.rb.layout, t.State.SwitchTo, false)
+}
+
+func (s rollbackPrepareStep) Undo(ctx context.Context, t *Target) error {
+	_, err := t.Exec.Exec(ctx, host.Command{Script: "rm -f -- " + shell.Quote(s.rb.layout.SwitchTempLink(t.State.SwitchTo))})
+	return err
+}
+
+type rollbackSwitchStep struct{ rb *rollbackRun }
+
+func (rollbackSwitchStep) Name() string  { return "switch" }
+func (rollbackSwitchStep) Commits() bool { return true }
+
+func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
+	if err := switchTo(ctx, t, s.rb.layout, t.State.SwitchTo); err != nil {
+		return err
+	}
+	s.rb.switched.Store(true)
+	return nil
+}
+
+// rollbackRecordStep marks the release rolled back from and logs the
+// rollback in Capistrano's words.
+type rollbackRecordStep struct{ rb *rollbackRun }
+
+func (rollbackRecordStep) Name() string { return "record" }
+
+func (s rollbackRecordStep) Run(ctx context.Context, t *Target) error {
+	l := s.rb.layout
+	script := appendLogScript(l, fmt.Sprintf("%s rolled back to release %s", s.rb.owner.User, t.State.Current))
+	if m, ok := t.State.Meta[t.State.Previous]; ok {
+		m.State = StateRolledBack
+		m.RolledBack = s.rb.opts.Now().UTC()
+		script = writeMetaScript(l, m) + " && " + script
+	}
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	return err
+}
+
+func orNone(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
+}

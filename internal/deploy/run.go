@@ -1,0 +1,174 @@
+// Package deploy holds the deploy and rollback pipelines: ordered lists of
+// small steps run over a fleet by one Runner.
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/slipway-deploy/slipway/internal/config"
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
+)
+
+// DialFunc opens the executor for one host of the stage.
+type DialFunc func(ctx context.Context, h config.Host) (host.Executor, error)
+
+// Options are what every command that touches a stage needs.
+type Options struct {
+	Config   *config.Config
+	Stage    *config.Stage
+	Hosts    []config.Host // the selected hosts, in stage order
+	Dial     DialFunc
+	Parallel int
+	Events   Observer
+	Now      func() time.Time // injectable clock for tests
+	Command  string           // the command line, recorded in the lock
+}
+
+// run is the state shared by the steps of one run.
+type run struct {
+	opts    Options
+	layout  layout.Layout
+	owner   LockOwner
+	targets []*Target
+	runner  *Runner
+}
+
+func newRun(opts Options) *run {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cfg := opts.Config
+	r := &run{
+		opts: opts,
+		layout: layout.Layout{
+			DeployTo:      opts.Stage.DeployTo,
+			Releases:      cfg.Layout.Releases,
+			Shared:        cfg.Layout.Shared,
+			Current:       cfg.Layout.Current,
+			Repo:          cfg.Layout.Repo,
+			AbsoluteLinks: cfg.Symlink == "absolute",
+		},
+		owner:  currentOwner(opts),
+		runner: &Runner{Parallel: opts.Parallel, Events: opts.Events},
+	}
+	for i, h := range opts.Hosts {
+		r.targets = append(r.targets, &Target{Host: h, Index: i})
+	}
+	return r
+}
+
+// Layout returns the paths of the stage's deploy directory.
+func (o Options) Layout() layout.Layout { return newRun(o).layout }
+
+func currentOwner(opts Options) LockOwner {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	machine, _ := os.Hostname()
+	return LockOwner{User: name, Machine: machine, PID: os.Getpid(), Command: opts.Command, Stage: opts.Stage.Name, Started: opts.Now().UTC()}
+}
+
+func (r *run) warn(t *Target, format string, args ...any) {
+	if r.opts.Events == nil {
+		return
+	}
+	name := ""
+	if t != nil {
+		name = t.Name()
+	}
+	r.opts.Events.Event(Event{Kind: Warning, Host: name, Line: fmt.Sprintf(format, args...)})
+}
+
+// connectStep opens the connection to each host; its Finish closes it, last
+// of all, after the lock is released.
+type connectStep struct{ r *run }
+
+func (connectStep) Name() string { return "connect" }
+
+func (s connectStep) Run(ctx context.Context, t *Target) error {
+	ex, err := s.r.opts.Dial(ctx, t.Host)
+	if err != nil {
+		return err
+	}
+	t.Exec = ex
+	return nil
+}
+
+func (connectStep) Finish(_ context.Context, t *Target) error {
+	return t.Exec.Close()
+}
+
+// lockStep takes the deploy lock on each host; Finish releases it whether the
+// run succeeded or not.
+type lockStep struct{ r *run }
+
+func (lockStep) Name() string { return "lock" }
+
+func (s lockStep) Run(ctx context.Context, t *Target) error {
+	return Acquire(ctx, t.Exec, s.r.layout, s.r.owner)
+}
+
+func (s lockStep) Finish(ctx context.Context, t *Target) error {
+	return Release(ctx, t.Exec, s.r.layout)
+}
+
+// inspectStep reads each host's deploy directory.
+type inspectStep struct {
+	r           *run
+	sharedFiles []string
+	// forSwitch refuses a host whose current is a real directory: a run
+	// that would switch it must stop before changing anything.
+	forSwitch bool
+}
+
+func (inspectStep) Name() string { return "inspect" }
+
+func (s inspectStep) Run(ctx context.Context, t *Target) error {
+	st, err := Inspect(ctx, t, s.r.layout, s.sharedFiles)
+	if err != nil {
+		return err
+	}
+	t.State = st
+	st.Previous = st.Current
+	if st.CurrentIsDir && s.forSwitch {
+		cur := s.r.layout.CurrentLink()
+		return fmt.Errorf("%s is a real directory, not a symlink, so it cannot be switched atomically; move it aside (mv %s %s.old), then deploy again", cur, cur, cur)
+	}
+	for _, f := range st.BadMeta {
+		s.r.warn(t, "release metadata %s/%s is malformed and is ignored (not trusted); delete it if the release is gone", s.r.layout.HistoryDir(), f)
+	}
+	return nil
+}
+
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// Errors splits a joined run error into its parts, for printing one per line.
+func Errors(err error) []error { return unjoin(err) }
+
+// hostList is a readable list of host names.
+func hostList(targets []*Target) string {
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Name()
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,176 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
+	"github.com/slipway-deploy/slipway/internal/shell"
+)
+
+// Release states kept in a release's metadata. What is live and what is the
+// rollback target are not stored: they follow from the current link.
+const (
+	StatePreparing  = "preparing"   // being built; a leftover of a killed run if no run holds the lock
+	StateDeployed   = "deployed"    // went live at some point
+	StateFailed     = "failed"      // never went live
+	StateRolledBack = "rolled_back" // went live, then was rolled back from
+)
+
+// ReleaseMeta is what slipway records about a release on each host, in
+// .slipway/releases/<id>.json. A release directory without one was not made
+// by slipway (for instance by Capistrano): it is listed and can be rolled
+// back to, but cleanup never deletes it.
+type ReleaseMeta struct {
+	ID         string    `json:"id"`
+	State      string    `json:"state"`
+	CreatedAt  time.Time `json:"created_at"`
+	LiveAt     time.Time `json:"live_at,omitzero"`
+	RolledBack time.Time `json:"rolled_back_at,omitzero"`
+	User       string    `json:"user"`
+	Machine    string    `json:"machine"`
+	Stage      string    `json:"stage"`
+	Revision   string    `json:"revision,omitempty"`
+	Branch     string    `json:"branch,omitempty"`
+	Digest     string    `json:"digest,omitempty"`
+	Dirty      bool      `json:"dirty,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// State is what a host's deploy directory holds, read in one round trip.
+type State struct {
+	Exists        bool
+	CurrentTarget string // what the current link holds; "" if there is none
+	Current       string // the release id current points at; "" if none
+	CurrentIsDir  bool   // current exists and is not a symlink: refused
+	Releases      []string
+	Meta          map[string]*ReleaseMeta
+	BadMeta       []string // metadata files that could not be read: reported, not trusted
+	MissingShared []string // shared files that do not exist
+	Lock          *LockOwner
+
+	// Filled in during a run.
+	Previous string // the release that was live before this run
+	SwitchTo string // the release this run switches to
+}
+
+// HasRelease reports whether the release directory id exists.
+func (s *State) HasRelease(id string) bool {
+	for _, r := range s.Releases {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
+// inspectScript reads everything a run needs to know about a host in one
+// round trip. It prints one record per line; release names are filtered to
+// release ids by the shell, so odd directory names cannot fake records.
+func inspectScript(l layout.Layout, sharedFiles []string) string {
+	var b strings.Builder
+	digits := strings.Repeat("[0-9]", len(layout.ReleaseIDFormat))
+	fmt.Fprintf(&b, "cd -- %s 2>/dev/null || { echo absent; exit 0; }\n", shell.Quote(l.DeployTo))
+	fmt.Fprintf(&b, "echo exists\n")
+	fmt.Fprintf(&b, "if [ -L %[1]s ]; then printf 'current %%s\\n' \"$(readlink -- %[1]s)\"; elif [ -e %[1]s ]; then echo current-not-link; fi\n", shell.Quote(l.Current))
+	fmt.Fprintf(&b, "for r in %s/*; do [ -d \"$r\" ] && [ ! -L \"$r\" ] || continue; n=${r##*/}; case $n in %s) echo \"release $n\";; esac; done\n", shell.Quote(l.Releases), digits)
+	fmt.Fprintf(&b, "for f in %s/releases/*.json; do [ -f \"$f\" ] || continue; printf 'meta %%s ' \"${f##*/}\"; head -c 65536 -- \"$f\" | tr '\\n' ' '; echo; done\n", shell.Quote(layout.MetaDir))
+	for _, f := range sharedFiles {
+		p := shell.Quote(l.Shared + "/" + f)
+		fmt.Fprintf(&b, "[ -e %s ] || printf 'missing-shared %%s\\n' %s\n", p, shell.Quote(f))
+	}
+	fmt.Fprintf(&b, "if [ -f %[1]s/lock/owner.json ]; then printf 'lock '; head -c 65536 -- %[1]s/lock/owner.json | tr '\\n' ' '; echo; elif [ -d %[1]s/lock ]; then echo 'lock {}'; fi\n", shell.Quote(layout.MetaDir))
+	return b.String()
+}
+
+// Inspect reads the state of the deploy directory on t.
+func Inspect(ctx context.Context, t *Target, l layout.Layout, sharedFiles []string) (*State, error) {
+	res, err := t.Exec.Query(ctx, host.Command{Script: inspectScript(l, sharedFiles)})
+	if err != nil {
+		return nil, err
+	}
+	return parseState(l, res.Stdout)
+}
+
+func parseState(l layout.Layout, out []byte) (*State, error) {
+	s := &State{Meta: map[string]*ReleaseMeta{}}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64*1024), 256*1024)
+	for sc.Scan() {
+		kind, rest, _ := strings.Cut(sc.Text(), " ")
+		switch kind {
+		case "absent":
+			return s, nil
+		case "exists":
+			s.Exists = true
+		case "current":
+			s.CurrentTarget = rest
+			s.Current = l.ReleaseOfTarget(rest)
+		case "current-not-link":
+			s.CurrentIsDir = true
+		case "release":
+			if layout.IsReleaseID(rest) {
+				s.Releases = append(s.Releases, rest)
+			}
+		case "meta":
+			file, body, _ := strings.Cut(rest, " ")
+			var m ReleaseMeta
+			id := strings.TrimSuffix(file, ".json")
+			if err := json.Unmarshal([]byte(body), &m); err != nil || m.ID != id || !layout.IsReleaseID(id) || !knownState(m.State) {
+				s.BadMeta = append(s.BadMeta, file)
+				continue
+			}
+			s.Meta[id] = &m
+		case "missing-shared":
+			s.MissingShared = append(s.MissingShared, rest)
+		case "lock":
+			var o LockOwner
+			if err := json.Unmarshal([]byte(rest), &o); err != nil {
+				o = LockOwner{}
+			}
+			s.Lock = &o
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading the deploy directory's state: %w", err)
+	}
+	layout.SortIDs(s.Releases)
+	sort.Strings(s.BadMeta)
+	return s, nil
+}
+
+func knownState(state string) bool {
+	switch state {
+	case StatePreparing, StateDeployed, StateFailed, StateRolledBack:
+		return true
+	}
+	return false
+}
+
+// RollbackTarget is the release a rollback from the current one goes to:
+// the newest release older than current that went live and was not rolled
+// back from, or, for releases slipway did not make (Capistrano's), simply
+// the one before current.
+func (s *State) RollbackTarget() string {
+	if s.Current == "" {
+		return ""
+	}
+	for i := len(s.Releases) - 1; i >= 0; i-- {
+		id := s.Releases[i]
+		if id >= s.Current {
+			continue
+		}
+		if m, ok := s.Meta[id]; ok && m.State != StateDeployed {
+			continue
+		}
+		return id
+	}
+	return ""
+}

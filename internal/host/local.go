@@ -1,0 +1,59 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+)
+
+// Local runs on this machine, without SSH: the embedded default for
+// `hosts: [local]`. It runs the same sh scripts an SSH host would, so a local
+// deploy exercises the same code as a remote one.
+type Local struct{}
+
+// NewLocal returns the executor for this machine.
+func NewLocal() *Local { return &Local{} }
+
+func (*Local) Name() string { return "local" }
+
+func (l *Local) Query(ctx context.Context, cmd Command) (Result, error) { return l.run(ctx, cmd) }
+
+func (l *Local) Exec(ctx context.Context, cmd Command) (Result, error) { return l.run(ctx, cmd) }
+
+func (*Local) run(ctx context.Context, cmd Command) (Result, error) {
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd.Script)
+	c.Stdin = cmd.Stdin
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if cmd.Stdout != nil {
+		c.Stdout = cmd.Stdout
+	}
+	if cmd.Stderr != nil {
+		c.Stderr = cmd.Stderr
+	}
+	err := c.Run()
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return res, nil
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case errors.As(err, &exitErr):
+		return res, &ExitError{Host: "local", Script: cmd.Script, Code: exitErr.ExitCode(), Stderr: res.Stderr}
+	default:
+		return res, fmt.Errorf("run %s: %w", cmd.Script, err)
+	}
+}
+
+func (*Local) Rename(ctx context.Context, oldpath, newpath string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return os.Rename(oldpath, newpath)
+}
+
+func (*Local) Close() error { return nil }

@@ -1,0 +1,197 @@
+// Package source produces the content of a release: the files to ship, what
+// stays behind, and a digest that identifies the shipped tree.
+package source
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// File is one entry of the shipped tree.
+type File struct {
+	Rel  string      // slash-separated path relative to the root
+	Mode fs.FileMode // type bits and permissions, world-write already removed
+	Size int64
+	Link string // symlink target, for symlinks
+	// ModTime is kept so tools that compare times (make, asset
+	// pipelines) see the same files as on the build machine.
+	ModTime time.Time
+}
+
+// Tree is a directory ready to ship: the entries in a stable order and the
+// digest of their names, modes, link targets and contents.
+type Tree struct {
+	Root   string
+	Files  []File
+	Size   int64  // bytes of regular file content
+	Digest string // "sha256:<hex>", the same for the same content anywhere
+}
+
+// Scan walks root, dropping excluded paths, and refuses what cannot ship
+// safely: symlinks that point out of the tree (they would break or, worse,
+// expose the host once deployed) and special files.
+func Scan(root string, exclude []string) (*Tree, error) {
+	ex, err := NewExcluder(exclude)
+	if err != nil {
+		return nil, err
+	}
+	info, err := os.Stat(root)
+	if err != nil {
+		return nil, fmt.Errorf("source directory: %w", err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("source path %s is not a directory", root)
+	}
+	t := &Tree{Root: root}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == root {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if ex.Excluded(rel, d.IsDir()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		f := File{Rel: rel, Mode: info.Mode() &^ 0o002, ModTime: info.ModTime()}
+		switch {
+		case info.Mode().IsRegular():
+			f.Size = info.Size()
+			t.Size += f.Size
+		case info.IsDir():
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if escapes(rel, target) {
+				return fmt.Errorf("%s is a symlink to %s, outside the shipped directory; ship the file itself, or make it a shared path (shared.dirs / shared.files)", rel, target)
+			}
+			f.Link = target
+		default:
+			return fmt.Errorf("%s is a %s, which cannot be shipped; exclude it", rel, typeName(info.Mode()))
+		}
+		t.Files = append(t.Files, f)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Files) == 0 {
+		return nil, fmt.Errorf("source directory %s: %w (is everything excluded?)", root, ErrEmpty)
+	}
+	sort.Slice(t.Files, func(i, j int) bool { return t.Files[i].Rel < t.Files[j].Rel })
+	if t.Digest, err = t.digest(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// escapes reports whether a symlink at rel with the given target resolves
+// outside the tree (lexically: the link is shipped, not its target).
+func escapes(rel, target string) bool {
+	if path.IsAbs(target) {
+		return true
+	}
+	resolved := path.Join(path.Dir(rel), target)
+	return resolved == ".." || strings.HasPrefix(resolved, "../")
+}
+
+func typeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	default:
+		return "special file"
+	}
+}
+
+func (t *Tree) digest() (string, error) {
+	h := sha256.New()
+	for _, f := range t.Files {
+		fmt.Fprintf(h, "%q %o %q\n", f.Rel, uint32(f.Mode), f.Link)
+		if f.Mode.IsRegular() {
+			if err := t.copyFile(h, f); err != nil {
+				return "", err
+			}
+		}
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (t *Tree) copyFile(w io.Writer, f File) error {
+	src, err := os.Open(filepath.Join(t.Root, filepath.FromSlash(f.Rel)))
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	n, err := io.Copy(w, src)
+	if err != nil {
+		return err
+	}
+	if n != f.Size {
+		return fmt.Errorf("%s changed size while being shipped (%d bytes, then %d); stop whatever writes to it and deploy again", f.Rel, f.Size, n)
+	}
+	return nil
+}
+
+// WriteTar writes the tree as a tar stream. Owners are left out, so files
+// belong to whoever extracts them on the host.
+func (t *Tree) WriteTar(w io.Writer) error {
+	tw := tar.NewWriter(w)
+	for _, f := range t.Files {
+		hdr := &tar.Header{
+			Name:    f.Rel,
+			Mode:    int64(f.Mode.Perm()),
+			ModTime: f.ModTime,
+			Format:  tar.FormatPAX,
+		}
+		switch {
+		case f.Mode.IsDir():
+			hdr.Typeflag, hdr.Name = tar.TypeDir, f.Rel+"/"
+		case f.Mode&fs.ModeSymlink != 0:
+			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, f.Link
+		default:
+			hdr.Typeflag, hdr.Size = tar.TypeReg, f.Size
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("%s: %w", f.Rel, err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			if err := t.copyFile(tw, f); err != nil {
+				return err
+			}
+		}
+	}
+	return tw.Close()
+}
+
+// ErrEmpty is returned for a tree with nothing to ship.
+var ErrEmpty = errors.New("nothing to ship")

@@ -1,0 +1,386 @@
+package testutil
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ssh runs the system OpenSSH client against the fleet.
+func ssh(t *testing.T, f *Fleet, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := f.SSHCommand(ctx, args...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+func mustSSH(t *testing.T, f *Fleet, args ...string) string {
+	t.Helper()
+	stdout, stderr, err := ssh(t, f, args...)
+	if err != nil {
+		t.Fatalf("ssh %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return stdout
+}
+
+func requireSSHClient(t *testing.T) {
+	t.Helper()
+	_, err := exec.LookPath("ssh")
+	Require(t, "the OpenSSH client ssh: apt-get install openssh-client", err == nil)
+}
+
+func TestHostsHaveTheirOwnSrv(t *testing.T) {
+	t.Parallel()
+	requireSSHClient(t)
+	f := StartFleet(t, 3, Options{})
+	host1, host2, host3 := f.Hosts[0], f.Hosts[1], f.Hosts[2]
+
+	got := mustSSH(t, f, "host1", "whoami && echo hello > /srv/probe.txt && cat /srv/probe.txt")
+	if want := DeployUser + "\nhello\n"; got != want {
+		t.Fatalf("ssh host1: got %q, want %q", got, want)
+	}
+	for _, h := range []*Host{host2, host3} {
+		if got := mustSSH(t, f, h.Name, "ls -A /srv"); got != "" {
+			t.Errorf("%s sees %q in /srv, want an empty /srv", h.Name, got)
+		}
+		if _, _, err := h.TryRun("test -e /srv/probe.txt"); err == nil {
+			t.Errorf("%s: Run sees /srv/probe.txt, written on host1", h.Name)
+		}
+	}
+	data, err := os.ReadFile(host1.Path("/srv/probe.txt"))
+	if err != nil || string(data) != "hello\n" {
+		t.Errorf("host1.Path(/srv/probe.txt): %q, %v; want \"hello\\n\"", data, err)
+	}
+	if got := host1.Run(t, "cat /srv/probe.txt"); got != "hello\n" {
+		t.Errorf("host1.Run: %q, want \"hello\\n\"", got)
+	}
+
+	// The bind mounts exist only in the hosts' namespaces.
+	if _, err := os.Stat("/srv/probe.txt"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("/srv/probe.txt on this machine: %v; want it not to exist", err)
+	}
+	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(mountinfo)) {
+		if fields := strings.Fields(line); len(fields) > 4 && (fields[4] == "/srv" || fields[4] == f.account.home) {
+			t.Errorf("this machine has a mount on %s: %s", fields[4], line)
+		}
+	}
+
+	// Root belongs to the deploy user; each host has its own home.
+	info, err := os.Stat(host1.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := info.Sys().(*syscall.Stat_t); int(st.Uid) != f.account.uid || info.Mode().Perm() != 0o755 {
+		t.Errorf("%s: owner %d mode %v; want owner %d mode 0755", host1.Root, st.Uid, info.Mode().Perm(), f.account.uid)
+	}
+	if got := mustSSH(t, f, "host1", `touch "$HOME/marker" && pwd`); got != f.account.home+"\n" {
+		t.Errorf("ssh host1 pwd: %q, want %q", got, f.account.home)
+	}
+	if _, err := os.Stat(filepath.Join(host1.UserHome, "marker")); err != nil {
+		t.Errorf("host1's home marker not in UserHome: %v", err)
+	}
+	if got := host2.Run(t, "pwd; ls -A"); got != f.account.home+"\n.ssh\n" {
+		t.Errorf("host2 home: %q, want only .ssh in %s", got, f.account.home)
+	}
+
+	// Port forwarding works (slipway's health checks use direct-tcpip):
+	// host1 connects to its own sshd and relays the banner.
+	got = mustSSH(t, f, "-W", fmt.Sprintf("127.0.0.1:%d", host1.Port), "host1")
+	if !strings.HasPrefix(got, "SSH-2.0-") {
+		t.Errorf("ssh -W through host1: %q, want an SSH banner", got)
+	}
+	// And the sftp subsystem.
+	stdout, stderr, err := func() (string, string, error) {
+		cmd := exec.CommandContext(t.Context(), "sftp", "-F", f.SSHConfig(), "-b", "-", "host1")
+		cmd.Env = f.Env()
+		cmd.Stdin = strings.NewReader("ls /srv\n")
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		return out.String(), errOut.String(), err
+	}()
+	if err != nil || !strings.Contains(stdout, "/srv/probe.txt") {
+		t.Errorf("sftp host1 ls /srv: %v\n%s%s", err, stdout, stderr)
+	}
+}
+
+func TestUnknownHostKeyIsRefused(t *testing.T) {
+	t.Parallel()
+	requireSSHClient(t)
+	f := StartFleet(t, 1, Options{NoKnownHosts: true})
+	if data, err := os.ReadFile(f.KnownHosts()); err != nil || len(data) != 0 {
+		t.Fatalf("known_hosts: %q, %v; want an empty file", data, err)
+	}
+	_, stderr, err := ssh(t, f, "-o", "StrictHostKeyChecking=yes", "host1", "true")
+	if err == nil || !strings.Contains(stderr, "Host key verification failed") {
+		t.Fatalf("ssh to a host with an unknown key: %v, stderr:\n%s\nwant a refusal", err, stderr)
+	}
+}
+
+func TestRotateHostKey(t *testing.T) {
+	t.Parallel()
+	requireSSHClient(t)
+	f := StartFleet(t, 1, Options{})
+	h := f.Hosts[0]
+	mustSSH(t, f, "host1", "true")
+
+	oldLine := h.KnownHostsLine()
+	h.RotateHostKey(t)
+	newLine := h.KnownHostsLine()
+	if newLine == oldLine || !strings.HasPrefix(newLine, fmt.Sprintf("[127.0.0.1]:%d ssh-ed25519 ", h.Port)) {
+		t.Fatalf("KnownHostsLine after rotation: %q (before: %q)", newLine, oldLine)
+	}
+	_, stderr, err := ssh(t, f, "host1", "true")
+	if err == nil || !strings.Contains(stderr, "REMOTE HOST IDENTIFICATION HAS CHANGED") {
+		t.Fatalf("ssh after RotateHostKey: %v, stderr:\n%s\nwant a changed-key refusal", err, stderr)
+	}
+	if err := os.WriteFile(f.KnownHosts(), []byte(newLine+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustSSH(t, f, "host1", "true")
+}
+
+func TestKillSessionsDropsConnections(t *testing.T) {
+	t.Parallel()
+	requireSSHClient(t)
+	f := StartFleet(t, 1, Options{})
+	h := f.Hosts[0]
+	listener := h.SSHDPid()
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	session := f.SSHCommand(ctx, "host1", "echo started; exec sleep 30")
+	stdout, err := session.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	session.Stderr = &stderr
+	if err := session.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "started\n" {
+		t.Fatalf("ssh host1: read %q, %v; stderr:\n%s", line, err, stderr.String())
+	}
+
+	killed := time.Now()
+	h.KillSessions(t)
+	err = session.Wait()
+	if err == nil || time.Since(killed) > 10*time.Second {
+		t.Fatalf("ssh host1 sleep 30 after KillSessions: %v after %s; want it to fail at once", err, time.Since(killed))
+	}
+	t.Logf("the session ended %s after KillSessions: %v: %s", time.Since(killed).Round(time.Millisecond), err, strings.TrimSpace(stderr.String()))
+
+	if got := h.SSHDPid(); got != listener {
+		t.Errorf("SSHDPid after KillSessions: %d, want the same listener %d", got, listener)
+	}
+	mustSSH(t, f, "host1", "true")
+	// As on a lost network, the command the session started runs on.
+	procs, err := processesInMountNamespace(h.nsLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sleeping bool
+	for _, p := range procs {
+		sleeping = sleeping || p.comm == "sleep"
+	}
+	if !sleeping {
+		t.Errorf("processes in host1 after KillSessions: %v; want the session's sleep still running", procs)
+	}
+}
+
+func TestStopStart(t *testing.T) {
+	t.Parallel()
+	requireSSHClient(t)
+	f := StartFleet(t, 2, Options{})
+	h := f.Hosts[0]
+	h.Run(t, "echo kept > /srv/kept && (sleep 300 >/dev/null 2>&1 &)")
+	before, port := h.SSHDPid(), h.Port
+
+	h.Stop(t)
+	if pid := h.SSHDPid(); pid != 0 {
+		t.Errorf("SSHDPid after Stop: %d, want 0", pid)
+	}
+	if _, alive := processState(before); alive {
+		t.Errorf("sshd %d still alive after Stop", before)
+	}
+	if procs, err := processesInMountNamespace(h.nsLink); err != nil || len(procs) != 0 {
+		t.Errorf("processes in host1 after Stop: %v, %v; want none", procs, err)
+	}
+	if _, stderr, err := ssh(t, f, "host1", "true"); err == nil || !strings.Contains(stderr, "Connection refused") {
+		t.Errorf("ssh to a stopped host: %v, stderr:\n%s\nwant connection refused", err, stderr)
+	}
+	mustSSH(t, f, "host2", "true")
+	if got := h.Run(t, "cat /srv/kept"); got != "kept\n" {
+		t.Errorf("Run on a stopped host: %q, want \"kept\\n\"", got)
+	}
+
+	h.Start(t)
+	if after := h.SSHDPid(); after == 0 || after == before || h.Port != port {
+		t.Errorf("after Start: pid %d (before %d), port %d (before %d)", after, before, h.Port, port)
+	}
+	if got := mustSSH(t, f, "host1", "cat /srv/kept"); got != "kept\n" {
+		t.Errorf("ssh host1 after Start: %q, want \"kept\\n\"", got)
+	}
+}
+
+func TestCleanupLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
+	requireSSHClient(t)
+	var (
+		dir     string
+		pids    []int
+		session *exec.Cmd
+	)
+	t.Run("fleet", func(t *testing.T) {
+		f := StartFleet(t, 2, Options{})
+		dir = f.Dir
+		f.Hosts[1].Run(t, "(sleep 300 >/dev/null 2>&1 &)")
+		session = f.SSHCommand(context.Background(), "host1", "sleep 300")
+		if err := session.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Registered after StartFleet, so it runs before the fleet stops.
+		t.Cleanup(func() {
+			for _, h := range f.Hosts {
+				procs, err := processesInMountNamespace(h.nsLink)
+				if err != nil {
+					t.Error(err)
+				}
+				for _, p := range procs {
+					pids = append(pids, p.pid)
+				}
+			}
+		})
+		// Wait until the session is up, with its sleep.
+		deadline := time.Now().Add(10 * time.Second)
+		for f.Hosts[0].Run(t, "pgrep -u "+DeployUser+" -x sleep >/dev/null && echo up || true") != "up\n" {
+			if time.Now().After(deadline) {
+				t.Fatal("the ssh session's sleep never started")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	if len(pids) < 4 { // two listeners, a session, two sleeps
+		t.Fatalf("only %d processes in the fleet before cleanup: %v", len(pids), pids)
+	}
+	for _, pid := range pids {
+		if comm, alive := processState(pid); alive {
+			t.Errorf("process %d (%s) of the fleet survived its cleanup", pid, comm)
+		}
+	}
+	if err := session.Wait(); err == nil {
+		t.Error("the ssh session ended without error when the fleet stopped")
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("fleet directory %s after cleanup: %v; want it removed", dir, err)
+	}
+}
+
+func TestStartFleetOfTen(t *testing.T) {
+	t.Parallel()
+	requireSSHClient(t)
+	start := time.Now()
+	f := StartFleet(t, 10, Options{})
+	t.Logf("StartFleet(10) took %s", time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	var wg sync.WaitGroup
+	for _, h := range f.Hosts {
+		wg.Go(func() {
+			out, stderr, err := ssh(t, f, h.Name, "echo $(hostname) ok")
+			if err != nil || !strings.HasSuffix(out, " ok\n") {
+				t.Errorf("ssh %s: %q, %v\n%s", h.Name, out, err, stderr)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("one system ssh command on each of the 10 hosts, in parallel, took %s", time.Since(start).Round(time.Millisecond))
+}
+
+func TestPathRejectsPathsOutsideSrv(t *testing.T) {
+	h := &Host{Name: "host1", Root: "/backing"}
+	for p, want := range map[string]string{
+		"/srv":                 "/backing",
+		"/srv/app/current/x":   "/backing/app/current/x",
+		"/srv/app/../shared/y": "/backing/shared/y",
+	} {
+		if got := h.Path(p); got != want {
+			t.Errorf("Path(%q) = %q, want %q", p, got, want)
+		}
+	}
+	for _, p := range []string{"/srvx", "/var/www", "srv/app", "/srv/../etc/passwd", ""} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Path(%q) did not panic", p)
+				}
+			}()
+			h.Path(p)
+		}()
+	}
+}
+
+// recordingTB records what Require does instead of ending the test.
+type recordingTB struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *recordingTB) Helper()                       {}
+func (r *recordingTB) Skipf(format string, a ...any)  { r.skipped = fmt.Sprintf(format, a...) }
+func (r *recordingTB) Fatalf(format string, a ...any) { r.failed = fmt.Sprintf(format, a...) }
+
+func TestRequireFailsInCI(t *testing.T) {
+	for _, tc := range []struct {
+		ci       string
+		wantFail bool
+	}{{"true", true}, {"1", true}, {"", false}, {"false", false}} {
+		t.Setenv("CI", tc.ci)
+		r := &recordingTB{TB: t}
+		Require(r, "frobnicator: apt-get install frob", false)
+		failed := r.failed != ""
+		if failed != tc.wantFail || (r.failed+r.skipped) == "" || !strings.Contains(r.failed+r.skipped, "apt-get install frob") {
+			t.Errorf("CI=%q: failed %q, skipped %q", tc.ci, r.failed, r.skipped)
+		}
+		r = &recordingTB{TB: t}
+		Require(r, "present", true)
+		if r.failed+r.skipped != "" {
+			t.Errorf("CI=%q: Require with ok: failed %q, skipped %q", tc.ci, r.failed, r.skipped)
+		}
+	}
+}
+
+func TestSlipwayBuilds(t *testing.T) {
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sources, _ := filepath.Glob(filepath.Join(root, "cmd", "slipway", "*.go")); len(sources) == 0 {
+		t.Skip("cmd/slipway has no Go files yet")
+	}
+	binary := Slipway(t)
+	if again := Slipway(t); again != binary {
+		t.Errorf("second Slipway call: %s, want %s", again, binary)
+	}
+	if !isExecutable(binary) {
+		t.Errorf("%s is not an executable file", binary)
+	}
+}
