@@ -97,16 +97,16 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 	if g.parallel < 1 {
 		return deploy.Options{}, &UserError{Msg: fmt.Sprintf("--parallel %d: must be at least 1", g.parallel)}
 	}
+	if _, err := os.Stat(g.configFile); errors.Is(err, os.ErrNotExist) {
+		return deploy.Options{}, &UserError{Msg: fmt.Sprintf("no configuration file %s here; write one (see README) or pass -c FILE", g.configFile)}
+	}
 	cfg, err := config.Load(g.configFile)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return deploy.Options{}, &UserError{Msg: fmt.Sprintf("no configuration file %s; create one (see README) or pass -c FILE", g.configFile)}
-		}
 		return deploy.Options{}, err
 	}
 	stage, err := cfg.Stage(stageName)
 	if err != nil {
-		return deploy.Options{}, err
+		return deploy.Options{}, &UserError{Msg: err.Error()}
 	}
 	hosts, err := selectHosts(stage, g.hosts)
 	if err != nil {

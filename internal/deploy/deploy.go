@@ -262,7 +262,7 @@ type prepareSwitchStep struct{ d *deployRun }
 func (prepareSwitchStep) Name() string { return "sync" }
 
 func (s prepareSwitchStep) Run(ctx context.Context, t *Target) error {
-	return prepareSwitch(ctx, t, s.d.layout, s.d.releaseID, true)
+	return prepareSwitch(ctx, t.Exec, s.d.layout, s.d.releaseID, true)
 }
 
 func (s prepareSwitchStep) Undo(ctx context.Context, t *Target) error {
@@ -270,7 +270,7 @@ func (s prepareSwitchStep) Undo(ctx context.Context, t *Target) error {
 	return err
 }
 
-func prepareSwitch(ctx context.Context, t *Target, l layout.Layout, id string, syncRelease bool) error {
+func prepareSwitch(ctx context.Context, ex host.Executor, l layout.Layout, id string, syncRelease bool) error {
 	tmp := shell.Quote(l.SwitchTempLink(id))
 	script := fmt.Sprintf("rm -f -- %s && ln -s -- %s %s", tmp, shell.Quote(l.CurrentTarget(id)), tmp)
 	if syncRelease {
@@ -278,7 +278,7 @@ func prepareSwitch(ctx context.Context, t *Target, l layout.Layout, id string, s
 		// plain sync is the fallback where -f is unknown.
 		script = fmt.Sprintf("{ sync -f -- %s 2>/dev/null || sync; } && %s", shell.Quote(l.ReleaseDir(id)), script)
 	}
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	_, err := ex.Exec(ctx, host.Command{Script: script})
 	return err
 }
 
@@ -290,21 +290,21 @@ func (switchStep) Name() string  { return "switch" }
 func (switchStep) Commits() bool { return true }
 
 func (s switchStep) Run(ctx context.Context, t *Target) error {
-	if err := switchTo(ctx, t, s.d.layout, s.d.releaseID); err != nil {
+	if err := switchTo(ctx, t.Exec, s.d.layout, s.d.releaseID); err != nil {
 		return err
 	}
+	t.State.Current = s.d.releaseID
 	s.d.switched.Store(true)
 	return nil
 }
 
 // switchTo renames the prepared temporary link over current, syncs the
 // deploy directory so the rename is durable, and reads the link back.
-func switchTo(ctx context.Context, t *Target, l layout.Layout, id string) error {
-	if err := t.Exec.Rename(ctx, l.SwitchTempLink(id), l.CurrentLink()); err != nil {
+func switchTo(ctx context.Context, ex host.Executor, l layout.Layout, id string) error {
+	if err := ex.Rename(ctx, l.SwitchTempLink(id), l.CurrentLink()); err != nil {
 		return fmt.Errorf("rename %s over %s: %w", l.SwitchTempLink(id), l.CurrentLink(), err)
 	}
-	t.State.Current = id
-	res, err := t.Exec.Exec(ctx, host.Command{Script: fmt.Sprintf("{ sync -- %s 2>/dev/null || sync; } && readlink -- %s",
+	res, err := ex.Exec(ctx, host.Command{Script: fmt.Sprintf("{ sync -- %s 2>/dev/null || sync; } && readlink -- %s",
 		shell.Quote(l.DeployTo), shell.Quote(l.CurrentLink()))})
 	if err != nil {
 		return err
@@ -313,6 +313,15 @@ func switchTo(ctx context.Context, t *Target, l layout.Layout, id string) error 
 		return fmt.Errorf("%s points at %q after the switch, want %q", l.CurrentLink(), got, l.CurrentTarget(id))
 	}
 	return nil
+}
+
+// Switch points current at release id on one host with the same two-step
+// switch a deploy uses: a temporary link, then one rename over current.
+func Switch(ctx context.Context, ex host.Executor, l layout.Layout, id string) error {
+	if err := prepareSwitch(ctx, ex, l, id, false); err != nil {
+		return err
+	}
+	return switchTo(ctx, ex, l, id)
 }
 
 // recordStep marks the release live in history and appends Capistrano's

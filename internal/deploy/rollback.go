@@ -115,7 +115,7 @@ type rollbackPrepareStep struct{ rb *rollbackRun }
 func (rollbackPrepareStep) Name() string { return "prepare switch" }
 
 func (s rollbackPrepareStep) Run(ctx context.Context, t *Target) error {
-	return prepareSwitch(ctx, t, s.rb.layout, t.State.SwitchTo, false)
+	return prepareSwitch(ctx, t.Exec, s.rb.layout, t.State.SwitchTo, false)
 }
 
 func (s rollbackPrepareStep) Undo(ctx context.Context, t *Target) error {
@@ -129,9 +129,10 @@ func (rollbackSwitchStep) Name() string  { return "switch" }
 func (rollbackSwitchStep) Commits() bool { return true }
 
 func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
-	if err := switchTo(ctx, t, s.rb.layout, t.State.SwitchTo); err != nil {
+	if err := switchTo(ctx, t.Exec, s.rb.layout, t.State.SwitchTo); err != nil {
 		return err
 	}
+	t.State.Current = t.State.SwitchTo
 	s.rb.switched.Store(true)
 	return nil
 }

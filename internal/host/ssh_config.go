@@ -72,8 +72,8 @@ func checkHostName(h string) error {
 		return errors.New("empty host name")
 	case strings.HasPrefix(h, "-"):
 		return fmt.Errorf("host name %q starts with '-'", h)
-	case strings.ContainsFunc(h, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '/' }):
-		return fmt.Errorf("host name %q contains a space, a control character or '/'", h)
+	case strings.ContainsFunc(h, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '/' || r == '@' }):
+		return fmt.Errorf("host name %q contains a space, a control character, '/' or '@'", h)
 	}
 	return nil
 }
@@ -159,13 +159,14 @@ type sshEndpoint struct {
 	noIdentityFile bool     // IdentityFile none: no key files at all
 	identitiesOnly bool
 	agentSocket    string // "" = no agent
+	agentDisabled  bool   // IdentityAgent none
 
 	userKnownHosts   []string // the first one records new keys
 	globalKnownHosts []string
 	strict           string // StrictHostKeyChecking: "", yes, no, ask or accept-new
 	hashKnownHosts   bool
 
-	proxyJump string          // ProxyJump as configured, "" for none
+	proxyJump string         // ProxyJump as configured, "" for none
 	jumps     []*sshEndpoint // hosts to go through, the first dialled directly
 }
 
@@ -324,7 +325,7 @@ func (c *sshConfig) fillKeys(ep *sshEndpoint) error {
 	case agentSetting == "" || agentSetting == "SSH_AUTH_SOCK":
 		ep.agentSocket = os.Getenv("SSH_AUTH_SOCK")
 	case strings.EqualFold(agentSetting, "none"):
-		ep.agentSocket = ""
+		ep.agentDisabled = true
 	case strings.HasPrefix(agentSetting, "$"):
 		ep.agentSocket = os.Getenv(strings.Trim(agentSetting[1:], "{}"))
 	default:

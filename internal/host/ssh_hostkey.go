@@ -1,12 +1,14 @@
 package host
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -64,6 +66,9 @@ type hostKeyChecker struct {
 	// err is why the last check refused the key: the handshake error that
 	// wraps it would hide the host name at the front of the message.
 	err error
+	// trusted is the key the first key exchange accepted; the key exchanges
+	// that renew the session keys must present it again.
+	trusted ssh.PublicKey
 }
 
 func newHostKeyChecker(label string, ep *sshEndpoint, opts SSHOptions) (*hostKeyChecker, error) {
@@ -127,7 +132,7 @@ func (c *hostKeyChecker) hostKeyAlgorithms() []string {
 	var algos []string
 	for _, k := range c.knownKeys() {
 		for _, a := range algorithmsForKeyType(k.Key.Type()) {
-			if !containsString(algos, a) {
+			if !slices.Contains(algos, a) {
 				algos = append(algos, a)
 			}
 		}
@@ -142,18 +147,19 @@ func algorithmsForKeyType(t string) []string {
 	return []string{t}
 }
 
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // check is the ssh.HostKeyCallback.
 func (c *hostKeyChecker) check(hostname string, remote net.Addr, key ssh.PublicKey) error {
+	if c.trusted != nil {
+		if !bytes.Equal(c.trusted.Marshal(), key.Marshal()) {
+			return fmt.Errorf("%s (%s): the server presented another host key (%s %s) in the middle of the session; someone may be intercepting the connection",
+				c.label, c.ep.addr, key.Type(), ssh.FingerprintSHA256(key))
+		}
+		return nil
+	}
 	c.err = c.verify(hostname, remote, key)
+	if c.err == nil {
+		c.trusted = key
+	}
 	return c.err
 }
 
@@ -286,8 +292,8 @@ func endsInNewline(file string) (bool, error) {
 // probeKey is a public key no known_hosts line can match.
 type probeKey struct{}
 
-func (probeKey) Type() string                          { return "slipway-probe" }
-func (probeKey) Marshal() []byte                       { return []byte("slipway-probe") }
+func (probeKey) Type() string                        { return "slipway-probe" }
+func (probeKey) Marshal() []byte                     { return []byte("slipway-probe") }
 func (probeKey) Verify([]byte, *ssh.Signature) error { return errors.New("probe key") }
 
 // dialAddr is a net.Addr for a host:port string.

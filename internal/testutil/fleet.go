@@ -40,6 +40,14 @@ type Options struct {
 	// NoKnownHosts leaves Home/.ssh/known_hosts empty, so that every host's
 	// key is unknown to the client.
 	NoKnownHosts bool
+	// PrivateNetwork gives every host a network namespace of its own with
+	// its own loopback, as real servers have: a web server on
+	// 127.0.0.1:8080 in host1 is not the one in host2, and a health check
+	// through an SSH tunnel (direct-tcpip) reaches the host's own. sshd
+	// listens on 127.0.0.1:22 inside the host; this process relays Host.Port
+	// on this machine to it. Servers the test runs on this machine are not
+	// reachable from such hosts.
+	PrivateNetwork bool
 }
 
 // readyTimeout bounds how long one sshd may take to start listening.
@@ -55,6 +63,10 @@ const readyTimeout = 10 * time.Second
 func StartFleet(t testing.TB, n int, opts Options) *Fleet {
 	t.Helper()
 	requireFleet(t)
+	if opts.PrivateNetwork {
+		_, err := exec.LookPath("ip")
+		Require(t, "ip on PATH, for Options.PrivateNetwork: apt-get install iproute2", err == nil)
+	}
 	if n < 1 {
 		t.Fatalf("StartFleet: %d hosts; want at least 1", n)
 	}
@@ -88,9 +100,12 @@ func StartFleet(t testing.TB, n int, opts Options) *Fleet {
 		t.Fatalf("StartFleet: %v", err)
 	}
 
-	ports, err := freePorts(n)
-	if err != nil {
-		t.Fatalf("StartFleet: %v", err)
+	// With a private network, each host's forwarder picks its port.
+	ports := make([]int, n)
+	if !opts.PrivateNetwork {
+		if ports, err = freePorts(n); err != nil {
+			t.Fatalf("StartFleet: %v", err)
+		}
 	}
 	for i := range n {
 		name := fmt.Sprintf("host%d", i+1)
@@ -115,7 +130,7 @@ func StartFleet(t testing.TB, n int, opts Options) *Fleet {
 	var wg sync.WaitGroup
 	for i, h := range f.Hosts {
 		wg.Go(func() {
-			if err := h.setUp(authorizedKey); err != nil {
+			if err := h.setUp(authorizedKey, opts.PrivateNetwork); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", h.Name, err)
 			}
 		})
@@ -128,6 +143,16 @@ func StartFleet(t testing.TB, n int, opts Options) *Fleet {
 		t.Fatalf("StartFleet: %v", err)
 	}
 	return f
+}
+
+// Logs returns the sshd log of every host, each under a header line, for
+// the failure message of a test.
+func (f *Fleet) Logs() string {
+	var logs strings.Builder
+	for _, h := range f.Hosts {
+		fmt.Fprintf(&logs, "---- sshd log of %s (127.0.0.1:%d)\n%s", h.Name, h.Port, h.Log())
+	}
+	return logs.String()
 }
 
 // SSHConfig is the path of the client configuration, Home/.ssh/config.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +16,8 @@ import (
 	"time"
 )
 
-// ssh runs the system OpenSSH client against the fleet.
-func ssh(t *testing.T, f *Fleet, args ...string) (stdout, stderr string, err error) {
+// runSSH runs the system OpenSSH client against the fleet.
+func runSSH(t *testing.T, f *Fleet, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -29,7 +30,7 @@ func ssh(t *testing.T, f *Fleet, args ...string) (stdout, stderr string, err err
 
 func mustSSH(t *testing.T, f *Fleet, args ...string) string {
 	t.Helper()
-	stdout, stderr, err := ssh(t, f, args...)
+	stdout, stderr, err := runSSH(t, f, args...)
 	if err != nil {
 		t.Fatalf("ssh %s: %v\nstderr:\n%s", strings.Join(args, " "), err, stderr)
 	}
@@ -128,7 +129,7 @@ func TestUnknownHostKeyIsRefused(t *testing.T) {
 	if data, err := os.ReadFile(f.KnownHosts()); err != nil || len(data) != 0 {
 		t.Fatalf("known_hosts: %q, %v; want an empty file", data, err)
 	}
-	_, stderr, err := ssh(t, f, "-o", "StrictHostKeyChecking=yes", "host1", "true")
+	_, stderr, err := runSSH(t, f, "-o", "StrictHostKeyChecking=yes", "host1", "true")
 	if err == nil || !strings.Contains(stderr, "Host key verification failed") {
 		t.Fatalf("ssh to a host with an unknown key: %v, stderr:\n%s\nwant a refusal", err, stderr)
 	}
@@ -147,7 +148,7 @@ func TestRotateHostKey(t *testing.T) {
 	if newLine == oldLine || !strings.HasPrefix(newLine, fmt.Sprintf("[127.0.0.1]:%d ssh-ed25519 ", h.Port)) {
 		t.Fatalf("KnownHostsLine after rotation: %q (before: %q)", newLine, oldLine)
 	}
-	_, stderr, err := ssh(t, f, "host1", "true")
+	_, stderr, err := runSSH(t, f, "host1", "true")
 	if err == nil || !strings.Contains(stderr, "REMOTE HOST IDENTIFICATION HAS CHANGED") {
 		t.Fatalf("ssh after RotateHostKey: %v, stderr:\n%s\nwant a changed-key refusal", err, stderr)
 	}
@@ -224,7 +225,7 @@ func TestStopStart(t *testing.T) {
 	if procs, err := processesInMountNamespace(h.nsLink); err != nil || len(procs) != 0 {
 		t.Errorf("processes in host1 after Stop: %v, %v; want none", procs, err)
 	}
-	if _, stderr, err := ssh(t, f, "host1", "true"); err == nil || !strings.Contains(stderr, "Connection refused") {
+	if _, stderr, err := runSSH(t, f, "host1", "true"); err == nil || !strings.Contains(stderr, "Connection refused") {
 		t.Errorf("ssh to a stopped host: %v, stderr:\n%s\nwant connection refused", err, stderr)
 	}
 	mustSSH(t, f, "host2", "true")
@@ -239,6 +240,41 @@ func TestStopStart(t *testing.T) {
 	if got := mustSSH(t, f, "host1", "cat /srv/kept"); got != "kept\n" {
 		t.Errorf("ssh host1 after Start: %q, want \"kept\\n\"", got)
 	}
+}
+
+func TestPortTakenBeforeSSHDStarts(t *testing.T) {
+	t.Parallel()
+	requireSSHClient(t)
+	f := StartFleet(t, 1, Options{})
+	h := f.Hosts[0]
+	h.Stop(t)
+	squatter, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", h.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squatter.Close()
+
+	h.mu.Lock()
+	err = h.startLocked()
+	h.mu.Unlock()
+	if !errors.Is(err, errPortInUse) {
+		t.Fatalf("starting sshd on a taken port: %v; want errPortInUse", err)
+	}
+
+	taken := h.Port
+	h.mu.Lock()
+	err = h.startOnFreePortLocked()
+	h.mu.Unlock()
+	if err != nil {
+		t.Fatalf("startOnFreePortLocked: %v", err)
+	}
+	if h.Port == taken {
+		t.Fatalf("sshd still on the taken port %d", taken)
+	}
+	if err := f.writeClientFiles(Options{}); err != nil {
+		t.Fatal(err)
+	}
+	mustSSH(t, f, "host1", "true")
 }
 
 func TestCleanupLeavesNothingBehind(t *testing.T) {
@@ -294,18 +330,104 @@ func TestCleanupLeavesNothingBehind(t *testing.T) {
 	}
 }
 
+func TestPrivateNetwork(t *testing.T) {
+	t.Parallel()
+	requireSSHClient(t)
+	_, err := exec.LookPath("perl")
+	Require(t, "perl, to serve TCP inside a host: apt-get install perl-base", err == nil)
+	f := StartFleet(t, 2, Options{PrivateNetwork: true})
+
+	if got := mustSSH(t, f, "host1", "whoami"); got != DeployUser+"\n" {
+		t.Fatalf("ssh host1 whoami: %q", got)
+	}
+	// Inside, each host's sshd is on its own 127.0.0.1:22.
+	for _, h := range f.Hosts {
+		if got := mustSSH(t, f, "-W", "127.0.0.1:22", h.Name); !strings.HasPrefix(got, "SSH-2.0-") {
+			t.Errorf("ssh -W 127.0.0.1:22 %s: %q, want an SSH banner", h.Name, got)
+		}
+	}
+	// Both hosts serve on 127.0.0.1:8080, each its own name, and a tunnel
+	// through a host reaches that host's server.
+	const server = `nohup perl -MIO::Socket::INET -e '
+		my $server = IO::Socket::INET->new(LocalAddr => "127.0.0.1:8080", Listen => 5, ReuseAddr => 1) or die "listen: $!";
+		while (my $client = $server->accept) { print $client "$ARGV[0]\n"; close $client }' "$1" >server.log 2>&1 &`
+	for _, h := range f.Hosts {
+		h.Run(t, "set -- "+h.Name+"\n"+server)
+	}
+	for _, h := range f.Hosts {
+		var got string
+		for deadline := time.Now().Add(10 * time.Second); got != h.Name+"\n" && time.Now().Before(deadline); {
+			got, _, _ = runSSH(t, f, "-W", "127.0.0.1:8080", h.Name)
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got != h.Name+"\n" {
+			t.Errorf("ssh -W 127.0.0.1:8080 %s: %q, want %q; server.log: %s", h.Name, got, h.Name, h.Run(t, "cat server.log"))
+		}
+	}
+	// What listens on this machine's loopback is out of the hosts' reach.
+	outside, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outside.Close()
+	if _, stderr, err := runSSH(t, f, "-W", outside.Addr().String(), "host1"); err == nil {
+		t.Errorf("ssh -W %s host1 reached a port of this machine: %s", outside.Addr(), stderr)
+	}
+
+	h := f.Hosts[0]
+	port := h.Port
+	h.Stop(t)
+	if _, stderr, err := runSSH(t, f, "host1", "true"); err == nil || !strings.Contains(stderr, "Connection refused") {
+		t.Errorf("ssh to a stopped host: %v, stderr:\n%s\nwant connection refused", err, stderr)
+	}
+	h.Start(t)
+	if h.Port != port {
+		t.Errorf("port after Start: %d, want %d", h.Port, port)
+	}
+	mustSSH(t, f, "host1", "true")
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	session := f.SSHCommand(ctx, "host1", "echo started; exec sleep 30")
+	stdout, err := session.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := session.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "started\n" {
+		t.Fatalf("ssh host1: read %q, %v", line, err)
+	}
+	killed := time.Now()
+	h.KillSessions(t)
+	if err := session.Wait(); err == nil || time.Since(killed) > 10*time.Second {
+		t.Errorf("ssh host1 sleep 30 after KillSessions: %v after %s; want it to fail at once", err, time.Since(killed))
+	}
+	mustSSH(t, f, "host1", "true")
+}
+
 func TestStartFleetOfTen(t *testing.T) {
 	t.Parallel()
 	requireSSHClient(t)
+	for _, opts := range []Options{{}, {PrivateNetwork: true}} {
+		t.Run(fmt.Sprintf("PrivateNetwork=%t", opts.PrivateNetwork), func(t *testing.T) {
+			t.Parallel()
+			startFleetOfTen(t, opts)
+		})
+	}
+}
+
+func startFleetOfTen(t *testing.T, opts Options) {
 	start := time.Now()
-	f := StartFleet(t, 10, Options{})
+	f := StartFleet(t, 10, opts)
 	t.Logf("StartFleet(10) took %s", time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
 	var wg sync.WaitGroup
 	for _, h := range f.Hosts {
 		wg.Go(func() {
-			out, stderr, err := ssh(t, f, h.Name, "echo $(hostname) ok")
+			out, stderr, err := runSSH(t, f, h.Name, "echo $(hostname) ok")
 			if err != nil || !strings.HasSuffix(out, " ok\n") {
 				t.Errorf("ssh %s: %q, %v\n%s", h.Name, out, err, stderr)
 			}
@@ -344,7 +466,7 @@ type recordingTB struct {
 	skipped, failed string
 }
 
-func (r *recordingTB) Helper()                       {}
+func (r *recordingTB) Helper()                        {}
 func (r *recordingTB) Skipf(format string, a ...any)  { r.skipped = fmt.Sprintf(format, a...) }
 func (r *recordingTB) Fatalf(format string, a ...any) { r.failed = fmt.Sprintf(format, a...) }
 
@@ -375,6 +497,13 @@ func TestSlipwayBuilds(t *testing.T) {
 	}
 	if sources, _ := filepath.Glob(filepath.Join(root, "cmd", "slipway", "*.go")); len(sources) == 0 {
 		t.Skip("cmd/slipway has no Go files yet")
+	}
+	// Slipway's job is to build and cache; a tree that does not compile is
+	// not its failure, and every end-to-end test reports that anyway.
+	if goTool, err := exec.LookPath("go"); err == nil && !inCI() {
+		if _, err := buildSlipway(goTool); err != nil {
+			t.Skipf("./cmd/slipway does not build, so Slipway cannot be tested: %v", err)
+		}
 	}
 	binary := Slipway(t)
 	if again := Slipway(t); again != binary {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -26,15 +27,17 @@ import (
 // sees them; Host.Root backs it.
 const HostRoot = "/srv"
 
-// Host is one simulated server of a Fleet: an sshd on 127.0.0.1:Port in a
-// mount namespace of its own where HostRoot is Root and the deploy user's
-// home is UserHome. Everything else (/tmp, /usr, /etc) is this machine's.
-// The namespace lives as long as the fleet, across Stop, Start and
-// RotateHostKey.
+// Host is one simulated server of a Fleet: an sshd reachable on
+// 127.0.0.1:Port, in a mount namespace of its own where HostRoot is Root
+// and the deploy user's home is UserHome. Everything else (/tmp, /usr,
+// /etc) is this machine's. With Options.PrivateNetwork the host also has a
+// network namespace of its own, see there. The namespaces live as long as
+// the fleet, across Stop, Start and RotateHostKey.
 type Host struct {
 	// Name is the host's alias in the fleet's ssh config: host1, host2, ...
 	Name string
-	// Port is where sshd listens on 127.0.0.1; it stays across restarts.
+	// Port is where the host's sshd is reached on 127.0.0.1 of this
+	// machine; it stays across restarts.
 	Port int
 	// Root is the directory on this machine that the host sees as /srv,
 	// owned by the deploy user, mode 0755.
@@ -47,27 +50,43 @@ type Host struct {
 	dir         string
 	sshdOptions string // version-dependent sshd_config lines
 
-	nsFile *os.File // holds the mount namespace alive, see setUp
-	nsLink string   // "mnt:[N]", as /proc/PID/ns/mnt reads
+	nsFile  *os.File // holds the mount namespace alive, see createNamespace
+	nsLink  string   // "mnt:[N]", as /proc/PID/ns/mnt reads
+	netFile *os.File // the network namespace, with Options.PrivateNetwork only
 
 	mu       sync.Mutex
 	hostKey  ssh.PublicKey
 	listener *exec.Cmd     // nsenter exec'd into sshd -D; nil while stopped
 	exited   chan struct{} // closed once listener has been waited for
+	fw       *forwarder    // relays Port to sshd, with a private network; nil while stopped
 }
 
 func (h *Host) configPath() string  { return filepath.Join(h.dir, "sshd_config") }
 func (h *Host) hostKeyPath() string { return filepath.Join(h.dir, "ssh_host_ed25519_key") }
 func (h *Host) logPath() string     { return filepath.Join(h.dir, "sshd.log") }
 
-// nsPath names the host's mount namespace for nsenter, through the
-// descriptor this process holds open.
-func (h *Host) nsPath() string {
-	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), h.nsFile.Fd())
+// nsenterArgs are the options that make nsenter enter the host's
+// namespaces, named through the descriptors this process holds open.
+func (h *Host) nsenterArgs() []string {
+	args := []string{"--mount=" + fdPath(h.nsFile)}
+	if h.netFile != nil {
+		args = append(args, "--net="+fdPath(h.netFile))
+	}
+	return args
+}
+
+func fdPath(f *os.File) string { return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()) }
+
+// sshdPort is the port sshd listens on in the host's network.
+func (h *Host) sshdPort() int {
+	if h.netFile != nil {
+		return innerSSHPort
+	}
+	return h.Port
 }
 
 // setUp creates the host's directories, key and namespace and starts sshd.
-func (h *Host) setUp(authorizedKey []byte) error {
+func (h *Host) setUp(authorizedKey []byte, privateNetwork bool) error {
 	acct := h.fleet.account
 	if err := os.MkdirAll(h.dir, 0o700); err != nil {
 		return err
@@ -99,18 +118,26 @@ func (h *Host) setUp(authorizedKey []byte) error {
 		return fmt.Errorf("host key: %w", err)
 	}
 	h.hostKey = hostKey
-	if err := h.createNamespace(); err != nil {
+	if err := h.createNamespace(privateNetwork); err != nil {
 		return err
 	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.startOnFreePortLocked()
+}
+
+// startOnFreePortLocked starts sshd on h.Port or, if another process took
+// that port since freePorts found it free, on another one. Behind a
+// forwarder this process binds Port itself, so there is no such race. The
+// caller holds h.mu.
+func (h *Host) startOnFreePortLocked() error {
 	for attempt := 1; ; attempt++ {
 		if err := h.writeConfig(); err != nil {
 			return err
 		}
 		err := h.startLocked()
-		if !errors.Is(err, errPortInUse) || attempt == 5 {
+		if !errors.Is(err, errPortInUse) || h.netFile != nil || attempt == 5 {
 			return err
 		}
 		ports, portErr := freePorts(1)
@@ -129,11 +156,18 @@ func (h *Host) setUp(authorizedKey []byte) error {
 // gone; sshd and Run enter it with nsenter. Holding it also keeps the
 // kernel from giving the namespace's number to another namespace while the
 // host lives, which makes "every process in the namespace" a safe thing to
-// kill.
-func (h *Host) createNamespace() error {
-	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
-		`mount --bind "$1" "$2" && mount --bind "$3" "$4" && echo ready && read -r line`,
-		"sh", h.Root, HostRoot, h.UserHome, h.fleet.account.home)
+// kill. With a private network, the shell is in a new network namespace
+// too, whose loopback it brings up.
+func (h *Host) createNamespace(privateNetwork bool) error {
+	unshare := []string{"--mount", "--propagation", "private"}
+	script := `mount --bind "$1" "$2" && mount --bind "$3" "$4" && echo ready && read -r line`
+	if privateNetwork {
+		unshare = append(unshare, "--net")
+		script = "ip link set lo up && " + script
+	}
+	cmd := exec.Command("unshare", append(unshare, "--", "/bin/sh", "-c", script,
+		"sh", h.Root, HostRoot, h.UserHome, h.fleet.account.home)...)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
@@ -151,6 +185,9 @@ func (h *Host) createNamespace() error {
 	var openErr error
 	if line == "ready\n" {
 		h.nsFile, openErr = os.Open(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
+		if openErr == nil && privateNetwork {
+			h.netFile, openErr = os.Open(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid))
+		}
 	}
 	stdin.Close()
 	waitErr := cmd.Wait()
@@ -160,7 +197,7 @@ func (h *Host) createNamespace() error {
 	case openErr != nil:
 		return fmt.Errorf("create mount namespace: %w", openErr)
 	}
-	if h.nsLink, err = os.Readlink(h.nsPath()); err != nil {
+	if h.nsLink, err = os.Readlink(fdPath(h.nsFile)); err != nil {
 		return err
 	}
 	if own, err := os.Readlink("/proc/self/ns/mnt"); err != nil || own == h.nsLink {
@@ -191,29 +228,44 @@ UseDNS no
 PrintMotd no
 PrintLastLog no
 LogLevel VERBOSE
-%s`, h.Name, h.Port, h.hostKeyPath(), h.fleet.User, h.sshdOptions)
+%s`, h.Name, h.sshdPort(), h.hostKeyPath(), h.fleet.User, h.sshdOptions)
 	return os.WriteFile(h.configPath(), []byte(config), 0o600)
 }
 
 var errPortInUse = errors.New("port in use")
 
-// startLocked starts sshd in the host's namespace and waits until it
-// answers. The caller holds h.mu.
+// startLocked starts sshd in the host's namespaces, and the forwarder to
+// it with a private network, and waits until it answers. The caller holds
+// h.mu.
 func (h *Host) startLocked() error {
+	if h.netFile != nil {
+		fw, err := startForwarder(h.Port, h.netFile)
+		if err != nil {
+			return fmt.Errorf("listen on 127.0.0.1:%d: %w", h.Port, err)
+		}
+		h.fw, h.Port = fw, fw.port()
+	}
+	if err := h.startSSHD(); err != nil {
+		return errors.Join(err, h.stopLocked())
+	}
+	return nil
+}
+
+func (h *Host) startSSHD() error {
 	logFile, err := os.OpenFile(h.logPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
-	logStart, err := logFile.Seek(0, 2)
+	logStart, err := logFile.Seek(0, io.SeekEnd)
 	if err != nil {
 		logFile.Close()
 		return err
 	}
-	fmt.Fprintf(logFile, "==== testutil: %s starting sshd on 127.0.0.1:%d at %s\n", h.Name, h.Port, time.Now().Format(time.RFC3339Nano))
-	// nsenter enters the namespace and execs sshd in the same process, so
+	fmt.Fprintf(logFile, "==== testutil: %s starting sshd, reached on 127.0.0.1:%d, at %s\n", h.Name, h.Port, time.Now().Format(time.RFC3339Nano))
+	// nsenter enters the namespaces and execs sshd in the same process, so
 	// the PID is the listener's.
-	cmd := exec.Command("nsenter", "--mount="+h.nsPath(), "--",
-		sshdPath, "-D", "-f", h.configPath(), "-E", h.logPath())
+	args := append(h.nsenterArgs(), "--", sshdPath, "-D", "-f", h.configPath(), "-E", h.logPath())
+	cmd := exec.Command("nsenter", args...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Setpgid keeps a Ctrl-C at the terminal away from sshd, so that the
@@ -231,11 +283,7 @@ func (h *Host) startLocked() error {
 		close(exited)
 	}()
 	h.listener, h.exited = cmd, exited
-	if err := h.waitReady(logStart); err != nil {
-		stopErr := h.stopLocked()
-		return errors.Join(err, stopErr)
-	}
-	return nil
+	return h.waitReady(logStart)
 }
 
 // waitReady waits until sshd has logged that it listens on its port (so
@@ -243,7 +291,7 @@ func (h *Host) startLocked() error {
 // meanwhile) and answers with an SSH banner.
 func (h *Host) waitReady(logStart int64) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(h.Port))
-	listening := fmt.Sprintf("Server listening on 127.0.0.1 port %d.", h.Port)
+	listening := fmt.Sprintf("Server listening on 127.0.0.1 port %d.", h.sshdPort())
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		log := h.logSince(logStart)
@@ -277,19 +325,27 @@ func answersSSH(addr string) bool {
 	return err == nil && strings.HasPrefix(banner, "SSH-2.0-")
 }
 
-// stopLocked kills the listener, then every other process in the host's
-// namespace: sessions and whatever they started. The caller holds h.mu.
+// stopLocked closes the forwarder, kills the listener (first, so that it
+// forks no new session), then every other process in the host's
+// namespace: sessions, what they started, and what Run left running. The
+// caller holds h.mu.
 func (h *Host) stopLocked() error {
-	if h.listener == nil {
-		return nil
+	if h.fw != nil {
+		h.fw.stop()
+		h.fw = nil
 	}
-	_ = h.listener.Process.Kill()
-	select {
-	case <-h.exited:
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("sshd (pid %d) did not exit after SIGKILL", h.listener.Process.Pid)
+	if h.listener != nil {
+		_ = h.listener.Process.Kill()
+		select {
+		case <-h.exited:
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("sshd (pid %d) did not exit after SIGKILL", h.listener.Process.Pid)
+		}
+		h.listener = nil
 	}
-	h.listener = nil
+	if h.nsLink == "" {
+		return nil // the namespace was never made
+	}
 	return killUntilGone(h.nsLink, func(process) bool { return true }, 5*time.Second)
 }
 
@@ -301,13 +357,12 @@ func (h *Host) release() error {
 		return nil
 	}
 	err := h.stopLocked()
-	if err == nil {
-		// Even a process that started after the listener died (a Run)
-		// must not outlive the host.
-		err = killUntilGone(h.nsLink, func(process) bool { return true }, 5*time.Second)
-	}
 	h.nsFile.Close()
 	h.nsFile = nil
+	if h.netFile != nil {
+		h.netFile.Close()
+		h.netFile = nil
+	}
 	return err
 }
 
@@ -346,10 +401,12 @@ func (h *Host) Path(p string) string {
 	return filepath.Join(h.Root, filepath.FromSlash(rest))
 }
 
-// Run runs script with /bin/sh as the deploy user inside the host, in its
-// home directory, and returns its standard output. It fails the test if
-// the script fails. Run does not go through SSH: it works while sshd is
-// stopped, after RotateHostKey and whatever the known_hosts file says.
+// Run runs script with /bin/sh as the deploy user inside the host (in its
+// namespaces), in the user's home, and returns its standard output. It
+// fails the test if the script fails. Run does not go through SSH: it
+// works while sshd is stopped, after RotateHostKey, and whatever
+// known_hosts says. What it leaves running in the background is killed by
+// Stop and at the end of the test.
 func (h *Host) Run(t testing.TB, script string) string {
 	t.Helper()
 	stdout, stderr, err := h.TryRun(script)
@@ -363,8 +420,15 @@ func (h *Host) Run(t testing.TB, script string) string {
 // error (an *exec.ExitError for a non-zero exit status).
 func (h *Host) TryRun(script string) (stdout, stderr string, err error) {
 	acct := h.fleet.account
-	cmd := exec.Command("nsenter", "--mount="+h.nsPath(), "--wd="+acct.home, "--",
-		"runuser", "-u", acct.name, "--", "/bin/sh", "-c", script)
+	runuser, err := exec.LookPath("runuser") // in /usr/sbin, not on the user's PATH
+	if err != nil {
+		return "", "", err
+	}
+	// The cd happens inside: nsenter --wd would open the directory before
+	// entering the namespace, that is this machine's home, not the host's.
+	args := append(h.nsenterArgs(), "--",
+		runuser, "-u", acct.name, "--", "/bin/sh", "-c", `cd && exec /bin/sh -c "$1"`, "sh", script)
+	cmd := exec.Command("nsenter", args...)
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C"}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// localProject is a project deploying to this machine with `hosts: [local]`,
+// the embedded default: the whole command path without SSH.
+type localProject struct {
+	t   *testing.T
+	dir string
+}
+
+func newLocalProject(t *testing.T, extra string) *localProject {
+	t.Helper()
+	p := &localProject{t: t, dir: t.TempDir()}
+	p.write("site/index.html", "v1")
+	p.write("slipway.yml", "app: demo\nsource:\n  path: site\n"+extra+"stages:\n  demo:\n    hosts: [local]\n    deploy_to: ./deployed\n")
+	return p
+}
+
+func (p *localProject) write(rel, content string) {
+	p.t.Helper()
+	path := filepath.Join(p.dir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// run runs slipway in-process with captured streams.
+func (p *localProject) run(args ...string) (stdout, stderr string, code int) {
+	p.t.Helper()
+	var out, errOut bytes.Buffer
+	code = Main(context.Background(), append([]string{"-c", filepath.Join(p.dir, "slipway.yml")}, args...), IO{In: strings.NewReader(""), Out: &out, Err: &errOut})
+	return out.String(), errOut.String(), code
+}
+
+func (p *localProject) live() string {
+	p.t.Helper()
+	target, err := os.Readlink(filepath.Join(p.dir, "deployed", "current"))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return filepath.Base(target)
+}
+
+func TestLocalDeployRollbackReleases(t *testing.T) {
+	p := newLocalProject(t, "")
+	if _, stderr, code := p.run("deploy", "demo"); code != ExitOK {
+		t.Fatalf("deploy: exit %d\n%s", code, stderr)
+	}
+	first := p.live()
+	p.write("site/index.html", "v2")
+	_, stderr, code := p.run("deploy", "demo")
+	if code != ExitOK {
+		t.Fatalf("second deploy: exit %d\n%s", code, stderr)
+	}
+	for _, want := range []string{"local  upload", "ok", "deploy done"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("progress lacks %q:\n%s", want, stderr)
+		}
+	}
+	second := p.live()
+	if second == first {
+		t.Fatal("second deploy reused the release id")
+	}
+	got, _ := os.ReadFile(filepath.Join(p.dir, "deployed", "current", "index.html"))
+	if string(got) != "v2" {
+		t.Fatalf("current/index.html = %q", got)
+	}
+	stdout, _, code := p.run("releases", "demo")
+	if code != ExitOK || !strings.Contains(stdout, second+"  live") || !strings.Contains(stdout, first+"  previous") {
+		t.Fatalf("releases (exit %d):\n%s", code, stdout)
+	}
+	if _, stderr, code := p.run("rollback", "demo"); code != ExitOK {
+		t.Fatalf("rollback: exit %d\n%s", code, stderr)
+	}
+	if p.live() != first {
+		t.Fatalf("rollback went to %s, want %s", p.live(), first)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	p := newLocalProject(t, "")
+	if _, _, code := p.run("deploy"); code != ExitUsage {
+		t.Errorf("deploy without a stage: exit %d, want %d", code, ExitUsage)
+	}
+	if _, _, code := p.run("deploy", "demo", "--no-such-flag"); code != ExitUsage {
+		t.Errorf("unknown flag: exit %d, want %d", code, ExitUsage)
+	}
+	if _, stderr, code := p.run("deploy", "nope"); code != ExitUsage || !strings.Contains(stderr, "demo") {
+		t.Errorf("unknown stage: exit %d, want %d and the stage list:\n%s", code, ExitUsage, stderr)
+	}
+	// A held lock: exit 3, and the holder named.
+	lock := filepath.Join(p.dir, "deployed", ".slipway", "lock")
+	if err := os.MkdirAll(lock, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p.write("deployed/.slipway/lock/owner.json", `{"user":"alice","machine":"laptop","pid":7,"command":"deploy demo"}`)
+	if _, stderr, code := p.run("deploy", "demo"); code != ExitLocked || !strings.Contains(stderr, "alice@laptop") {
+		t.Errorf("locked: exit %d, want %d naming alice@laptop:\n%s", code, ExitLocked, stderr)
+	}
+	if _, stderr, code := p.run("unlock", "demo"); code != ExitOK || !strings.Contains(stderr, "alice@laptop") {
+		t.Errorf("unlock: exit %d\n%s", code, stderr)
+	}
+	// A failing after_switch hook: live, but exit 5.
+	p.write("slipway.yml", "app: demo\nsource:\n  path: site\nhooks:\n  after_switch: [exit 9]\nstages:\n  demo:\n    hosts: [local]\n    deploy_to: ./deployed\n")
+	if _, stderr, code := p.run("deploy", "demo"); code != ExitAfterSwitch {
+		t.Errorf("after_switch failure: exit %d, want %d\n%s", code, ExitAfterSwitch, stderr)
+	}
+	if _, err := os.Stat(lock); !os.IsNotExist(err) {
+		t.Error("lock left behind after an after_switch failure")
+	}
+}
+
+func TestCheckAndSetup(t *testing.T) {
+	p := newLocalProject(t, "shared:\n  dirs: [uploads]\n  files: [.env]\n")
+	if _, stderr, code := p.run("setup", "demo"); code != ExitOK || !strings.Contains(stderr, ".env does not exist yet") {
+		t.Fatalf("setup: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, "deployed", "shared", "uploads")); err != nil {
+		t.Errorf("setup did not create the shared dir: %v", err)
+	}
+	stdout, _, code := p.run("check", "demo")
+	if code != ExitFailed || !strings.Contains(stdout, ".env does not exist") {
+		t.Errorf("check with a missing shared file: exit %d\n%s", code, stdout)
+	}
+	p.write("deployed/shared/.env", "KEY=1")
+	if stdout, stderr, code := p.run("check", "demo"); code != ExitOK || !strings.Contains(stdout, "ok") {
+		t.Errorf("check: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}

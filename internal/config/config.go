@@ -1,0 +1,193 @@
+// Package config loads slipway.yml into checked values.
+//
+// Everything the rest of slipway trusts about the configuration is decided
+// here: every value has its type, its defaults and its limits (host names,
+// paths, layout names) checked before any host is touched, and every
+// problem is reported as an *Error at its line and column with a fix.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is a loaded, valid slipway.yml.
+type Config struct {
+	File         string // path as given to Load
+	Dir          string // absolute directory of the file; relative paths resolve against it
+	App          string
+	DeployTo     string // top-level deploy_to as written, after ${VAR} expansion; "" when absent
+	KeepReleases int    // at least 1
+	Symlink      string // "relative" or "absolute"
+	Layout       Layout
+	Source       Source
+	Shared       Shared
+	Hooks        Hooks
+	Health       *Health // nil when absent
+	Stages       []*Stage
+}
+
+// Layout names the entries of a deploy directory. Each is one plain path
+// component, all distinct and none of slipway's own (.slipway,
+// revisions.log), so an existing Capistrano directory (or the seed layout
+// builds/latest/repository) can be adopted as it is.
+type Layout struct{ Releases, Shared, Current, Repo string }
+
+// Source says what a release is made of.
+type Source struct {
+	Strategy string   // "upload" or "git"
+	Path     string   // upload: the directory to ship, absolute
+	Exclude  []string // gitignore-like patterns, as written
+	Build    []string // commands run locally before shipping
+	Repo     string
+	Branch   string
+	Where    string // "slipway.yml:LINE:COL" of the source: key, or just the file when there is none
+}
+
+// Shared lists the paths, relative to a release and cleaned, that live once
+// in shared/ and are linked into every release. No entry is inside another:
+// linking one inside a linked directory would write into shared/.
+type Shared struct{ Dirs, Files []string }
+
+// Hooks are the commands run on the hosts around the switch.
+type Hooks struct{ BeforeSwitch, AfterSwitch, AfterRollback []Hook }
+
+// Hook is one command, run in the release directory.
+type Hook struct {
+	Run   string
+	Once  bool     // on the first host only (migrations)
+	Roles []string // only on hosts with one of these roles; nil for every host
+	Where string   // "slipway.yml:LINE:COL", for messages
+}
+
+// Health is the check run on every host after the switch.
+type Health struct {
+	URL          string
+	ExpectStatus int
+	Timeout      time.Duration
+	Where        string
+}
+
+// Stage is a named set of hosts to deploy to.
+type Stage struct {
+	Name  string
+	Hosts []Host
+	// DeployTo is the effective deploy directory: the stage's deploy_to,
+	// else the top-level one; absolute and cleaned. A relative one is only
+	// accepted when every host is local, and is resolved against Config.Dir.
+	DeployTo string
+	Where    string
+}
+
+// Host is one machine of a stage.
+type Host struct {
+	Name  string // as the user wrote it ("web1", "deploy@web2:2222", "local"); unique in its stage
+	Host  string // host name, IP (IPv6 without brackets) or ssh_config alias; "local" for Local
+	User  string // "" when not given
+	Port  int    // 0 when not given
+	Roles []string
+	Local bool // this machine, without SSH
+	Where string
+}
+
+// ErrUnknownStage is returned, wrapped, by Config.Stage.
+var ErrUnknownStage = errors.New("unknown stage")
+
+// Loader reads configuration files. Its zero value reads the process
+// environment; tests set LookupEnv so they never depend on it.
+type Loader struct {
+	// LookupEnv resolves ${VAR} references; nil means os.LookupEnv.
+	LookupEnv func(name string) (string, bool)
+}
+
+// Load reads and checks the configuration file at path, using the process
+// environment. Errors are *Error values, several joined with errors.Join.
+func Load(path string) (*Config, error) { return Loader{}.Load(path) }
+
+// Parse checks configuration data as if read from file.
+func Parse(file string, data []byte) (*Config, error) { return Loader{}.Parse(file, data) }
+
+// Load reads and checks the configuration file at path.
+func (l Loader) Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, readError(path, err)
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err == nil && info.IsDir() {
+		return nil, &Error{File: path, Msg: "is a directory, not a configuration file",
+			Fix: "pass the file itself, e.g. -c " + filepath.Join(path, "slipway.yml")}
+	}
+	// Read one byte past the limit so an oversized file is detected
+	// without reading all of it (a device or a pipe may never end).
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, readError(path, err)
+	}
+	return l.Parse(path, data)
+}
+
+func readError(path string, err error) *Error {
+	cause := err
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		cause = pathErr.Err
+	}
+	fix := "check the file's permissions"
+	if errors.Is(err, fs.ErrNotExist) {
+		fix = "run slipway in the directory that holds slipway.yml, or pass -c FILE"
+	}
+	return &Error{File: path, Msg: "cannot read the configuration: " + cause.Error(), Fix: fix, Err: err}
+}
+
+// Parse checks configuration data as if read from file.
+func (l Loader) Parse(file string, data []byte) (*Config, error) {
+	if len(data) > maxFileSize {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("the file is larger than %d KiB", maxFileSize>>10),
+			Fix: "a slipway.yml is a few kilobytes; check that this is the right file"}
+	}
+	dir, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return nil, &Error{File: file, Msg: "cannot find the configuration's directory: " + err.Error(),
+			Fix: "run slipway from an existing directory", Err: err}
+	}
+	body, p := parseYAML(data)
+	if p != nil {
+		return nil, report(file, data, []problem{*p})
+	}
+	lookup := l.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	d := &decoder{file: file, dir: dir, lookupEnv: lookup}
+	cfg := d.config(body)
+	if err := report(file, data, d.problems); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Stage returns the stage with the given name.
+func (c *Config) Stage(name string) (*Stage, error) {
+	for _, s := range c.Stages {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("%w %q; stages in %s: %s", ErrUnknownStage, name, c.File, strings.Join(c.StageNames(), ", "))
+}
+
+// StageNames lists the stages in file order.
+func (c *Config) StageNames() []string {
+	names := make([]string, len(c.Stages))
+	for i, s := range c.Stages {
+		names[i] = s.Name
+	}
+	return names
+}

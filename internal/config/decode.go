@@ -1,0 +1,901 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"net/url"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/goccy/go-yaml/ast"
+)
+
+// section is the set of keys one kind of mapping allows.
+type section struct {
+	keys    []string // nil allows any key (stage names)
+	label   string   // where these keys belong, to point at a key written at the wrong level
+	example string   // the mapping in flow style, for "must be a mapping" fixes
+}
+
+var (
+	topSection     = &section{keys: []string{"app", "deploy_to", "keep_releases", "symlink", "layout", "source", "shared", "hooks", "health", "stages"}, label: "at the top level"}
+	layoutSection  = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
+	sourceSection  = &section{keys: []string{"strategy", "path", "exclude", "build", "repo", "branch"}, label: "under source:", example: "{strategy: upload, path: .}"}
+	sharedSection  = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
+	hooksSection   = &section{keys: []string{"before_switch", "after_switch", "after_rollback"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
+	hookSection    = &section{keys: []string{"run", "once", "roles"}, label: "in a hook"}
+	healthSection  = &section{keys: []string{"url", "expect_status", "timeout"}, label: "under health:", example: "{url: http://127.0.0.1/health}"}
+	stagesSection  = &section{example: "{production: {hosts: [web1.example.com]}}"}
+	stageSection   = &section{keys: []string{"hosts", "deploy_to"}, label: "in a stage", example: "{hosts: [web1.example.com], deploy_to: /var/www/shop}"}
+	hostSection    = &section{keys: []string{"host", "user", "port", "roles"}, label: "in a host entry"}
+	sectionsByRank = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, hooksSection, healthSection, layoutSection}
+)
+
+// nameRE is the alphabet of app, stage and role names: they appear in paths,
+// lock files and command lines, and must not start like an option.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
+
+const nameFix = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+
+// layoutNameRE is one plain path component that does not start like an option.
+var layoutNameRE = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]*$`)
+
+// decoder walks the YAML tree into a Config, collecting every problem
+// instead of stopping at the first, so one run shows all that is wrong.
+type decoder struct {
+	file      string
+	dir       string
+	lookupEnv func(string) (string, bool)
+	problems  []problem
+}
+
+func (d *decoder) fail(at pos, fix, format string, args ...any) {
+	d.problems = append(d.problems, problem{at: at, msg: fmt.Sprintf(format, args...), fix: fix})
+}
+
+func (d *decoder) where(at pos) string { return fmt.Sprintf("%s:%d:%d", d.file, at.line, at.col) }
+
+// field is one key of a mapping and its value.
+type field struct {
+	key   string
+	path  string // dotted, for messages: stages.production.deploy_to
+	at    pos    // of the key
+	value ast.Node
+}
+
+// valueAt is where a field's value is, or its key when the value is empty
+// (the position of an implicit null is just past the colon).
+func (f field) valueAt() pos {
+	if isNull(f.value) {
+		return f.at
+	}
+	return posOf(f.value)
+}
+
+// located is a string value and where it was written.
+type located struct {
+	value string
+	at    pos
+}
+
+func isNull(n ast.Node) bool {
+	_, null := n.(*ast.NullNode)
+	return n == nil || null
+}
+
+func describe(n ast.Node) string {
+	switch n.(type) {
+	case *ast.MappingNode:
+		return "a mapping"
+	case *ast.SequenceNode:
+		return "a list"
+	case nil, *ast.NullNode:
+		return "empty"
+	}
+	return "a single value"
+}
+
+func in(path string) string {
+	if path == "" {
+		return "at the top level"
+	}
+	return "in " + path
+}
+
+func joinPath(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+func quoteOrEmpty(s string) string {
+	if s == "" {
+		return "empty"
+	}
+	return strconv.Quote(s)
+}
+
+func hasControl(s string) bool { return strings.IndexFunc(s, unicode.IsControl) >= 0 }
+
+// fields checks that n is a mapping with known, unrepeated keys and returns
+// its entries in file order. An empty value is an empty mapping; ok is false
+// when n is not a mapping at all.
+func (d *decoder) fields(n ast.Node, path string, sec *section) (fields []field, ok bool) {
+	if isNull(n) {
+		return nil, true
+	}
+	m, isMap := n.(*ast.MappingNode)
+	if !isMap {
+		if path == "" {
+			d.fail(posOf(n), "start the file with settings such as app: shop", "slipway.yml must be a mapping of settings such as app: and stages:, not %s", describe(n))
+		} else {
+			d.fail(posOf(n), fmt.Sprintf("write it as a mapping, e.g. %s: %s", path[strings.LastIndexByte(path, '.')+1:], sec.example),
+				"%s must be a mapping, not %s", path, describe(n))
+		}
+		return nil, false
+	}
+	seen := make(map[string]pos, len(m.Values))
+	for _, mv := range m.Values {
+		at := posOf(mv.Key)
+		key, isName := keyName(mv.Key)
+		if !isName {
+			d.fail(at, "write a plain name followed by a colon", "keys %s must be plain names", in(path))
+			continue
+		}
+		if first, dup := seen[key]; dup {
+			d.fail(at, "remove one of them: YAML would keep only one", "duplicate key %q %s (first at line %d)", key, in(path), first.line)
+			continue
+		}
+		seen[key] = at
+		if sec.keys != nil && !slices.Contains(sec.keys, key) {
+			d.fail(at, unknownKeyFix(key, sec, path), "unknown key %q %s", key, in(path))
+			continue
+		}
+		fields = append(fields, field{key: key, path: joinPath(path, key), at: at, value: mv.Value})
+	}
+	return fields, true
+}
+
+func keyName(key ast.MapKeyNode) (string, bool) {
+	switch k := ast.Node(key).(type) {
+	case *ast.StringNode:
+		return k.Value, true
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.NullNode, *ast.InfinityNode, *ast.NanNode:
+		return k.GetToken().Value, true
+	}
+	return "", false
+}
+
+// unknownKeyFix suggests the key the user probably meant: a near one of this
+// mapping, else one that belongs at another level, else the list of keys.
+func unknownKeyFix(key string, sec *section, path string) string {
+	if s, ok := suggest(key, sec.keys); ok {
+		return fmt.Sprintf("did you mean %q?", s)
+	}
+	for _, other := range sectionsByRank {
+		if other == sec {
+			continue
+		}
+		if s, ok := suggest(key, other.keys); ok {
+			if s == key {
+				return fmt.Sprintf("%q belongs %s, not %s", s, other.label, in(path))
+			}
+			return fmt.Sprintf("did you mean %q? it belongs %s, not %s", s, other.label, in(path))
+		}
+	}
+	return fmt.Sprintf("the keys allowed %s are: %s", in(path), strings.Join(sec.keys, ", "))
+}
+
+// text is the string a scalar holds, ${VAR} expanded. Numbers and booleans
+// give their text as written, so `branch: 2024` is the branch "2024". An
+// empty value is "".
+func (d *decoder) text(n ast.Node, path string) (string, bool) {
+	var s string
+	switch n := n.(type) {
+	case nil, *ast.NullNode:
+		return "", true
+	case *ast.StringNode:
+		s = n.Value
+	case *ast.LiteralNode:
+		s = n.Value.Value
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+		return n.GetToken().Value, true
+	case *ast.MappingNode, *ast.SequenceNode:
+		d.fail(posOf(n), "write a single value here", "%s must be a single value, not %s", path, describe(n))
+		return "", false
+	default:
+		d.fail(posOf(n), syntaxFix, "%s: this kind of YAML value is not supported here", path)
+		return "", false
+	}
+	at := posOf(n)
+	s, p := expand(s, d.lookupEnv)
+	if p != nil {
+		d.fail(at, p.fix, "%s: %s", path, p.msg)
+		return "", false
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		d.fail(at, "remove the NUL character (a \\0 or \\x00 escape, or one in an environment variable)", "%s contains a NUL byte", path)
+		return "", false
+	}
+	return s, true
+}
+
+func (d *decoder) str(f field) (string, bool) { return d.text(f.value, f.path) }
+
+func (d *decoder) number(f field, example string) (int, bool) {
+	s, ok := d.str(f)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		d.fail(f.valueAt(), "write a whole number such as "+example, "%s must be a whole number, not %s", f.path, quoteOrEmpty(s))
+		return 0, false
+	}
+	return n, true
+}
+
+func (d *decoder) boolean(f field) (bool, bool) {
+	if b, ok := f.value.(*ast.BoolNode); ok {
+		return b.Value, true
+	}
+	s, ok := d.str(f)
+	if !ok {
+		return false, false
+	}
+	switch s {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	d.fail(f.valueAt(), "write true or false", "%s must be true or false, not %s", f.path, quoteOrEmpty(s))
+	return false, false
+}
+
+func (d *decoder) duration(f field) (time.Duration, bool) {
+	s, ok := d.str(f)
+	if !ok {
+		return 0, false
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil || dur <= 0 {
+		d.fail(f.valueAt(), "write a positive duration with its unit, e.g. 500ms, 10s or 2m", "%s must be a duration such as 10s, not %s", f.path, quoteOrEmpty(s))
+		return 0, false
+	}
+	return dur, true
+}
+
+func (d *decoder) oneOf(f field, allowed ...string) (string, bool) {
+	s, ok := d.str(f)
+	if !ok {
+		return "", false
+	}
+	if !slices.Contains(allowed, s) {
+		d.fail(f.valueAt(), "allowed values: "+strings.Join(allowed, ", "), "%s must be %s, not %s", f.path, strings.Join(allowed, " or "), quoteOrEmpty(s))
+		return "", false
+	}
+	return s, true
+}
+
+// items is a list's entries; an empty value is an empty list.
+func (d *decoder) items(f field) ([]ast.Node, bool) {
+	switch n := f.value.(type) {
+	case nil, *ast.NullNode:
+		return nil, true
+	case *ast.SequenceNode:
+		return n.Values, true
+	}
+	d.fail(posOf(f.value), fmt.Sprintf("write a list: %s: [ITEM, ...], or one \"- ITEM\" line per item", f.key), "%s must be a list, not %s", f.path, describe(f.value))
+	return nil, false
+}
+
+func (d *decoder) texts(f field) []located {
+	nodes, _ := d.items(f)
+	var out []located
+	for _, n := range nodes {
+		if s, ok := d.text(n, f.path); ok {
+			out = append(out, located{s, posOf(n)})
+		}
+	}
+	return out
+}
+
+// commands is a list of non-empty strings: build commands, exclude patterns.
+func (d *decoder) commands(f field, example string) []string {
+	var out []string
+	for _, t := range d.texts(f) {
+		if strings.TrimSpace(t.value) == "" {
+			d.fail(t.at, fmt.Sprintf("remove the entry or write one, e.g. %s", example), "%s has an empty entry", f.path)
+			continue
+		}
+		out = append(out, t.value)
+	}
+	return out
+}
+
+// names is a list of roles. An explicit empty list is refused where it would
+// select nothing (a hook's roles), since no one means "run nowhere".
+func (d *decoder) names(f field, allowEmpty bool) []string {
+	nodes, ok := d.items(f)
+	if ok && len(nodes) == 0 && !allowEmpty {
+		d.fail(f.valueAt(), "remove roles: to run on every host, or list roles, e.g. roles: [web]", "%s is empty, so the hook would run on no host", f.path)
+		return nil
+	}
+	var out []string
+	for _, n := range nodes {
+		s, ok := d.text(n, f.path)
+		if !ok {
+			continue
+		}
+		if !nameRE.MatchString(s) {
+			d.fail(posOf(n), nameFix+", e.g. web", "%s: %s is not a role name", f.path, quoteOrEmpty(s))
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// deployDir is a deploy_to as written, before the stage that uses it
+// decides how to resolve it.
+type deployDir struct {
+	value string
+	path  string
+	at    pos
+	ok    bool
+}
+
+func (d *decoder) deployDir(f field) *deployDir {
+	s, ok := d.str(f)
+	return &deployDir{value: s, path: f.path, at: f.valueAt(), ok: ok}
+}
+
+// checkDeployDir applies the rules that hold wherever deploy_to is written.
+func (d *decoder) checkDeployDir(dd *deployDir, app string) {
+	if dd == nil || !dd.ok {
+		return
+	}
+	example := "/var/www/" + app
+	switch {
+	case strings.TrimSpace(dd.value) == "":
+		d.fail(dd.at, "write the directory to deploy into, e.g. deploy_to: "+example, "%s is empty", dd.path)
+	case hasControl(dd.value):
+		d.fail(dd.at, "write a plain directory path, e.g. "+example, "%s %q contains a control character", dd.path, dd.value)
+	case path.Clean(dd.value) == "/":
+		d.fail(dd.at, "deploy into a directory of its own, such as "+example, "%s must not be the root directory /", dd.path)
+	default:
+		return
+	}
+	dd.ok = false
+}
+
+func (d *decoder) config(root ast.Node) *Config {
+	c := &Config{
+		File: d.file, Dir: d.dir, KeepReleases: 5, Symlink: "relative",
+		Layout: Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
+		Source: Source{Strategy: "upload", Path: d.dir, Where: d.file},
+	}
+	fields, ok := d.fields(root, "", topSection)
+	if !ok {
+		return nil
+	}
+	var (
+		appGiven bool
+		topDir   *deployDir
+		stages   *field
+	)
+	for _, f := range fields {
+		switch f.key {
+		case "app":
+			appGiven = true
+			c.App = d.app(f)
+		case "deploy_to":
+			topDir = d.deployDir(f)
+			c.DeployTo = topDir.value
+		case "keep_releases":
+			if n, ok := d.number(f, "5"); ok {
+				if n < 1 {
+					d.fail(f.valueAt(), "keep at least the live release, e.g. keep_releases: 5", "keep_releases must be at least 1, not %d", n)
+				}
+				c.KeepReleases = n
+			}
+		case "symlink":
+			if s, ok := d.oneOf(f, "relative", "absolute"); ok {
+				c.Symlink = s
+			}
+		case "layout":
+			c.Layout = d.layout(f, c.Layout)
+		case "source":
+			c.Source = d.source(f, c.Source)
+		case "shared":
+			c.Shared = d.shared(f)
+		case "hooks":
+			c.Hooks = d.hooks(f)
+		case "health":
+			c.Health = d.health(f)
+		case "stages":
+			stages = &f
+		}
+	}
+	app := c.App
+	if app == "" {
+		app = "APP"
+	}
+	if !appGiven {
+		d.fail(posOf(root), "add the application's name, e.g. app: shop", "missing app: slipway.yml must name its application")
+	}
+	d.checkDeployDir(topDir, app)
+	if stages == nil {
+		d.fail(posOf(root), "add stages: with at least one stage, e.g. stages: "+stagesSection.example, "no stages: slipway.yml must define at least one stage")
+	} else {
+		c.Stages = d.stages(*stages, topDir, app)
+	}
+	return c
+}
+
+func (d *decoder) app(f field) string {
+	s, ok := d.str(f)
+	switch {
+	case !ok:
+	case s == "":
+		d.fail(f.valueAt(), "name the application, e.g. app: shop", "app is empty")
+	case !nameRE.MatchString(s):
+		d.fail(f.valueAt(), nameFix+", e.g. app: shop", "app must be a plain name, not %q", s)
+	default:
+		return s
+	}
+	return ""
+}
+
+func (d *decoder) layout(f field, l Layout) Layout {
+	entries := []struct {
+		key  string
+		name *string
+		at   *pos // nil while the default is in use
+	}{{"releases", &l.Releases, nil}, {"shared", &l.Shared, nil}, {"current", &l.Current, nil}, {"repo", &l.Repo, nil}}
+	fields, _ := d.fields(f.value, f.path, layoutSection)
+	for _, lf := range fields {
+		s, ok := d.str(lf)
+		if !ok {
+			continue
+		}
+		switch {
+		case s == "." || s == ".." || !layoutNameRE.MatchString(s):
+			d.fail(lf.valueAt(), fmt.Sprintf("use one plain directory name, e.g. %s: %s; it always lives directly in deploy_to", lf.key, lf.key),
+				"%s must be one plain name of letters, digits, '.', '_' and '-', not %s", lf.path, quoteOrEmpty(s))
+			continue
+		case s == ".slipway" || s == "revisions.log":
+			d.fail(lf.valueAt(), "choose another name", "%s cannot be %q: slipway keeps its own files there", lf.path, s)
+			continue
+		}
+		for i := range entries {
+			if entries[i].key == lf.key {
+				*entries[i].name = s
+				entries[i].at = &lf.at
+			}
+		}
+	}
+	usedBy := map[string]int{}
+	for i, e := range entries {
+		j, taken := usedBy[*e.name]
+		if !taken {
+			usedBy[*e.name] = i
+			continue
+		}
+		at := e.at
+		if at == nil {
+			at = entries[j].at
+		}
+		d.fail(*at, "give each layout entry its own name", "layout.%s and layout.%s are both %q", entries[j].key, e.key, *e.name)
+	}
+	return l
+}
+
+func (d *decoder) source(f field, s Source) Source {
+	s.Where = d.where(f.at)
+	fields, _ := d.fields(f.value, f.path, sourceSection)
+	var strategyAt pos
+	repoGiven := false
+	for _, sf := range fields {
+		switch sf.key {
+		case "strategy":
+			if v, ok := d.oneOf(sf, "upload", "git"); ok {
+				s.Strategy, strategyAt = v, sf.valueAt()
+			}
+		case "path":
+			v, ok := d.str(sf)
+			switch {
+			case !ok:
+			case v == "":
+				d.fail(sf.valueAt(), "write . for the directory of slipway.yml, or the directory to ship", "source.path is empty")
+			case filepath.IsAbs(v):
+				s.Path = filepath.Clean(v)
+			default:
+				s.Path = filepath.Join(d.dir, v)
+			}
+		case "exclude":
+			s.Exclude = d.commands(sf, "tests/")
+		case "build":
+			s.Build = d.commands(sf, "composer install --no-dev")
+		case "repo":
+			repoGiven = true
+			v, ok := d.str(sf)
+			switch {
+			case !ok:
+			case strings.HasPrefix(v, "-") || hasControl(v):
+				d.fail(sf.valueAt(), "write the repository's URL or path, e.g. git@github.com:acme/shop.git", "source.repo %q is not a repository URL", v)
+			default:
+				s.Repo = v
+			}
+		case "branch":
+			if v, ok := d.str(sf); ok {
+				if !validBranch(v) {
+					d.fail(sf.valueAt(), "write a git branch name, e.g. main", "source.branch %q is not a valid git branch name", v)
+				}
+				s.Branch = v
+			}
+		}
+	}
+	if s.Strategy == "git" && !repoGiven {
+		d.fail(strategyAt, "add repo: under source:, e.g. repo: git@github.com:acme/shop.git", "source.strategy git needs source.repo")
+	}
+	return s
+}
+
+// validBranch follows git check-ref-format closely enough that a value that
+// passes cannot be read by git as an option or a revision expression.
+func validBranch(b string) bool {
+	if b == "" {
+		return true
+	}
+	return !strings.HasPrefix(b, "-") && !strings.HasPrefix(b, "/") && !strings.HasSuffix(b, "/") &&
+		!strings.HasSuffix(b, ".") && !strings.HasSuffix(b, ".lock") &&
+		!strings.Contains(b, "..") && !strings.Contains(b, "//") && !strings.Contains(b, "@{") &&
+		!strings.ContainsAny(b, " ~^:?*[\\") && !hasControl(b)
+}
+
+func (d *decoder) shared(f field) Shared {
+	var s Shared
+	var all []located
+	fields, _ := d.fields(f.value, f.path, sharedSection)
+	for _, sf := range fields {
+		paths := d.sharedPaths(sf)
+		all = append(all, paths...)
+		for _, p := range paths {
+			if sf.key == "dirs" {
+				s.Dirs = append(s.Dirs, p.value)
+			} else {
+				s.Files = append(s.Files, p.value)
+			}
+		}
+	}
+	first := map[string]pos{}
+	for _, p := range all {
+		if at, dup := first[p.value]; dup {
+			d.fail(p.at, "remove one of them", "shared path %q is listed twice (first at line %d)", p.value, at.line)
+			continue
+		}
+		first[p.value] = p.at
+	}
+	for _, p := range all {
+		for i := range len(p.value) {
+			if p.value[i] != '/' {
+				continue
+			}
+			parent := p.value[:i]
+			if at, ok := first[parent]; ok {
+				d.fail(p.at, fmt.Sprintf("keep only %q: everything inside it is shared already", parent),
+					"shared path %q is inside shared path %q (line %d)", p.value, parent, at.line)
+				break
+			}
+		}
+	}
+	return s
+}
+
+// sharedPaths are clean paths inside a release: a shared entry that could
+// point outside it would let a deploy link (and later replace) anything.
+func (d *decoder) sharedPaths(f field) []located {
+	var out []located
+	for _, t := range d.texts(f) {
+		v := t.value
+		switch {
+		case v == "":
+			d.fail(t.at, "remove the entry or name a path inside the release, e.g. storage", "%s has an empty entry", f.path)
+		case hasControl(v):
+			d.fail(t.at, "write a plain path inside the release, e.g. storage", "%s: %q contains a control character", f.path, v)
+		case strings.HasPrefix(v, "/"):
+			d.fail(t.at, `write it relative to the release directory, e.g. "storage" or ".env"`, "%s: %q is absolute", f.path, v)
+		case slices.Contains(strings.Split(v, "/"), ".."):
+			d.fail(t.at, "shared paths live inside the release; remove the .. parts", "%s: %q leaves the release with ..", f.path, v)
+		case path.Clean(v) == ".":
+			d.fail(t.at, "name a directory or file inside the release, e.g. storage", "%s: %q is the release directory itself", f.path, v)
+		default:
+			out = append(out, located{path.Clean(v), t.at})
+		}
+	}
+	return out
+}
+
+func (d *decoder) hooks(f field) Hooks {
+	var h Hooks
+	fields, _ := d.fields(f.value, f.path, hooksSection)
+	for _, hf := range fields {
+		list := d.hookList(hf)
+		switch hf.key {
+		case "before_switch":
+			h.BeforeSwitch = list
+		case "after_switch":
+			h.AfterSwitch = list
+		case "after_rollback":
+			h.AfterRollback = list
+		}
+	}
+	return h
+}
+
+// hookList reads hooks written as a command or as {run, once, roles}.
+func (d *decoder) hookList(f field) []Hook {
+	nodes, _ := d.items(f)
+	var out []Hook
+	for _, n := range nodes {
+		at := posOf(n)
+		h := Hook{Where: d.where(at)}
+		runAt, ok := at, true
+		if m, isMap := n.(*ast.MappingNode); isMap {
+			fields, _ := d.fields(m, f.path, hookSection)
+			runGiven := false
+			for _, rf := range fields {
+				switch rf.key {
+				case "run":
+					runGiven, runAt = true, rf.valueAt()
+					h.Run, ok = d.str(rf)
+				case "once":
+					h.Once, _ = d.boolean(rf)
+				case "roles":
+					h.Roles = d.names(rf, false)
+				}
+			}
+			if !runGiven {
+				d.fail(at, "add the command to run, e.g. run: php artisan migrate --force", "%s: hook has no run:", f.path)
+				continue
+			}
+		} else {
+			h.Run, ok = d.text(n, f.path)
+		}
+		if ok && strings.TrimSpace(h.Run) == "" {
+			d.fail(runAt, "write the command to run, e.g. - php artisan config:cache, or remove the entry", "%s: hook has an empty run", f.path)
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+func (d *decoder) health(f field) *Health {
+	fields, ok := d.fields(f.value, f.path, healthSection)
+	if isNull(f.value) || !ok {
+		return nil
+	}
+	h := &Health{ExpectStatus: 200, Timeout: 10 * time.Second, Where: d.where(f.at)}
+	urlGiven := false
+	for _, hf := range fields {
+		switch hf.key {
+		case "url":
+			urlGiven = true
+			if s, ok := d.str(hf); ok {
+				if reason := checkURL(s); reason != "" {
+					d.fail(hf.valueAt(), "write the URL each host fetches from itself, e.g. http://127.0.0.1/health", "health.url %s %s", quoteOrEmpty(s), reason)
+				}
+				h.URL = s
+			}
+		case "expect_status":
+			if n, ok := d.number(hf, "200"); ok {
+				if n < 100 || n > 599 {
+					d.fail(hf.valueAt(), "write an HTTP status code, e.g. expect_status: 200", "health.expect_status %d is not an HTTP status (100 to 599)", n)
+				}
+				h.ExpectStatus = n
+			}
+		case "timeout":
+			if dur, ok := d.duration(hf); ok {
+				h.Timeout = dur
+			}
+		}
+	}
+	if !urlGiven {
+		d.fail(f.at, "add the URL each host fetches from itself, e.g. url: http://127.0.0.1/health", "health has no url")
+	}
+	return h
+}
+
+func checkURL(s string) string {
+	if s == "" || strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return "is not a URL"
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "is not a URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must start with http:// or https://"
+	case u.Host == "":
+		return "has no host"
+	}
+	return ""
+}
+
+func (d *decoder) stages(f field, top *deployDir, app string) []*Stage {
+	fields, ok := d.fields(f.value, f.path, stagesSection)
+	if !ok {
+		return nil
+	}
+	if len(fields) == 0 {
+		d.fail(f.at, "add a stage, e.g. stages: "+stagesSection.example, "stages is empty: slipway.yml must define at least one stage")
+	}
+	var out []*Stage
+	for _, sf := range fields {
+		if st := d.stage(sf, top, app); st != nil {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+func (d *decoder) stage(f field, top *deployDir, app string) *Stage {
+	name := f.key
+	if !nameRE.MatchString(name) {
+		d.fail(f.at, nameFix+", e.g. production", "stage name %s is not a plain name", quoteOrEmpty(name))
+	}
+	fields, ok := d.fields(f.value, f.path, stageSection)
+	if !ok {
+		return nil
+	}
+	st := &Stage{Name: name, Where: d.where(f.at)}
+	var own *deployDir
+	hostsAt, hostEntries, hostsOK := f.at, 0, true
+	for _, sf := range fields {
+		switch sf.key {
+		case "hosts":
+			hostsAt = sf.at
+			st.Hosts, hostEntries, hostsOK = d.hosts(sf, name)
+		case "deploy_to":
+			own = d.deployDir(sf)
+			d.checkDeployDir(own, app)
+		}
+	}
+	if hostEntries == 0 && hostsOK {
+		d.fail(hostsAt, "list the hosts, e.g. hosts: [web1.example.com], or hosts: [local] for this machine", "stage %q has no hosts", name)
+	}
+	dir := own
+	if dir == nil {
+		dir = top
+	}
+	allLocal := !slices.ContainsFunc(st.Hosts, func(h Host) bool { return !h.Local })
+	switch {
+	case dir == nil:
+		d.fail(f.at, fmt.Sprintf("add deploy_to: /var/www/%s to stages.%s, or once at the top level for every stage", app, name), "stage %q has no deploy_to", name)
+	case !dir.ok || !hostsOK || hostEntries == 0:
+		// Already reported; a relative path cannot be judged without the hosts.
+	case path.IsAbs(dir.value):
+		st.DeployTo = path.Clean(dir.value)
+	case allLocal:
+		st.DeployTo = filepath.Join(d.dir, dir.value)
+		if st.DeployTo == "/" {
+			d.fail(dir.at, "deploy into a directory of its own, e.g. ./.slipway-"+name, "%s %q resolves to the root directory /", dir.path, dir.value)
+		}
+	default:
+		fix := "use an absolute path such as /var/www/" + app
+		if strings.HasPrefix(dir.value, "~") {
+			fix += " (slipway does not expand ~)"
+		}
+		d.fail(dir.at, fix+"; a relative deploy_to is only for stages whose hosts are all local",
+			"%s %q is relative, but stage %q deploys to remote hosts", dir.path, dir.value, name)
+	}
+	return st
+}
+
+// hosts reads a stage's host list. It returns the hosts that are valid, how
+// many entries the list has, and whether all of them were valid.
+func (d *decoder) hosts(f field, stage string) ([]Host, int, bool) {
+	before := len(d.problems)
+	nodes, _ := d.items(f)
+	var out []Host
+	seen := map[string]located{} // by host and port: the user does not make another machine
+	for _, n := range nodes {
+		h, ok := d.host(n, f.path)
+		if !ok {
+			continue
+		}
+		id := "local"
+		if !h.Local {
+			id = strings.ToLower(h.Host) + " " + strconv.Itoa(h.Port)
+		}
+		at := posOf(n)
+		if first, dup := seen[id]; dup {
+			d.fail(at, "remove one of them", "host %q is listed twice in stage %q: it is %q at line %d", h.Name, stage, first.value, first.at.line)
+			continue
+		}
+		seen[id] = located{h.Name, at}
+		out = append(out, h)
+	}
+	return out, len(nodes), len(d.problems) == before
+}
+
+// host reads one host entry: a string (see parseHostSpec) or a mapping
+// {host, user, port, roles}.
+func (d *decoder) host(n ast.Node, listPath string) (Host, bool) {
+	at := posOf(n)
+	m, isMap := n.(*ast.MappingNode)
+	if !isMap {
+		s, ok := d.text(n, listPath)
+		if !ok {
+			return Host{}, false
+		}
+		spec, p := parseHostSpec(s)
+		if p != nil {
+			d.fail(at, p.fix, "%s: %s", listPath, p.msg)
+			return Host{}, false
+		}
+		return Host{Name: s, Host: spec.host, User: spec.user, Port: spec.port, Local: spec.local, Where: d.where(at)}, true
+	}
+	before := len(d.problems)
+	fields, _ := d.fields(m, listPath, hostSection)
+	var (
+		spec, given hostSpec
+		hostGiven   bool
+		roles       []string
+	)
+	for _, f := range fields {
+		switch f.key {
+		case "host":
+			hostGiven = true
+			if s, ok := d.str(f); ok {
+				var p *problem
+				if spec, p = parseHostSpec(s); p != nil {
+					d.fail(f.valueAt(), p.fix, "%s: %s", listPath, p.msg)
+				}
+			}
+		case "user":
+			if s, ok := d.str(f); ok {
+				if !userRE.MatchString(s) {
+					d.fail(f.valueAt(), "a user is letters, digits, '.', '_' and '-', e.g. user: deploy", "%s: user %s is not a user name", listPath, quoteOrEmpty(s))
+				}
+				given.user = s
+			}
+		case "port":
+			if port, ok := d.number(f, "22"); ok {
+				if port < 1 || port > 65535 {
+					d.fail(f.valueAt(), "write the SSH port as a number from 1 to 65535, e.g. port: 22", "%s: port %d is not a number from 1 to 65535", listPath, port)
+				}
+				given.port = port
+			}
+		case "roles":
+			roles = d.names(f, true)
+		}
+	}
+	if !hostGiven {
+		d.fail(at, "add the host's name, e.g. {host: web3, user: deploy}", "%s: host entry has no host:", listPath)
+	}
+	if len(d.problems) != before {
+		return Host{}, false
+	}
+	switch {
+	case given.user != "" && spec.user != "", given.port != 0 && spec.port != 0:
+		d.fail(at, "give the user and the port once, in host: or in their own keys", "%s: host %q is given a user or port twice", listPath, spec.name())
+		return Host{}, false
+	case spec.local && (given.user != "" || given.port != 0):
+		d.fail(at, localFix, "%s: local means this machine without SSH, so it takes no user or port", listPath)
+		return Host{}, false
+	}
+	spec.user = cmp.Or(spec.user, given.user)
+	spec.port = cmp.Or(spec.port, given.port)
+	return Host{Name: spec.name(), Host: spec.host, User: spec.user, Port: spec.port, Roles: roles, Local: spec.local, Where: d.where(at)}, true
+}

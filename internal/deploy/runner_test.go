@@ -1,0 +1,210 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/slipway-deploy/slipway/internal/config"
+)
+
+// journal records what steps did, in order, for assertions.
+type journal struct {
+	mu      sync.Mutex
+	entries []string
+}
+
+func (j *journal) add(format string, args ...any) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.entries = append(j.entries, fmt.Sprintf(format, args...))
+}
+
+func (j *journal) has(entry string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Contains(j.entries, entry)
+}
+
+// fakeStep records runs, undos and finishes, and fails on chosen hosts.
+type fakeStep struct {
+	name    string
+	j       *journal
+	failOn  string
+	commits bool
+	undo    bool
+	finish  bool
+}
+
+func (s *fakeStep) Name() string { return s.name }
+func (s *fakeStep) Run(_ context.Context, t *Target) error {
+	s.j.add("run %s %s", s.name, t.Name())
+	if t.Name() == s.failOn {
+		return fmt.Errorf("boom")
+	}
+	return nil
+}
+func (s *fakeStep) Commits() bool { return s.commits }
+
+type undoStep struct{ *fakeStep }
+
+func (s undoStep) Undo(_ context.Context, t *Target) error {
+	s.j.add("undo %s %s", s.name, t.Name())
+	return nil
+}
+
+type finishStep struct{ *fakeStep }
+
+func (s finishStep) Finish(_ context.Context, t *Target) error {
+	s.j.add("finish %s %s", s.name, t.Name())
+	return nil
+}
+
+func targets(names ...string) []*Target {
+	var out []*Target
+	for i, n := range names {
+		out = append(out, &Target{Host: config.Host{Name: n}, Index: i})
+	}
+	return out
+}
+
+func TestRunnerBarrier(t *testing.T) {
+	// Every host finishes step one before any host starts step two.
+	j := &journal{}
+	steps := []any{&fakeStep{name: "one", j: j}, &fakeStep{name: "two", j: j}}
+	rn := &Runner{Parallel: 4}
+	if err := rn.Run(context.Background(), steps, targets("a", "b", "c", "d")); err != nil {
+		t.Fatal(err)
+	}
+	firstTwo := slices.IndexFunc(j.entries, func(e string) bool { return strings.HasPrefix(e, "run two") })
+	for _, e := range j.entries[firstTwo:] {
+		if strings.HasPrefix(e, "run one") {
+			t.Fatalf("step one ran after step two started: %v", j.entries)
+		}
+	}
+	if len(j.entries) != 8 {
+		t.Fatalf("want 8 runs, got %v", j.entries)
+	}
+}
+
+func TestRunnerFailureUndoesCompletedStepsAndStops(t *testing.T) {
+	j := &journal{}
+	lock := finishStep{&fakeStep{name: "lock", j: j}}
+	create := undoStep{&fakeStep{name: "create", j: j}}
+	upload := undoStep{&fakeStep{name: "upload", j: j, failOn: "b"}}
+	after := &fakeStep{name: "switch", j: j, commits: true}
+	err := (&Runner{Parallel: 2}).Run(context.Background(), []any{lock, create, upload, after}, targets("a", "b", "c"))
+
+	var he *HostError
+	if !errors.As(err, &he) || he.Host != "b" || he.Step != "upload" {
+		t.Fatalf("err = %v, want a HostError for b at upload", err)
+	}
+	for _, want := range []string{"undo create a", "undo create b", "undo create c", "undo upload a", "undo upload c", "finish lock a", "finish lock b", "finish lock c"} {
+		if !j.has(want) {
+			t.Errorf("missing %q in %v", want, j.entries)
+		}
+	}
+	if j.has("undo upload b") {
+		t.Error("undid upload on the host where it failed")
+	}
+	if j.has("run switch a") {
+		t.Error("ran a step after a failure")
+	}
+}
+
+func TestRunnerDoesNotUndoAfterCommit(t *testing.T) {
+	j := &journal{}
+	steps := []any{
+		finishStep{&fakeStep{name: "lock", j: j}},
+		undoStep{&fakeStep{name: "create", j: j}},
+		&fakeStep{name: "switch", j: j, commits: true},
+		&fakeStep{name: "hook", j: j, failOn: "a"},
+	}
+	err := (&Runner{Parallel: 2}).Run(context.Background(), steps, targets("a", "b"))
+	if err == nil {
+		t.Fatal("want the hook failure")
+	}
+	if j.has("undo create a") || j.has("undo create b") {
+		t.Errorf("undid a release after the switch: %v", j.entries)
+	}
+	if !j.has("finish lock a") || !j.has("finish lock b") {
+		t.Errorf("lock not released after a failure past the switch: %v", j.entries)
+	}
+}
+
+func TestRunnerLockFailureReleasesOnlyOwnLocks(t *testing.T) {
+	// The host where the lock was refused holds someone else's lock: it
+	// must not be released.
+	j := &journal{}
+	lock := &lockLike{fakeStep: &fakeStep{name: "lock", j: j, failOn: "b"}}
+	err := (&Runner{Parallel: 3}).Run(context.Background(), []any{lock}, targets("a", "b", "c"))
+	if err == nil {
+		t.Fatal("want a lock failure")
+	}
+	if j.has("finish lock b") || !j.has("finish lock a") || !j.has("finish lock c") {
+		t.Errorf("finish ran on the wrong hosts: %v", j.entries)
+	}
+}
+
+type lockLike struct{ *fakeStep }
+
+func (s *lockLike) Finish(_ context.Context, t *Target) error {
+	s.j.add("finish %s %s", s.name, t.Name())
+	return nil
+}
+
+func TestRunnerCancelledContextStillCleansUp(t *testing.T) {
+	j := &journal{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelling := stepFunc{"upload", func(context.Context, *Target) error { cancel(); return ctx.Err() }}
+	lock := finishStep{&fakeStep{name: "lock", j: j}}
+	err := (&Runner{Parallel: 1}).Run(ctx, []any{lock, cancelling}, targets("a"))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if !j.has("finish lock a") {
+		t.Error("lock not released after Ctrl-C")
+	}
+}
+
+func TestRunnerSkipAndParallelLimit(t *testing.T) {
+	var running, peak atomic.Int32
+	slow := stepFunc{"slow", func(context.Context, *Target) error {
+		n := running.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		defer running.Add(-1)
+		for i := 0; i < 1000; i++ {
+			_ = i * i
+		}
+		return nil
+	}}
+	if err := (&Runner{Parallel: 2}).Run(context.Background(), []any{slow}, targets("a", "b", "c", "d", "e")); err != nil {
+		t.Fatal(err)
+	}
+	if peak.Load() > 2 {
+		t.Errorf("ran %d at once, limit 2", peak.Load())
+	}
+
+	j := &journal{}
+	once := &onceStep{fakeStep: &fakeStep{name: "migrate", j: j}}
+	if err := (&Runner{Parallel: 3}).Run(context.Background(), []any{once}, targets("a", "b", "c")); err != nil {
+		t.Fatal(err)
+	}
+	if len(j.entries) != 1 || j.entries[0] != "run migrate a" {
+		t.Errorf("once step ran as %v", j.entries)
+	}
+}
+
+type onceStep struct{ *fakeStep }
+
+func (s *onceStep) Skip(t *Target) bool { return t.Index != 0 }

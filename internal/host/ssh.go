@@ -1,0 +1,571 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pkg/sftp"
+	"github.com/slipway-deploy/slipway/internal/shell"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// SSHOptions are the run-wide connection settings.
+type SSHOptions struct {
+	AcceptNewHostKeys bool          // --accept-new-host-keys: record an unknown host key in known_hosts and go on
+	ConnectTimeout    time.Duration // TCP connect and SSH handshake, per host and per jump host; default 10s
+	KeepAlive         time.Duration // interval of keepalive@openssh.com requests, default 15s, negative for none; a connection that misses 3 is closed
+	Home              string        // home dir for ~/.ssh (default os.UserHomeDir()); tests set it
+	ForwardAgent      bool          // request agent forwarding on sessions (ssh agent on SSH_AUTH_SOCK)
+	// SystemDir holds the system-wide ssh_config and ssh_known_hosts
+	// (default /etc/ssh); tests point it at an empty directory.
+	SystemDir string
+}
+
+const (
+	defaultConnectTimeout = 10 * time.Second
+	defaultKeepAlive      = 15 * time.Second
+	// keepAliveMisses is how many keepalive intervals without an answer
+	// close the connection.
+	keepAliveMisses = 3
+	// maxSessions bounds the sessions open at once on one connection:
+	// OpenSSH's MaxSessions defaults to 10, and the SFTP client holds one.
+	maxSessions = 8
+	// abortGrace bounds the wait for a cancelled command's session to
+	// close; a dead network must not hold up a cancelled run.
+	abortGrace = 2 * time.Second
+	// stderrTailSize is how much streamed stderr is kept for ExitError.
+	stderrTailSize = 8 << 10
+)
+
+func (o SSHOptions) withDefaults() (SSHOptions, error) {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = defaultConnectTimeout
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = defaultKeepAlive
+	}
+	if o.Home == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return o, fmt.Errorf("find the home directory that holds .ssh: %w", err)
+		}
+		o.Home = home
+	}
+	if o.SystemDir == "" {
+		o.SystemDir = "/etc/ssh"
+	}
+	return o, nil
+}
+
+// SSHTarget is a host entry as the user wrote it in slipway.yml.
+type SSHTarget struct {
+	Name string // display name, used in every error ("web1", "deploy@web2:2222")
+	Host string // host name, IP or ~/.ssh/config alias
+	User string // "" = from ssh config, else the local user name
+	Port int    // 0 = from ssh config, else 22
+}
+
+// ErrConnectionLost is wrapped by the errors of commands and renames whose
+// connection broke: whether they took effect on the host is unknown.
+var ErrConnectionLost = errors.New("connection lost")
+
+// SSH runs scripts on one host over one SSH connection, opened by DialSSH
+// and reused for every command and rename of the run.
+type SSH struct {
+	name   string
+	client *ssh.Client
+	jumps  []*ssh.Client // the hosts the connection goes through, first dialled first
+
+	forwardAgent bool
+	sessions     chan struct{} // a slot per open session, see maxSessions
+
+	sftpMu sync.Mutex
+	sftp   *sftp.Client // opened by the first Rename
+
+	lost       chan struct{}          // closed when the connection has ended
+	lostReason atomic.Pointer[string] // why, when slipway ended it
+	closed     atomic.Bool            // Close was called
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+var _ Executor = (*SSH)(nil)
+
+// DialSSH connects to t, through its ProxyJump hosts if the ssh config has
+// any, verifying every host key against known_hosts. Errors name t.Name;
+// host key problems are *HostKeyError, refused keys *AuthError.
+func DialSSH(ctx context.Context, t SSHTarget, opts SSHOptions) (*SSH, error) {
+	name := t.Name
+	if name == "" {
+		name = t.Host
+	}
+	if err := checkHostName(t.Host); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if t.Port < 0 || t.Port > 65535 {
+		return nil, fmt.Errorf("%s: port %d is not from 1 to 65535", name, t.Port)
+	}
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	cfg, err := loadSSHConfig(opts.Home, opts.SystemDir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	target, err := cfg.resolve(t)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+
+	var jumps []*ssh.Client
+	closeJumps := func() {
+		for i := len(jumps) - 1; i >= 0; i-- {
+			jumps[i].Close()
+		}
+	}
+	var via *ssh.Client
+	viaName := ""
+	for _, hop := range target.jumps {
+		c, err := connect(ctx, via, viaName, hop, name+": jump host "+hop.alias, opts)
+		if err != nil {
+			closeJumps()
+			return nil, err
+		}
+		jumps = append(jumps, c)
+		via, viaName = c, hop.alias
+	}
+	client, err := connect(ctx, via, viaName, target, name, opts)
+	if err != nil {
+		closeJumps()
+		return nil, err
+	}
+
+	s := &SSH{
+		name:     name,
+		client:   client,
+		jumps:    jumps,
+		sessions: make(chan struct{}, maxSessions),
+		lost:     make(chan struct{}),
+	}
+	if sock := os.Getenv("SSH_AUTH_SOCK"); opts.ForwardAgent && sock != "" {
+		if err := agent.ForwardToRemote(client, sock); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s: set up agent forwarding: %w", name, err)
+		}
+		s.forwardAgent = true
+	}
+	go func() {
+		client.Wait()
+		close(s.lost)
+	}()
+	if opts.KeepAlive > 0 {
+		go s.keepAlive(opts.KeepAlive)
+	}
+	return s, nil
+}
+
+// connect opens an SSH connection to ep, directly or through the
+// connection via to the jump host viaName, within opts.ConnectTimeout.
+// label names the host in errors.
+func connect(ctx context.Context, via *ssh.Client, viaName string, ep *sshEndpoint, label string, opts SSHOptions) (*ssh.Client, error) {
+	checker, err := newHostKeyChecker(label, ep, opts)
+	if err != nil {
+		return nil, err
+	}
+	auth := loadAuth(ep, opts.Home)
+	defer auth.close()
+	config := &ssh.ClientConfig{
+		User:              ep.user,
+		Auth:              auth.methods(),
+		HostKeyCallback:   checker.check,
+		HostKeyAlgorithms: checker.hostKeyAlgorithms(),
+	}
+
+	dialCtx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+	defer cancel()
+	var conn net.Conn
+	if via == nil {
+		var d net.Dialer
+		conn, err = d.DialContext(dialCtx, "tcp", ep.addr)
+	} else {
+		conn, err = via.DialContext(dialCtx, "tcp", ep.addr)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		through := ""
+		if via != nil {
+			through = " through jump host " + viaName
+		}
+		if dialCtx.Err() != nil {
+			return nil, fmt.Errorf("%s: connect to %s%s: no answer within %s", label, ep.addr, through, opts.ConnectTimeout)
+		}
+		return nil, fmt.Errorf("%s: connect to %s%s: %w", label, ep.addr, through, err)
+	}
+
+	client, interrupted, err := handshake(dialCtx, conn, ep.addr, config)
+	switch {
+	case err == nil:
+		return client, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case interrupted:
+		return nil, fmt.Errorf("%s: connect to %s: no SSH handshake within %s", label, ep.addr, opts.ConnectTimeout)
+	case checker.err != nil:
+		return nil, checker.err
+	case isAuthFailure(err):
+		return nil, &AuthError{Host: label, Addr: ep.addr, User: ep.user, Tried: auth.tried}
+	}
+	var negotiation *ssh.AlgorithmNegotiationError
+	if errors.As(err, &negotiation) && negotiation.What == "host key" && len(config.HostKeyAlgorithms) > 0 {
+		return nil, fmt.Errorf("%s (%s): the server offers no host key of a type known_hosts has for it (known_hosts has %v, the server offers %v); if its keys were replaced on purpose, remove the old ones with: %s, then run again with --accept-new-host-keys",
+			label, ep.addr, negotiation.SupportedAlgorithms, negotiation.RequestedAlgorithms, shell.Join("ssh-keygen", "-R", knownhosts.Normalize(ep.addr)))
+	}
+	return nil, fmt.Errorf("%s: connect to %s: %w", label, ep.addr, err)
+}
+
+// handshake runs the SSH handshake on conn, closing conn if ctx ends first
+// (conn may be a channel of a jump host, which has no deadlines);
+// interrupted tells that it did.
+func handshake(ctx context.Context, conn net.Conn, addr string, config *ssh.ClientConfig) (client *ssh.Client, interrupted bool, err error) {
+	finished := make(chan struct{})
+	watcherDone := make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		select {
+		case <-finished:
+		case <-ctx.Done():
+			interrupted = true
+			conn.Close()
+		}
+	}()
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, config)
+	close(finished)
+	<-watcherDone
+	if interrupted {
+		if err == nil {
+			c.Close()
+		}
+		return nil, true, ctx.Err()
+	}
+	if err != nil {
+		conn.Close()
+		return nil, false, err
+	}
+	return ssh.NewClient(c, chans, reqs), false, nil
+}
+
+// keepAlive sends keepalive@openssh.com every interval and closes the
+// connection when an answer has not come within keepAliveMisses intervals,
+// so a dead network fails the run instead of hanging it.
+func (s *SSH) keepAlive(interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.lost:
+			return
+		case <-ticker.C:
+		}
+		answered := make(chan error, 1)
+		go func() {
+			_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
+			answered <- err
+		}()
+		timeout := time.NewTimer(keepAliveMisses * interval)
+		select {
+		case err := <-answered:
+			timeout.Stop()
+			if err != nil {
+				return // the connection has ended; s.lost tells everyone
+			}
+		case <-timeout.C:
+			reason := fmt.Sprintf("no answer to keepalives for %s", keepAliveMisses*interval)
+			s.lostReason.Store(&reason)
+			s.client.Close()
+			return
+		case <-s.lost:
+			timeout.Stop()
+			return
+		}
+	}
+}
+
+// Name is the host as the user named it.
+func (s *SSH) Name() string { return s.name }
+
+// Query runs a script that changes nothing on the host.
+func (s *SSH) Query(ctx context.Context, cmd Command) (Result, error) { return s.run(ctx, cmd) }
+
+// Exec runs a script that may change the host.
+func (s *SSH) Exec(ctx context.Context, cmd Command) (Result, error) { return s.run(ctx, cmd) }
+
+// run runs cmd.Script as the command of a new session.
+func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	select {
+	case s.sessions <- struct{}{}:
+		defer func() { <-s.sessions }()
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+	session, err := s.client.NewSession()
+	if err != nil {
+		return Result{}, s.connectionError("open a session", err)
+	}
+	defer session.Close()
+	if s.forwardAgent {
+		// A server that refuses forwarding still runs the script, as with
+		// OpenSSH; what needs the agent there fails and says so.
+		_ = agent.RequestAgentForwarding(session)
+	}
+
+	var stdout, stderr bytes.Buffer
+	var stderrTail tailBuffer
+	out := &gatedWriter{w: &stdout}
+	errOut := &gatedWriter{w: &stderr}
+	if cmd.Stdout != nil {
+		out.w = cmd.Stdout
+	}
+	if cmd.Stderr != nil {
+		errOut.w = io.MultiWriter(cmd.Stderr, &stderrTail)
+	}
+	session.Stdout, session.Stderr = out, errOut
+	var stdin io.WriteCloser
+	if cmd.Stdin != nil {
+		if stdin, err = session.StdinPipe(); err != nil {
+			return Result{}, fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	if err := session.Start(cmd.Script); err != nil {
+		return Result{}, s.connectionError("start a command", err)
+	}
+
+	stdinFailed := make(chan error, 1)
+	if stdin != nil {
+		go func() { stdinFailed <- copyStdin(stdin, cmd.Stdin) }()
+	}
+	done := make(chan error, 1)
+	go func() { done <- session.Wait() }()
+
+	var waitErr error
+	for waiting := true; waiting; {
+		select {
+		case waitErr = <-done:
+			waiting = false
+		case err := <-stdinFailed:
+			if err == nil {
+				continue
+			}
+			// The script must not see a clean end of a truncated input.
+			abort(session, done, out, errOut)
+			return Result{}, fmt.Errorf("%s: read the input of the command: %w", s.name, err)
+		case <-ctx.Done():
+			abort(session, done, out, errOut)
+			return Result{}, ctx.Err()
+		}
+	}
+	select {
+	case err := <-stdinFailed:
+		if err != nil {
+			return Result{}, fmt.Errorf("%s: read the input of the command: %w", s.name, err)
+		}
+	default:
+	}
+
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	var exitErr *ssh.ExitError
+	switch {
+	case waitErr == nil:
+		return res, nil
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case errors.As(waitErr, &exitErr):
+		tail := res.Stderr
+		if cmd.Stderr != nil {
+			tail = stderrTail.Bytes()
+		}
+		return res, &ExitError{Host: s.name, Script: cmd.Script, Code: exitErr.ExitStatus(), Stderr: tail}
+	default:
+		return res, s.connectionError("run a command", waitErr)
+	}
+}
+
+// abort stops a running command: it signals the remote process, closes the
+// session and waits a little for it to end. Output arriving later is
+// dropped rather than written to buffers or writers the caller owns again.
+func abort(session *ssh.Session, done <-chan error, outputs ...*gatedWriter) {
+	_ = session.Signal(ssh.SIGTERM)
+	_ = session.Close()
+	select {
+	case <-done:
+	case <-time.After(abortGrace):
+	}
+	for _, w := range outputs {
+		w.shut()
+	}
+}
+
+// copyStdin copies the caller's input to the command and then closes the
+// command's standard input. A failed write means the command stopped
+// reading (it exited, or the connection broke), which its exit status
+// reports; a failed read is returned, and stdin is left open so the
+// command never takes a truncated input for a whole one.
+func copyStdin(w io.WriteCloser, r io.Reader) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil
+			}
+		}
+		if err == io.EOF {
+			w.Close()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// connectionError describes err, from doing what on the connection.
+func (s *SSH) connectionError(what string, err error) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%s: cannot %s: the connection was closed", s.name, what)
+	}
+	var missing *ssh.ExitMissingError
+	lost := errors.As(err, &missing) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, sftp.ErrSSHFxConnectionLost)
+	select {
+	case <-s.lost:
+		lost = true
+	default:
+	}
+	if !lost {
+		return fmt.Errorf("%s: %s: %w", s.name, what, err)
+	}
+	reason := ""
+	if r := s.lostReason.Load(); r != nil {
+		reason = " (" + *r + ")"
+	}
+	return fmt.Errorf("%s: %w%s: cannot %s: %v", s.name, ErrConnectionLost, reason, what, err)
+}
+
+// Rename renames oldpath to newpath on the host with the SFTP extension
+// posix-rename@openssh.com: one rename(2) that replaces newpath atomically.
+// Once the request is sent it is not abandoned on cancellation, so the
+// caller learns whether the switch happened.
+func (s *SSH) Rename(ctx context.Context, oldpath, newpath string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	client, err := s.sftpClient()
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := client.PosixRename(oldpath, newpath); err != nil {
+		what := fmt.Sprintf("rename %s to %s", oldpath, newpath)
+		var status *sftp.StatusError
+		if errors.As(err, &status) {
+			return fmt.Errorf("%s: %s: %w", s.name, what, err)
+		}
+		return s.connectionError(what, err)
+	}
+	return nil
+}
+
+// sftpClient returns the connection's SFTP client, opening it on first use.
+func (s *SSH) sftpClient() (*sftp.Client, error) {
+	s.sftpMu.Lock()
+	defer s.sftpMu.Unlock()
+	if s.sftp != nil {
+		return s.sftp, nil
+	}
+	client, err := sftp.NewClient(s.client)
+	if err != nil {
+		return nil, s.connectionError("start SFTP, which renames need (is the sftp Subsystem enabled in sshd_config?)", err)
+	}
+	if _, ok := client.HasExtension("posix-rename@openssh.com"); !ok {
+		client.Close()
+		return nil, fmt.Errorf("%s: the SFTP server does not support posix-rename@openssh.com, which the atomic switch of current needs", s.name)
+	}
+	s.sftp = client
+	return client, nil
+}
+
+// Close ends the connection and those to the jump hosts.
+func (s *SSH) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		err := s.client.Close()
+		s.sftpMu.Lock()
+		if s.sftp != nil {
+			s.sftp.Close()
+		}
+		s.sftpMu.Unlock()
+		for i := len(s.jumps) - 1; i >= 0; i-- {
+			s.jumps[i].Close()
+		}
+		if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
+			s.closeErr = fmt.Errorf("%s: close the connection: %w", s.name, err)
+		}
+	})
+	return s.closeErr
+}
+
+// gatedWriter passes writes to w until shut, then drops them: the session's
+// copying goroutines may outlive an aborted command.
+type gatedWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return len(p), nil
+	}
+	return g.w.Write(p)
+}
+
+func (g *gatedWriter) shut() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+// tailBuffer keeps the last stderrTailSize bytes written to it.
+type tailBuffer struct {
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - stderrTailSize; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) Bytes() []byte { return t.buf }
