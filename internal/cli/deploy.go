@@ -57,7 +57,10 @@ func printDeployResult(w io.Writer, verb string, res *deploy.Result, err error) 
 	var rows [][]string
 	for _, h := range res.Hosts {
 		live := h.Live
-		if live == "" {
+		switch {
+		case !h.Known:
+			live = "(not read)"
+		case live == "":
 			live = "(none)"
 		}
 		outcome := "unchanged"

@@ -167,6 +167,10 @@ func posOf(n ast.Node) pos {
 	if n == nil {
 		return pos{1, 1}
 	}
+	// An empty list entry ("-" alone) is placed at its dash, not past it.
+	if tk := n.GetToken(); tk != nil && tk.Type == token.ImplicitNullType && tk.Prev != nil && tk.Prev.Type == token.SequenceEntryType {
+		return tokenPos(tk.Prev)
+	}
 	return tokenPos(n.GetToken())
 }
 

@@ -35,6 +35,7 @@ type HostResult struct {
 	Live     string // release current points at after the run ("" if none)
 	Previous string // release that was live before the run
 	Switched bool
+	Known    bool // the host's state was read; false if the run stopped before (could not connect)
 }
 
 // SwitchedError reports a run that failed after the new release went live
@@ -80,7 +81,6 @@ func (d *deployRun) steps() []any {
 		connectStep{d.run},
 		lockStep{d.run},
 		inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, forSwitch: true},
-		checkSharedStep{d},
 		chooseReleaseStep{d},
 		createReleaseStep{d},
 		uploadStep{d},
@@ -103,6 +103,7 @@ func (d *deployRun) result() *Result {
 	for _, t := range d.targets {
 		hr := HostResult{Host: t.Name()}
 		if t.State != nil {
+			hr.Known = true
 			hr.Live, hr.Previous = t.State.Current, t.State.Previous
 			hr.Switched = d.releaseID != "" && t.State.Current == d.releaseID
 		}
@@ -135,25 +136,6 @@ func writeMetaScript(l layout.Layout, m *ReleaseMeta) string {
 	file := l.HistoryFile(m.ID)
 	return fmt.Sprintf("mkdir -p -- %s && printf '%%s\\n' %s > %s && mv -f -- %s %s",
 		shell.Quote(l.HistoryDir()), shell.Quote(string(body)), shell.Quote(file+".tmp"), shell.Quote(file+".tmp"), shell.Quote(file))
-}
-
-// checkSharedStep refuses to go on when a shared file the release links to
-// does not exist: the app would start without its .env.
-type checkSharedStep struct{ d *deployRun }
-
-func (checkSharedStep) Name() string { return "check shared" }
-
-func (s checkSharedStep) Run(_ context.Context, t *Target) error {
-	if len(t.State.MissingShared) == 0 {
-		return nil
-	}
-	l := s.d.layout
-	var paths []string
-	for _, f := range t.State.MissingShared {
-		paths = append(paths, l.SharedPath(f))
-	}
-	return fmt.Errorf("shared file %s does not exist; create it on the host (for example: scp .env.production %s:%s), then deploy again",
-		strings.Join(paths, ", "), t.Name(), paths[0])
 }
 
 // chooseReleaseStep picks one release id for the whole fleet, newer than any
@@ -360,7 +342,12 @@ type hookStep struct {
 }
 
 func (s hookStep) Name() string {
-	return fmt.Sprintf("%s: %s", s.phase, s.hook.Run)
+	const width = 40
+	command := strings.Join(strings.Fields(s.hook.Run), " ")
+	if len(command) > width {
+		command = command[:width-1] + "…"
+	}
+	return s.phase + ": " + command
 }
 
 // Skip keeps a `once` hook to the primary host and a role-limited hook to
@@ -410,7 +397,7 @@ func runHook(ctx context.Context, r *run, t *Target, command, releaseID string) 
 	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdout: out, Stderr: out})
 	out.Flush()
 	if ee, ok := err.(*host.ExitError); ok {
-		return fmt.Errorf("hook %q exited with status %d\n%s", command, ee.Code, out.Tail())
+		return fmt.Errorf("%q exited with status %d\n%s", command, ee.Code, out.Tail())
 	}
 	return err
 }

@@ -21,6 +21,7 @@ func Rollback(ctx context.Context, opts Options, to string) (*Result, error) {
 	for _, t := range r.targets {
 		hr := HostResult{Host: t.Name()}
 		if t.State != nil {
+			hr.Known = true
 			hr.Live, hr.Previous = t.State.Current, t.State.Previous
 			hr.Switched = hr.Live != hr.Previous
 			if res.ReleaseID == "" {

@@ -141,6 +141,9 @@ func (s inspectStep) Run(ctx context.Context, t *Target) error {
 		cur := s.r.layout.CurrentLink()
 		return fmt.Errorf("%s is a real directory, not a symlink, so it cannot be switched atomically; move it aside (mv %s %s.old), then deploy again", cur, cur, cur)
 	}
+	if s.forSwitch && len(st.MissingShared) > 0 {
+		return missingShared(t, s.r.layout, st.MissingShared)
+	}
 	for _, f := range st.BadMeta {
 		s.r.warn(t, "release metadata %s/%s is malformed and is ignored (not trusted); delete it if the release is gone", s.r.layout.HistoryDir(), f)
 	}
@@ -171,4 +174,15 @@ func hostList(targets []*Target) string {
 		names[i] = t.Name()
 	}
 	return strings.Join(names, ", ")
+}
+
+// missingShared refuses a release whose shared files do not exist: the app
+// would start without its .env.
+func missingShared(t *Target, l layout.Layout, missing []string) error {
+	var paths []string
+	for _, f := range missing {
+		paths = append(paths, l.SharedPath(f))
+	}
+	return fmt.Errorf("shared file %s does not exist; create it on the host (for example: scp .env.production %s:%s), then deploy again",
+		strings.Join(paths, ", "), t.Name(), paths[0])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,7 +72,9 @@ func (e *HostError) Error() string {
 	if e.Host == "" {
 		return fmt.Sprintf("%s: %v", e.Step, e.Err)
 	}
-	return fmt.Sprintf("%s: %s: %v", e.Host, e.Step, e.Err)
+	// Executor errors already start with the host name; say it once.
+	msg := strings.TrimPrefix(e.Err.Error(), e.Host+": ")
+	return fmt.Sprintf("%s: %s: %s", e.Host, e.Step, msg)
 }
 
 func (e *HostError) Unwrap() error { return e.Err }
