@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -222,6 +223,7 @@ func TestCleanupKeepsNAndNeverTheLiveOne(t *testing.T) {
 	p.config("keep_releases: 2\n")
 	var ids []string
 	for i := 0; i < 4; i++ {
+		p.writeApp(fmt.Sprintf("v%d", i))
 		p.mustRun("deploy", "production")
 		ids = append(ids, p.fleetLive())
 	}
@@ -246,7 +248,7 @@ func TestCleanupKeepsNAndNeverTheLiveOne(t *testing.T) {
 	h := p.fleet.Hosts[0]
 	h.Run(t, "mkdir -p "+deployTo+"/releases/20000101000000 && touch "+deployTo+"/releases/20000101000000/keep-me")
 	for i := 0; i < 3; i++ {
-		p.mustRun("deploy", "production")
+		p.mustRun("deploy", "production", "--force")
 	}
 	if _, err := os.Stat(h.Path(deployTo + "/releases/20000101000000/keep-me")); err != nil {
 		t.Errorf("cleanup deleted a release slipway did not create: %v", err)

@@ -79,7 +79,7 @@ func TestAbsoluteSymlinksAndAppSymlinks(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(p.dir, "app", "passwd")); err != nil {
 		t.Fatal(err)
 	}
-	res := p.expectCode(2, "deploy", "production")
+	res := p.expectCode(1, "deploy", "production")
 	if !strings.Contains(res.stderr, "passwd is a symlink to /etc/passwd, outside the shipped directory") {
 		t.Errorf("escaping symlink:\n%s", res.stderr)
 	}
@@ -113,6 +113,7 @@ func TestInterruptReleasesLockAndRemovesPartialRelease(t *testing.T) {
 	p.mustRun("deploy", "production")
 	before := p.fleetLive()
 	p.config("hooks:\n  before_switch:\n    - touch /srv/hook-started; sleep 30\n")
+	p.writeApp("v2")
 	cmd := exec.Command(p.bin, "deploy", "production")
 	cmd.Dir, cmd.Env = p.dir, p.fleet.Env()
 	var stderr strings.Builder

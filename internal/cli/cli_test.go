@@ -138,3 +138,44 @@ func TestCheckAndSetup(t *testing.T) {
 		t.Errorf("check: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }
+
+// TestHostileValuesNeverRunOnTheHost deploys with shell metacharacters in
+// every value that reaches a host script: nothing may execute, and each
+// value must arrive literally.
+func TestHostileValuesNeverRunOnTheHost(t *testing.T) {
+	p := &localProject{t: t, dir: t.TempDir()}
+	canary := filepath.Join(p.dir, "pwned")
+	evil := "$(touch " + canary + ")`touch " + canary + "`;touch " + canary
+	p.write("site/index.html", "ok")
+	p.write("site/"+"odd 'name' $(x).txt", "odd")
+	p.write("slipway.yml", `app: demo
+source:
+  path: site
+shared:
+  dirs: ['`+strings.ReplaceAll(evil, "'", "''")+`/data']
+hooks:
+  before_switch:
+    - printf '%s' "$SLIPWAY_STAGE" > stage-seen
+stages:
+  demo:
+    hosts: [local]
+    deploy_to: './dep $(touch `+canary+`) q"x'
+`)
+	_, stderr, code := p.run("deploy", "demo")
+	if code != ExitOK {
+		t.Fatalf("deploy: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(canary); err == nil {
+		t.Fatal("a value from the config ran as a command")
+	}
+	current := filepath.Join(p.dir, `dep $(touch `+canary+`) q"x`, "current")
+	if b, err := os.ReadFile(filepath.Join(current, "odd 'name' $(x).txt")); err != nil || string(b) != "odd" {
+		t.Errorf("odd file name did not ship intact: %q %v", b, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(current, "stage-seen")); string(b) != "demo" {
+		t.Errorf("hook saw SLIPWAY_STAGE = %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(current, evil, "data")); err != nil {
+		t.Errorf("shared dir with metacharacters not linked: %v", err)
+	}
+}

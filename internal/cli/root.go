@@ -116,7 +116,7 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 	for i, h := range hosts {
 		names[i] = h.Name
 	}
-	sshOpts := host.SSHOptions{AcceptNewHostKeys: g.acceptNewHostKeys}
+	sshOpts := host.SSHOptions{AcceptNewHostKeys: g.acceptNewHostKeys, ForwardAgent: cfg.ForwardAgent}
 	return deploy.Options{
 		Config:   cfg,
 		Stage:    stage,

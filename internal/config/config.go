@@ -7,6 +7,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ type Config struct {
 	Shared       Shared
 	Hooks        Hooks
 	Health       *Health // nil when absent
+	ForwardAgent bool    // forward the user's ssh-agent to the hosts (git over SSH with the user's key)
 	Stages       []*Stage
 }
 
@@ -39,15 +41,24 @@ type Config struct {
 // builds/latest/repository) can be adopted as it is.
 type Layout struct{ Releases, Shared, Current, Repo string }
 
-// Source says what a release is made of.
+// Source says what a release is made of. Keys that only one strategy uses
+// are refused with the other, so a build step is never silently skipped.
 type Source struct {
-	Strategy string   // "upload" or "git"
-	Path     string   // upload: the directory to ship, absolute
-	Exclude  []string // gitignore-like patterns, as written
-	Build    []string // commands run locally before shipping
-	Repo     string
-	Branch   string
-	Where    string // "slipway.yml:LINE:COL" of the source: key, or just the file when there is none
+	Strategy string // "upload" or "git"
+	// Path is, for upload, the directory to ship as it is, absolute; when
+	// PathSet is false it is Config.Dir and upload exports a git revision
+	// of the repository there (or of Repo) instead.
+	Path        string
+	PathSet     bool
+	Subdir      string   // ship only this directory of the repository, cleaned; "" for all of it
+	Submodules  bool     // upload: include git submodules in the export
+	Exclude     []string // gitignore-like patterns, as written
+	Build       []string // upload: commands run here in the clean copy before shipping
+	RemoteBuild []string // git: commands run on each host in the new release
+	GitParallel int      // git: hosts fetching at once; 0 for no limit
+	Repo        string
+	Branch      string
+	Where       string // "slipway.yml:LINE:COL" of the source: key, or just the file when there is none
 }
 
 // Shared lists the paths, relative to a release and cleaned, that live once
@@ -157,6 +168,9 @@ func (l Loader) Parse(file string, data []byte) (*Config, error) {
 		return nil, &Error{File: file, Msg: "cannot find the configuration's directory: " + err.Error(),
 			Fix: "run slipway from an existing directory", Err: err}
 	}
+	// Editors on Windows may start the file with a byte order mark, which
+	// go-yaml would read as part of the first key.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	body, p := parseYAML(data)
 	if p != nil {
 		return nil, report(file, data, []problem{*p})

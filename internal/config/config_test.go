@@ -60,40 +60,43 @@ func TestParseFull(t *testing.T) {
 		Symlink:      "absolute",
 		Layout:       Layout{Releases: "builds", Shared: "shared", Current: "latest", Repo: "repository"},
 		Source: Source{
-			Strategy: "git",
-			Path:     filepath.Join(dir, "app"),
-			Exclude:  []string{".git", "tests/", "phpunit.xml*"},
-			Build:    []string{"composer install --no-dev --optimize-autoloader"},
-			Repo:     "git@github.com:acme/shop.git",
-			Branch:   "main",
-			Where:    at(7, 1),
+			Strategy:    "git",
+			Path:        dir,
+			Subdir:      "app",
+			Exclude:     []string{".git", "tests/", "phpunit.xml*"},
+			RemoteBuild: []string{"composer install --no-dev --optimize-autoloader"},
+			GitParallel: 4,
+			Repo:        "git@github.com:acme/shop.git",
+			Branch:      "main",
+			Where:       at(7, 1),
 		},
-		Shared: Shared{Dirs: []string{"storage", "bootstrap/cache"}, Files: []string{".env"}},
+		ForwardAgent: true,
+		Shared:       Shared{Dirs: []string{"storage", "bootstrap/cache"}, Files: []string{".env"}},
 		Hooks: Hooks{
 			BeforeSwitch: []Hook{
-				{Run: "php artisan migrate --force", Once: true, Roles: []string{"web"}, Where: at(20, 7)},
-				{Run: "php artisan config:cache", Where: at(23, 7)},
+				{Run: "php artisan migrate --force", Once: true, Roles: []string{"web"}, Where: at(22, 7)},
+				{Run: "php artisan config:cache", Where: at(25, 7)},
 			},
-			AfterSwitch: []Hook{{Run: "sudo systemctl reload nginx", Where: at(24, 18)}},
+			AfterSwitch: []Hook{{Run: "sudo systemctl reload nginx", Where: at(26, 18)}},
 		},
-		Health: &Health{URL: "http://127.0.0.1/health", ExpectStatus: 204, Timeout: 3 * time.Second, Where: at(26, 1)},
+		Health: &Health{URL: "http://127.0.0.1/health", ExpectStatus: 204, Timeout: 3 * time.Second, Where: at(28, 1)},
 		Stages: []*Stage{
 			{
-				Name: "production", DeployTo: "/srv/shop", Where: at(31, 3),
+				Name: "production", DeployTo: "/srv/shop", Where: at(33, 3),
 				Hosts: []Host{
-					{Name: "web1.example.com", Host: "web1.example.com", Where: at(34, 9)},
-					{Name: "deploy@web2.example.com:2222", Host: "web2.example.com", User: "deploy", Port: 2222, Where: at(35, 9)},
-					{Name: "deploy@web3:22", Host: "web3", User: "deploy", Port: 22, Roles: []string{"web", "worker"}, Where: at(36, 9)},
-					{Name: "[::1]:2222", Host: "::1", Port: 2222, Where: at(37, 9)},
+					{Name: "web1.example.com", Host: "web1.example.com", Where: at(36, 9)},
+					{Name: "deploy@web2.example.com:2222", Host: "web2.example.com", User: "deploy", Port: 2222, Where: at(37, 9)},
+					{Name: "deploy@web3:22", Host: "web3", User: "deploy", Port: 22, Roles: []string{"web", "worker"}, Where: at(38, 9)},
+					{Name: "[::1]:2222", Host: "::1", Port: 2222, Where: at(39, 9)},
 				},
 			},
 			{
-				Name: "staging", DeployTo: "/var/www/shop", Where: at(38, 3),
-				Hosts: []Host{{Name: "staging", Host: "staging", Where: at(39, 13)}},
+				Name: "staging", DeployTo: "/var/www/shop", Where: at(40, 3),
+				Hosts: []Host{{Name: "staging", Host: "staging", Where: at(41, 13)}},
 			},
 			{
-				Name: "demo", DeployTo: filepath.Join(dir, ".slipway-demo"), Where: at(40, 3),
-				Hosts: []Host{{Name: "local", Host: "local", Local: true, Where: at(41, 13)}},
+				Name: "demo", DeployTo: filepath.Join(dir, ".slipway-demo"), Where: at(42, 3),
+				Hosts: []Host{{Name: "local", Host: "local", Local: true, Where: at(43, 13)}},
 			},
 		},
 	}
@@ -116,9 +119,9 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir, _ := filepath.Abs(".")
-	if cfg.KeepReleases != 5 || cfg.Symlink != "relative" || cfg.Health != nil ||
+	if cfg.KeepReleases != 5 || cfg.Symlink != "relative" || cfg.Health != nil || cfg.ForwardAgent ||
 		cfg.Layout != (Layout{"releases", "shared", "current", "repo"}) ||
-		cfg.Source.Strategy != "upload" || cfg.Source.Path != dir || cfg.Source.Where != "slipway.yml" {
+		cfg.Source.Strategy != "upload" || cfg.Source.Path != dir || cfg.Source.PathSet || cfg.Source.Where != "slipway.yml" {
 		t.Errorf("defaults: %+v", *cfg)
 	}
 	cfg, err = env(nil).Parse("slipway.yml", []byte("app: blog\ndeploy_to: /var/www/blog\nhealth: {url: http://localhost/up}\nstages: {production: {hosts: [web1]}}\n"))
@@ -127,6 +130,33 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if *cfg.Health != (Health{URL: "http://localhost/up", ExpectStatus: 200, Timeout: 10 * time.Second, Where: "slipway.yml:3:1"}) {
 		t.Errorf("health defaults: %+v", *cfg.Health)
+	}
+}
+
+func TestParseUpload(t *testing.T) {
+	dir, _ := filepath.Abs("testdata")
+	cfg, err := env(nil).Load(filepath.Join("testdata", "upload.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Source{
+		Strategy: "upload", Path: dir, Subdir: "public", Submodules: true, Branch: "main",
+		Build: []string{"npm ci && npm run build"}, Exclude: []string{"node_modules/", "*.map"},
+		Where: filepath.Join("testdata", "upload.yml") + ":4:1",
+	}
+	if !reflect.DeepEqual(cfg.Source, want) {
+		t.Errorf("source:\n got %+v\nwant %+v", cfg.Source, want)
+	}
+	if roles := cfg.Stages[0].Hosts[1].Roles; !reflect.DeepEqual(roles, []string{"web"}) {
+		t.Errorf("roles of a block host entry: %v", roles)
+	}
+
+	cfg, err = env(nil).Parse(filepath.Join(dir, "slipway.yml"), []byte("app: shop\ndeploy_to: /var/www/shop\nsource: {path: dist/}\n"+validStages))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Source.Path != filepath.Join(dir, "dist") || !cfg.Source.PathSet {
+		t.Errorf("path: %q, set %v", cfg.Source.Path, cfg.Source.PathSet)
 	}
 }
 
@@ -141,6 +171,7 @@ func TestTestdataFiles(t *testing.T) {
 		{"minimal.yml", true},
 		{"capistrano.yml", true},
 		{"demo.yml", true},
+		{"upload.yml", true},
 		{"billion-laughs.yml", false},
 	} {
 		_, err := env(map[string]string{"BRANCH": "main"}).Load(filepath.Join("testdata", tc.file))
@@ -298,6 +329,11 @@ func TestErrors(t *testing.T) {
 			at:   "4:3", msg: `stage name "-prod" is not a plain name`, fix: "e.g. production",
 		},
 		{
+			name: "stage name with a control character",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nstages:\n  \"prod\\e[2J\": {hosts: [\"\"]}\n",
+			at:   "4:3", msg: `stage name "prod\x1b[2J" is not a plain name`, fix: "e.g. production",
+		},
+		{
 			name: "missing deploy_to",
 			yaml: "app: shop\n" + validStages,
 			at:   "3:3", msg: `stage "production" has no deploy_to`, fix: "add deploy_to: /var/www/shop to stages.production, or once at the top level",
@@ -340,27 +376,27 @@ func TestErrors(t *testing.T) {
 		{
 			name: "shared path absolute",
 			yaml: "app: shop\ndeploy_to: /var/www/shop\nshared:\n  dirs: [storage, /etc]\n" + validStages,
-			at:   "4:19", msg: `shared.dirs: "/etc" is absolute`, fix: "relative to the release directory",
+			at:   "4:19", msg: `shared.dirs: "/etc" is absolute`, fix: "a path inside the release, relative to it",
 		},
 		{
 			name: "shared path with ..",
 			yaml: "app: shop\ndeploy_to: /var/www/shop\nshared:\n  files:\n    - ../../.ssh/authorized_keys\n" + validStages,
-			at:   "5:7", msg: `shared.files: "../../.ssh/authorized_keys" leaves the release with ..`, fix: "remove the .. parts",
+			at:   "5:7", msg: `shared.files: "../../.ssh/authorized_keys" goes up with ..`, fix: "without ..",
 		},
 		{
 			name: "shared path .. in the middle",
 			yaml: "app: shop\ndeploy_to: /var/www/shop\nshared:\n  dirs: [storage/../../x]\n" + validStages,
-			at:   "4:10", msg: "leaves the release", fix: "remove the .. parts",
+			at:   "4:10", msg: "goes up with ..", fix: "without ..",
 		},
 		{
 			name: "shared path is the release",
 			yaml: "app: shop\ndeploy_to: /var/www/shop\nshared:\n  dirs: [./]\n" + validStages,
-			at:   "4:10", msg: "is the release directory itself", fix: "inside the release",
+			at:   "4:10", msg: `shared.dirs: "./" names the directory itself`, fix: "inside the release",
 		},
 		{
 			name: "shared path empty",
 			yaml: "app: shop\ndeploy_to: /var/www/shop\nshared:\n  dirs: [\"\"]\n" + validStages,
-			at:   "4:10", msg: "shared.dirs has an empty entry", fix: "remove the entry",
+			at:   "4:10", msg: `shared.dirs: "" is empty`, fix: "e.g. storage or .env",
 		},
 		{
 			name: "shared path inside another",
@@ -483,6 +519,11 @@ func TestErrors(t *testing.T) {
 			at:   "4:18", msg: "hooks.after_switch: hook has an empty run", fix: "write the command to run",
 		},
 		{
+			name: "hook that is an empty entry",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nhooks:\n  before_switch:\n    -\n" + validStages,
+			at:   "5:5", msg: "hooks.before_switch: hook has an empty run", fix: "write the command to run",
+		},
+		{
 			name: "hook without run",
 			yaml: "app: shop\ndeploy_to: /var/www/shop\nhooks:\n  before_switch:\n    - once: true\n" + validStages,
 			at:   "5:7", msg: "hook has no run:", fix: "run: php artisan migrate --force",
@@ -585,7 +626,42 @@ func TestErrors(t *testing.T) {
 		{
 			name: "git without repo",
 			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource:\n  strategy: git\n" + validStages,
-			at:   "4:13", msg: "source.strategy git needs source.repo", fix: "repo: git@github.com:acme/shop.git",
+			at:   "4:3", msg: "source.strategy git needs source.repo", fix: "repo: git@github.com:acme/shop.git",
+		},
+		{
+			name: "remote build with upload",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource:\n  remote_build: [make]\n" + validStages,
+			at:   "4:3", msg: "source.remote_build applies to strategy git, not upload", fix: "run the commands here with build:",
+		},
+		{
+			name: "local build with git",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource:\n  build: [make]\n  strategy: git\n  repo: /srv/git/shop.git\n" + validStages,
+			at:   "4:3", msg: "source.build applies to strategy upload, not git", fix: "remote_build:",
+		},
+		{
+			name: "path with git",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource: {strategy: git, repo: /srv/git/shop.git, path: dist}\n" + validStages,
+			at:   "3:50", msg: "source.path applies to strategy upload, not git", fix: "remove path:",
+		},
+		{
+			name: "subdir with path",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource:\n  path: dist\n  subdir: app\n" + validStages,
+			at:   "5:3", msg: "source.subdir picks a directory of a git export, but source.path ships a directory as it is", fix: "remove subdir:",
+		},
+		{
+			name: "subdir outside the repository",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource:\n  subdir: ../other\n" + validStages,
+			at:   "4:11", msg: `source.subdir "../other" goes up with ..`, fix: "subdir: app",
+		},
+		{
+			name: "git_parallel zero",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource: {strategy: git, repo: /srv/git/shop.git, git_parallel: 0}\n" + validStages,
+			at:   "3:64", msg: "source.git_parallel must be at least 1, not 0", fix: "git_parallel: 4",
+		},
+		{
+			name: "forward_agent not a boolean",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nforward_agent: 1\n" + validStages,
+			at:   "3:16", msg: `forward_agent must be true or false, not "1"`, fix: "true or false",
 		},
 		{
 			name: "repo like an option",
@@ -678,6 +754,29 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// TestParseAccepts covers YAML forms a valid file may take.
+func TestParseAccepts(t *testing.T) {
+	for name, src := range map[string]string{
+		"byte order mark":   "\ufeffapp: shop\ndeploy_to: /var/www/shop\n" + validStages,
+		"CRLF line endings": "app: shop\r\ndeploy_to: /var/www/shop\r\nstages:\r\n  production:\r\n    hosts: [web1]\r\n",
+		"YAML directive":    "%YAML 1.2\n---\napp: shop\ndeploy_to: /var/www/shop\n" + validStages + "...\n",
+		"document markers":  "---\napp: shop\ndeploy_to: /var/www/shop\n" + validStages + "---\n",
+		"block hosts":       "app: shop\ndeploy_to: /var/www/shop\nstages:\n  production:\n    hosts:\n      - host: web1\n        port: 2222\n      - host: web1\n",
+		"IPv6 forms":        "app: shop\ndeploy_to: /var/www/shop\nstages:\n  production:\n    hosts: [\"::1\", \"deploy@[::1]:2222\", \"fe80::1%eth0\"]\n",
+		"empty hook lists":  "app: shop\ndeploy_to: /var/www/shop\nhooks:\n  before_switch:\n  after_switch: []\n" + validStages,
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := env(nil).Parse("slipway.yml", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.App != "shop" || len(cfg.Stages) != 1 || len(cfg.Stages[0].Hosts) == 0 {
+				t.Errorf("parsed as %s", dump(cfg))
+			}
+		})
+	}
+}
+
 func TestErrorFormat(t *testing.T) {
 	src := "app: shop\nstages:\n  production:\n    deploy_to: /srv/shop\n    kep_releases: 3\n    hosts: [web1]\n"
 	_, err := env(nil).Parse("slipway.yml", []byte(src))
@@ -693,14 +792,14 @@ func TestErrorFormat(t *testing.T) {
 
 func TestErrorSnippetIsSafeAndShort(t *testing.T) {
 	long := strings.Repeat("x", 5000)
-	src := "app: shop\ndeploy_to: /var/www/shop\nsource: {exclude: [" + long + "], build: \"\\e[31m\", bogus: 1}\n" + validStages
+	src := "app: shop\ndeploy_to: /var/www/shop\nsource: {exclude: [" + long + "], build: \"\\e[31m\", bogus: 1}\n" + long + ": 1\n" + validStages
 	_, err := env(nil).Parse("slipway.yml", []byte(src))
 	if err == nil {
 		t.Fatal("no error")
 	}
 	text := err.Error()
 	for _, line := range strings.Split(text, "\n") {
-		if len(line) > 200 {
+		if len(line) > 400 {
 			t.Errorf("snippet line of %d bytes: %.80s...", len(line), line)
 		}
 	}
@@ -861,7 +960,7 @@ func TestLoad(t *testing.T) {
 }
 
 // TestHostileInputFailsFast bounds the time go-yaml can be made to spend:
-// nesting is refused before its parser, which is quadratic in depth, runs.
+// what its parser takes quadratic time on is refused before it runs.
 func TestHostileInputFailsFast(t *testing.T) {
 	for name, src := range map[string]string{
 		"brackets":         strings.Repeat("[", maxFileSize),
@@ -870,6 +969,13 @@ func TestHostileInputFailsFast(t *testing.T) {
 		"many shallow":     strings.Repeat("- "+strings.Repeat("[", 60)+strings.Repeat("]", 60)+"\n", maxFileSize/124),
 		"aliases":          "a: &a [x]\nb: [" + strings.Repeat("*a, ", maxFileSize/5) + "]\n",
 		"indented columns": strings.Repeat(" ", 250) + "- a:\n" + strings.Repeat(" ", 252) + "- b\n",
+		"keys":             strings.Repeat("a: 1\n", maxFileSize/5),
+		"explicit keys":    strings.Repeat("? a\n: 1\n", maxFileSize/8),
+		"documents":        strings.Repeat("a: 1\n---\n", maxFileSize/9),
+		"document ends":    strings.Repeat("a: 1\n...\n", maxFileSize/9),
+		"empty entries":    strings.Repeat("-\n", maxFileSize/2),
+		"keys only":        "{" + strings.Repeat("a,", maxFileSize/2-1) + "}",
+		"empty values":     "- " + strings.Repeat("a: ,", maxFileSize/4-1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()

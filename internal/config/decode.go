@@ -24,9 +24,9 @@ type section struct {
 }
 
 var (
-	topSection     = &section{keys: []string{"app", "deploy_to", "keep_releases", "symlink", "layout", "source", "shared", "hooks", "health", "stages"}, label: "at the top level"}
+	topSection     = &section{keys: []string{"app", "deploy_to", "keep_releases", "symlink", "layout", "source", "forward_agent", "shared", "hooks", "health", "stages"}, label: "at the top level"}
 	layoutSection  = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
-	sourceSection  = &section{keys: []string{"strategy", "path", "exclude", "build", "repo", "branch"}, label: "under source:", example: "{strategy: upload, path: .}"}
+	sourceSection  = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel"}, label: "under source:", example: "{strategy: upload, path: .}"}
 	sharedSection  = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
 	hooksSection   = &section{keys: []string{"before_switch", "after_switch", "after_rollback"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
 	hookSection    = &section{keys: []string{"run", "once", "roles"}, label: "in a hook"}
@@ -41,7 +41,7 @@ var (
 // lock files and command lines, and must not start like an option.
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
 
-const nameFix = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+const nameFix = "use letters, digits, '.', '_' and '-', starting with a letter, digit or '_'"
 
 // layoutNameRE is one plain path component that does not start like an option.
 var layoutNameRE = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]*$`)
@@ -285,24 +285,38 @@ func (d *decoder) oneOf(f field, allowed ...string) (string, bool) {
 	return s, true
 }
 
+// item is a list entry and where it is. go-yaml places an empty entry
+// ("-" alone) just past its dash; the dash is where the user looks.
+type item struct {
+	node ast.Node
+	at   pos
+}
+
 // items is a list's entries; an empty value is an empty list.
-func (d *decoder) items(f field) ([]ast.Node, bool) {
+func (d *decoder) items(f field) ([]item, bool) {
 	switch n := f.value.(type) {
 	case nil, *ast.NullNode:
 		return nil, true
 	case *ast.SequenceNode:
-		return n.Values, true
+		items := make([]item, len(n.Values))
+		for i, v := range n.Values {
+			items[i] = item{v, posOf(v)}
+			if isNull(v) && !n.IsFlowStyle && i < len(n.Entries) {
+				items[i].at = tokenPos(n.Entries[i].Start)
+			}
+		}
+		return items, true
 	}
 	d.fail(posOf(f.value), fmt.Sprintf("write a list: %s: [ITEM, ...], or one \"- ITEM\" line per item", f.key), "%s must be a list, not %s", f.path, describe(f.value))
 	return nil, false
 }
 
 func (d *decoder) texts(f field) []located {
-	nodes, _ := d.items(f)
+	items, _ := d.items(f)
 	var out []located
-	for _, n := range nodes {
-		if s, ok := d.text(n, f.path); ok {
-			out = append(out, located{s, posOf(n)})
+	for _, it := range items {
+		if s, ok := d.text(it.node, f.path); ok {
+			out = append(out, located{s, it.at})
 		}
 	}
 	return out
@@ -324,19 +338,19 @@ func (d *decoder) commands(f field, example string) []string {
 // names is a list of roles. An explicit empty list is refused where it would
 // select nothing (a hook's roles), since no one means "run nowhere".
 func (d *decoder) names(f field, allowEmpty bool) []string {
-	nodes, ok := d.items(f)
-	if ok && len(nodes) == 0 && !allowEmpty {
+	items, ok := d.items(f)
+	if ok && len(items) == 0 && !allowEmpty {
 		d.fail(f.valueAt(), "remove roles: to run on every host, or list roles, e.g. roles: [web]", "%s is empty, so the hook would run on no host", f.path)
 		return nil
 	}
 	var out []string
-	for _, n := range nodes {
-		s, ok := d.text(n, f.path)
+	for _, it := range items {
+		s, ok := d.text(it.node, f.path)
 		if !ok {
 			continue
 		}
 		if !nameRE.MatchString(s) {
-			d.fail(posOf(n), nameFix+", e.g. web", "%s: %s is not a role name", f.path, quoteOrEmpty(s))
+			d.fail(it.at, nameFix+", e.g. web", "%s: %s is not a role name", f.path, quoteOrEmpty(s))
 			continue
 		}
 		out = append(out, s)
@@ -415,6 +429,8 @@ func (d *decoder) config(root ast.Node) *Config {
 			c.Layout = d.layout(f, c.Layout)
 		case "source":
 			c.Source = d.source(f, c.Source)
+		case "forward_agent":
+			c.ForwardAgent, _ = d.boolean(f)
 		case "shared":
 			c.Shared = d.shared(f)
 		case "hooks":
@@ -499,17 +515,30 @@ func (d *decoder) layout(f field, l Layout) Layout {
 	return l
 }
 
+// strategyOnly names the source keys that only one strategy uses, and what
+// to do instead under the other.
+var strategyOnly = []struct{ key, strategy, fix string }{
+	{"path", "upload", "remove path: (the hosts export source.repo), or set strategy: upload to ship the directory"},
+	{"submodules", "upload", "remove submodules:, or set strategy: upload to export with submodules here"},
+	{"build", "upload", "run the commands on the hosts with remote_build:, or set strategy: upload to build here"},
+	{"remote_build", "git", "run the commands here with build:, or set strategy: git to build on the hosts"},
+	{"git_parallel", "git", "remove git_parallel: (it limits hosts fetching with strategy: git)"},
+}
+
 func (d *decoder) source(f field, s Source) Source {
 	s.Where = d.where(f.at)
 	fields, _ := d.fields(f.value, f.path, sourceSection)
-	var strategyAt pos
-	repoGiven := false
+	given := map[string]pos{}
+	strategyOK := true
 	for _, sf := range fields {
+		given[sf.key] = sf.at
 		switch sf.key {
 		case "strategy":
-			if v, ok := d.oneOf(sf, "upload", "git"); ok {
-				s.Strategy, strategyAt = v, sf.valueAt()
+			v, ok := d.oneOf(sf, "upload", "git")
+			if ok {
+				s.Strategy = v
 			}
+			strategyOK = ok
 		case "path":
 			v, ok := d.str(sf)
 			switch {
@@ -517,16 +546,11 @@ func (d *decoder) source(f field, s Source) Source {
 			case v == "":
 				d.fail(sf.valueAt(), "write . for the directory of slipway.yml, or the directory to ship", "source.path is empty")
 			case filepath.IsAbs(v):
-				s.Path = filepath.Clean(v)
+				s.Path, s.PathSet = filepath.Clean(v), true
 			default:
-				s.Path = filepath.Join(d.dir, v)
+				s.Path, s.PathSet = filepath.Join(d.dir, v), true
 			}
-		case "exclude":
-			s.Exclude = d.commands(sf, "tests/")
-		case "build":
-			s.Build = d.commands(sf, "composer install --no-dev")
 		case "repo":
-			repoGiven = true
 			v, ok := d.str(sf)
 			switch {
 			case !ok:
@@ -542,10 +566,45 @@ func (d *decoder) source(f field, s Source) Source {
 				}
 				s.Branch = v
 			}
+		case "subdir":
+			if v, ok := d.str(sf); ok {
+				if reason := insideProblem(v); reason != "" {
+					d.fail(sf.valueAt(), "write a directory of the repository, relative to its root, e.g. subdir: app", "source.subdir %q %s", v, reason)
+				}
+				s.Subdir = path.Clean(v)
+			}
+		case "submodules":
+			s.Submodules, _ = d.boolean(sf)
+		case "exclude":
+			s.Exclude = d.commands(sf, "tests/")
+		case "build":
+			s.Build = d.commands(sf, "composer install --no-dev")
+		case "remote_build":
+			s.RemoteBuild = d.commands(sf, "composer install --no-dev")
+		case "git_parallel":
+			if n, ok := d.number(sf, "4"); ok {
+				if n < 1 {
+					d.fail(sf.valueAt(), "write how many hosts may fetch at once, e.g. git_parallel: 4, or remove it for no limit", "source.git_parallel must be at least 1, not %d", n)
+				}
+				s.GitParallel = n
+			}
 		}
 	}
-	if s.Strategy == "git" && !repoGiven {
-		d.fail(strategyAt, "add repo: under source:, e.g. repo: git@github.com:acme/shop.git", "source.strategy git needs source.repo")
+	if !strategyOK {
+		return s
+	}
+	for _, only := range strategyOnly {
+		if at, ok := given[only.key]; ok && s.Strategy != only.strategy {
+			d.fail(at, only.fix, "source.%s applies to strategy %s, not %s", only.key, only.strategy, s.Strategy)
+		}
+	}
+	if at, ok := given["subdir"]; ok && s.PathSet {
+		d.fail(at, "remove subdir:, or point path: at that directory", "source.subdir picks a directory of a git export, but source.path ships a directory as it is")
+	}
+	if s.Strategy == "git" && s.Repo == "" {
+		if _, ok := given["repo"]; !ok {
+			d.fail(given["strategy"], "add repo: under source:, e.g. repo: git@github.com:acme/shop.git", "source.strategy git needs source.repo")
+		}
 	}
 	return s
 }
@@ -606,23 +665,31 @@ func (d *decoder) shared(f field) Shared {
 func (d *decoder) sharedPaths(f field) []located {
 	var out []located
 	for _, t := range d.texts(f) {
-		v := t.value
-		switch {
-		case v == "":
-			d.fail(t.at, "remove the entry or name a path inside the release, e.g. storage", "%s has an empty entry", f.path)
-		case hasControl(v):
-			d.fail(t.at, "write a plain path inside the release, e.g. storage", "%s: %q contains a control character", f.path, v)
-		case strings.HasPrefix(v, "/"):
-			d.fail(t.at, `write it relative to the release directory, e.g. "storage" or ".env"`, "%s: %q is absolute", f.path, v)
-		case slices.Contains(strings.Split(v, "/"), ".."):
-			d.fail(t.at, "shared paths live inside the release; remove the .. parts", "%s: %q leaves the release with ..", f.path, v)
-		case path.Clean(v) == ".":
-			d.fail(t.at, "name a directory or file inside the release, e.g. storage", "%s: %q is the release directory itself", f.path, v)
-		default:
-			out = append(out, located{path.Clean(v), t.at})
+		if reason := insideProblem(t.value); reason != "" {
+			d.fail(t.at, "write a path inside the release, relative to it and without .., e.g. storage or .env", "%s: %q %s", f.path, t.value, reason)
+			continue
 		}
+		out = append(out, located{path.Clean(t.value), t.at})
 	}
 	return out
+}
+
+// insideProblem says why v is not a relative path that stays inside the
+// directory it is relative to, or "" when it is one.
+func insideProblem(v string) string {
+	switch {
+	case v == "":
+		return "is empty"
+	case hasControl(v):
+		return "contains a control character"
+	case strings.HasPrefix(v, "/"):
+		return "is absolute"
+	case slices.Contains(strings.Split(v, "/"), ".."):
+		return "goes up with .."
+	case path.Clean(v) == ".":
+		return "names the directory itself"
+	}
+	return ""
 }
 
 func (d *decoder) hooks(f field) Hooks {
@@ -644,13 +711,13 @@ func (d *decoder) hooks(f field) Hooks {
 
 // hookList reads hooks written as a command or as {run, once, roles}.
 func (d *decoder) hookList(f field) []Hook {
-	nodes, _ := d.items(f)
+	items, _ := d.items(f)
 	var out []Hook
-	for _, n := range nodes {
-		at := posOf(n)
+	for _, it := range items {
+		at := it.at
 		h := Hook{Where: d.where(at)}
 		runAt, ok := at, true
-		if m, isMap := n.(*ast.MappingNode); isMap {
+		if m, isMap := it.node.(*ast.MappingNode); isMap {
 			fields, _ := d.fields(m, f.path, hookSection)
 			runGiven := false
 			for _, rf := range fields {
@@ -669,7 +736,7 @@ func (d *decoder) hookList(f field) []Hook {
 				continue
 			}
 		} else {
-			h.Run, ok = d.text(n, f.path)
+			h.Run, ok = d.text(it.node, f.path)
 		}
 		if ok && strings.TrimSpace(h.Run) == "" {
 			d.fail(runAt, "write the command to run, e.g. - php artisan config:cache, or remove the entry", "%s: hook has an empty run", f.path)
@@ -752,7 +819,10 @@ func (d *decoder) stages(f field, top *deployDir, app string) []*Stage {
 func (d *decoder) stage(f field, top *deployDir, app string) *Stage {
 	name := f.key
 	if !nameRE.MatchString(name) {
+		// Not descending keeps the name, which may hold anything, out of
+		// the paths in further messages.
 		d.fail(f.at, nameFix+", e.g. production", "stage name %s is not a plain name", quoteOrEmpty(name))
+		return nil
 	}
 	fields, ok := d.fields(f.value, f.path, stageSection)
 	if !ok {
@@ -806,11 +876,11 @@ func (d *decoder) stage(f field, top *deployDir, app string) *Stage {
 // many entries the list has, and whether all of them were valid.
 func (d *decoder) hosts(f field, stage string) ([]Host, int, bool) {
 	before := len(d.problems)
-	nodes, _ := d.items(f)
+	items, _ := d.items(f)
 	var out []Host
 	seen := map[string]located{} // by host and port: the user does not make another machine
-	for _, n := range nodes {
-		h, ok := d.host(n, f.path)
+	for _, it := range items {
+		h, ok := d.host(it, f.path)
 		if !ok {
 			continue
 		}
@@ -818,7 +888,7 @@ func (d *decoder) hosts(f field, stage string) ([]Host, int, bool) {
 		if !h.Local {
 			id = strings.ToLower(h.Host) + " " + strconv.Itoa(h.Port)
 		}
-		at := posOf(n)
+		at := it.at
 		if first, dup := seen[id]; dup {
 			d.fail(at, "remove one of them", "host %q is listed twice in stage %q: it is %q at line %d", h.Name, stage, first.value, first.at.line)
 			continue
@@ -826,16 +896,16 @@ func (d *decoder) hosts(f field, stage string) ([]Host, int, bool) {
 		seen[id] = located{h.Name, at}
 		out = append(out, h)
 	}
-	return out, len(nodes), len(d.problems) == before
+	return out, len(items), len(d.problems) == before
 }
 
 // host reads one host entry: a string (see parseHostSpec) or a mapping
 // {host, user, port, roles}.
-func (d *decoder) host(n ast.Node, listPath string) (Host, bool) {
-	at := posOf(n)
-	m, isMap := n.(*ast.MappingNode)
+func (d *decoder) host(it item, listPath string) (Host, bool) {
+	at := it.at
+	m, isMap := it.node.(*ast.MappingNode)
 	if !isMap {
-		s, ok := d.text(n, listPath)
+		s, ok := d.text(it.node, listPath)
 		if !ok {
 			return Host{}, false
 		}

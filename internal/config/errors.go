@@ -13,9 +13,10 @@ import (
 
 // Error is a configuration error at a place in the file.
 //
-// Messages quote every value taken from the file with %q, and the snippet
-// replaces control characters, so printing an Error cannot let a hostile
-// slipway.yml drive the user's terminal.
+// Messages quote every value taken from the file with %q and are clipped
+// to a few lines, and the snippet replaces control characters, so printing
+// an Error cannot let a hostile slipway.yml drive or flood the user's
+// terminal.
 type Error struct {
 	File      string
 	Line, Col int    // 1-based, in characters; 0 when the error is about the whole file
@@ -80,11 +81,22 @@ func report(file string, src []byte, problems []problem) error {
 	for i, p := range problems {
 		errs[i] = &Error{
 			File: file, Line: p.at.line, Col: p.at.col,
-			Msg: p.msg, Fix: p.fix,
+			Msg: clip(p.msg), Fix: clip(p.fix),
 			Snippet: snippet(lines, p.at),
 		}
 	}
 	return joinErrors(errs)
+}
+
+// maxMessage bounds a message or fix: they quote values from the file,
+// and a key a megabyte long must not make a megabyte of message.
+const maxMessage = 300
+
+func clip(s string) string {
+	if utf8.RuneCountInString(s) <= maxMessage {
+		return s
+	}
+	return string([]rune(s)[:maxMessage]) + "..."
 }
 
 // snippetWidth is how much of a long line the snippet shows around the
@@ -121,7 +133,7 @@ func window(line string, col int) (string, int) {
 		switch {
 		case r == '\t':
 			runes[i] = ' '
-		case r == utf8.RuneError, !unicode.IsPrint(r) && r != ' ':
+		case !unicode.IsPrint(r) && r != ' ':
 			runes[i] = '?'
 		}
 	}
@@ -155,6 +167,10 @@ func joinErrors(errs []error) error {
 // suggest picks the candidate closest to word, if one is close enough to be
 // a typo of it: a different case, '-' for '_', or a couple of slips.
 func suggest(word string, candidates []string) (string, bool) {
+	const longest = 64 // longer than any key plus slips; spares measuring a huge word
+	if len(word) > longest {
+		return "", false
+	}
 	norm := normalizeKey(word)
 	best, bestDist := "", 0
 	for _, c := range candidates {
@@ -173,12 +189,9 @@ func normalizeKey(s string) string {
 	return strings.NewReplacer("-", "_", " ", "_").Replace(strings.ToLower(s))
 }
 
-// editDistance is the Levenshtein distance; words longer than any key are
-// cut short first since they cannot be near one anyway.
+// editDistance is the Levenshtein distance.
 func editDistance(a, b string) int {
-	const longest = 64
 	ra, rb := []rune(a), []rune(b)
-	ra, rb = ra[:min(len(ra), longest)], rb[:min(len(rb), longest)]
 	prev := make([]int, len(rb)+1)
 	cur := make([]int, len(rb)+1)
 	for j := range prev {

@@ -19,16 +19,28 @@ import (
 const maxFileSize = 1 << 20
 
 // go-yaml's parser takes time quadratic in nesting depth (100 000 nested
-// "[" take over a minute), so nesting is bounded on the token stream before
-// the parser sees it. slipway.yml needs about seven levels.
+// "[" take over a minute), in the number of keys of one block mapping
+// (200 000 "a: 1" lines take as long), in the number of documents, and in
+// the number of empty values, for each of which it inserts a token into
+// the middle of the token slice (half a million "-" lines take 90 s). So
+// the token stream is checked against bounds far above what slipway.yml
+// needs before the parser sees it; a slipway.yml for a thousand hosts has
+// some 20 000 tokens.
 //
 // Flow collections ([...] and {...}) are counted exactly. Block nesting
 // cannot be deeper than the column its innermost "-", "?" or key starts
 // at, since each block level is indented further than its parent, so a
-// column bound is a depth bound.
+// column bound is a depth bound. Keys are counted per column, and a token
+// at a smaller column closes the mappings to its right: an overcount, never
+// an undercount, of the keys of each mapping.
 const (
 	maxFlowDepth   = 64
 	maxBlockColumn = 256
+	maxMappingKeys = 1000
+	maxTokens      = 100_000
+	// A document may start with --- and end with ...; more markers mean
+	// more documents.
+	maxDocumentMarkers = 2
 )
 
 // syntaxFix is the advice for a file go-yaml cannot read.
@@ -66,8 +78,8 @@ func parseYAML(src []byte) (ast.Node, *problem) {
 	}
 	var body ast.Node
 	for _, doc := range file.Docs {
-		if doc.Body == nil {
-			continue
+		if _, directive := doc.Body.(*ast.DirectiveNode); doc.Body == nil || directive {
+			continue // go-yaml gives a %YAML line a document of its own
 		}
 		if body != nil {
 			at := posOf(doc.Body)
@@ -109,11 +121,21 @@ func checkText(src []byte) *problem {
 	return nil
 }
 
-// checkTokens applies the anchor, tag and nesting rules of parseYAML.
+// checkTokens applies the anchor and tag rules of parseYAML and the bounds
+// that keep go-yaml's parser fast.
 func checkTokens(tokens token.Tokens) *problem {
-	depth := 0
+	depth, markers, counted := 0, 0, 0
+	type mapping struct{ col, keys int }
+	var open []mapping // block mappings that may still get keys, innermost last
 	for _, tk := range tokens {
 		at := tokenPos(tk)
+		if tk.Type != token.CommentType { // comments do not reach the parser
+			counted++
+		}
+		if counted > maxTokens {
+			return &problem{at: at, msg: fmt.Sprintf("more than %d YAML tokens (keys, values, dashes, brackets)", maxTokens),
+				fix: "a slipway.yml is much smaller; check that this is the right file"}
+		}
 		switch tk.Type {
 		case token.InvalidType:
 			return &problem{at: at, msg: "invalid YAML: " + printable(tk.Error), fix: syntaxFix}
@@ -137,14 +159,37 @@ func checkTokens(tokens token.Tokens) *problem {
 			}
 		case token.SequenceEndType, token.MappingEndType:
 			depth = max(depth-1, 0)
+		case token.DocumentHeaderType, token.DocumentEndType:
+			markers++
+			if markers > maxDocumentMarkers {
+				return &problem{at: at, msg: "more than one YAML document: slipway.yml holds one document",
+					fix: "remove the extra --- or ... and what follows it"}
+			}
 		case token.SequenceEntryType, token.MappingKeyType, token.MappingValueType:
+			if depth > 0 {
+				break
+			}
 			start := at
 			if tk.Type == token.MappingValueType && tk.Prev != nil && tokenPos(tk.Prev).line == at.line {
 				start = tokenPos(tk.Prev) // the key, not its colon
 			}
-			if depth == 0 && start.col > maxBlockColumn {
+			if start.col > maxBlockColumn {
 				return &problem{at: start, msg: fmt.Sprintf("indented more than %d columns", maxBlockColumn),
 					fix: "slipway.yml needs only a few levels of indentation; check the indentation"}
+			}
+			for len(open) > 0 && open[len(open)-1].col > start.col {
+				open = open[:len(open)-1]
+			}
+			if tk.Type != token.MappingValueType {
+				break
+			}
+			if len(open) == 0 || open[len(open)-1].col != start.col {
+				open = append(open, mapping{col: start.col})
+			}
+			open[len(open)-1].keys++
+			if open[len(open)-1].keys > maxMappingKeys {
+				return &problem{at: start, msg: fmt.Sprintf("more than %d keys in one mapping", maxMappingKeys),
+					fix: "slipway.yml needs far fewer; check the indentation"}
 			}
 		}
 	}
@@ -161,15 +206,11 @@ func tokenPos(tk *token.Token) pos {
 // posOf is where a node starts in the file. A block mapping's own token is
 // its first colon, so a block mapping is placed at its first key instead.
 func posOf(n ast.Node) pos {
-	if m, ok := n.(*ast.MappingNode); ok && !m.IsFlowStyle && len(m.Values) > 0 {
-		return tokenPos(m.Values[0].Key.GetToken())
-	}
 	if n == nil {
 		return pos{1, 1}
 	}
-	// An empty list entry ("-" alone) is placed at its dash, not past it.
-	if tk := n.GetToken(); tk != nil && tk.Type == token.ImplicitNullType && tk.Prev != nil && tk.Prev.Type == token.SequenceEntryType {
-		return tokenPos(tk.Prev)
+	if m, ok := n.(*ast.MappingNode); ok && !m.IsFlowStyle && len(m.Values) > 0 {
+		return tokenPos(m.Values[0].Key.GetToken())
 	}
 	return tokenPos(n.GetToken())
 }

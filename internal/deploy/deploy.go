@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -18,15 +19,38 @@ import (
 
 // Source is what a deploy ships and how it is recorded.
 type Source struct {
+	// Tree is the content to upload (strategy upload); nil for the git
+	// strategy, where each host exports the commit from its own mirror.
 	Tree     *source.Tree
-	Revision string // commit, or the tree digest for a plain directory
-	Branch   string
+	Revision string // commit SHA, or the tree digest of a plain directory; resolved on the hosts for the git strategy
+	Branch   string // branch or tag deployed, for history and revisions.log
+	Dirty    bool   // uncommitted changes were shipped (--allow-dirty)
+	Git      *GitSource
+	// Force deploys even when the revision is already live on every host.
+	Force bool
 }
+
+// GitSource is the server-side flow: every host keeps a mirror of URL in
+// the repo directory, and exports the commit Want resolves to on the
+// primary host, so the whole fleet deploys one commit.
+type GitSource struct {
+	URL         string
+	Want        string   // revision to resolve in the mirror: a SHA, refs/heads/B, refs/tags/T; "" for the default branch
+	Subdir      string   // export only this subdirectory, as the release root
+	RemoteBuild []string // commands run in the release on each host after the export
+	Parallel    int      // hosts fetching at once; 0 for no extra limit
+}
+
+// ErrAlreadyLive reports a deploy with nothing to do: the revision is live on
+// every host. Deploy returns it with the result; it is not a failure.
+var ErrAlreadyLive = errors.New("already live")
 
 // Result says where each host ended up.
 type Result struct {
-	ReleaseID string
-	Hosts     []HostResult
+	ReleaseID   string
+	Revision    string
+	AlreadyLive bool // nothing was done: the revision is live everywhere
+	Hosts       []HostResult
 }
 
 // HostResult is one host's outcome.
@@ -60,6 +84,10 @@ func Deploy(ctx context.Context, opts Options, src Source) (*Result, error) {
 	d := &deployRun{run: r, src: src}
 	err := r.runner.Run(ctx, d.steps(), r.targets)
 	res := d.result()
+	if errors.Is(err, ErrAlreadyLive) {
+		res.AlreadyLive = true
+		return res, nil
+	}
 	if err != nil && d.switched.Load() {
 		return res, &SwitchedError{ReleaseID: d.releaseID, Err: err}
 	}
@@ -81,11 +109,20 @@ func (d *deployRun) steps() []any {
 		connectStep{d.run},
 		lockStep{d.run},
 		inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, forSwitch: true},
-		chooseReleaseStep{d},
-		createReleaseStep{d},
-		uploadStep{d},
-		linkSharedStep{d},
 	}
+	if d.src.Git != nil {
+		steps = append(steps, fetchStep{d}, resolveStep{d})
+	}
+	steps = append(steps, alreadyLiveStep{d}, chooseReleaseStep{d}, createReleaseStep{d})
+	if d.src.Git != nil {
+		steps = append(steps, exportStep{d})
+		for i, command := range d.src.Git.RemoteBuild {
+			steps = append(steps, hookStep{run: d.run, phase: "remote_build", index: i, hook: config.Hook{Run: command}, releaseFor: d.releaseFor})
+		}
+	} else {
+		steps = append(steps, uploadStep{d})
+	}
+	steps = append(steps, linkSharedStep{d})
 	for i, h := range cfg.Hooks.BeforeSwitch {
 		steps = append(steps, hookStep{run: d.run, phase: "before_switch", index: i, hook: h, releaseFor: d.releaseFor})
 	}
@@ -99,7 +136,7 @@ func (d *deployRun) steps() []any {
 func (d *deployRun) releaseFor(*Target) string { return d.releaseID }
 
 func (d *deployRun) result() *Result {
-	res := &Result{ReleaseID: d.releaseID}
+	res := &Result{ReleaseID: d.releaseID, Revision: d.src.Revision}
 	for _, t := range d.targets {
 		hr := HostResult{Host: t.Name()}
 		if t.State != nil {
@@ -122,7 +159,8 @@ func (d *deployRun) meta(state string) *ReleaseMeta {
 		Stage:     d.opts.Stage.Name,
 		Revision:  d.src.Revision,
 		Branch:    d.src.Branch,
-		Digest:    d.src.Tree.Digest,
+		Digest:    d.digest(),
+		Dirty:     d.src.Dirty,
 	}
 }
 
@@ -185,6 +223,37 @@ func (s createReleaseStep) Undo(ctx context.Context, t *Target) error {
 	return err
 }
 
+func (d *deployRun) digest() string {
+	if d.src.Tree == nil {
+		return ""
+	}
+	return d.src.Tree.Digest
+}
+
+// alreadyLiveStep stops a deploy of the revision that is already live on
+// every host: a second run of the same CI job does nothing.
+type alreadyLiveStep struct{ d *deployRun }
+
+func (alreadyLiveStep) Name() string { return "compare revision" }
+
+func (s alreadyLiveStep) RunFleet(context.Context, []*Target) error {
+	if s.d.src.Force || s.d.src.Dirty || s.d.src.Revision == "" {
+		return nil
+	}
+	for _, t := range s.d.targets {
+		m := t.State.Meta[t.State.Current]
+		if m == nil || m.Revision != s.d.src.Revision || m.Dirty {
+			return nil
+		}
+	}
+	return ErrAlreadyLive
+}
+
+// revisionScript writes Capistrano's REVISION file into the release.
+func revisionScript(l layout.Layout, id, revision string) string {
+	return fmt.Sprintf("printf '%%s\\n' %s > %s", shell.Quote(revision), shell.Quote(path.Join(l.ReleaseDir(id), "REVISION")))
+}
+
 // uploadStep streams the tree as tar straight into the release directory:
 // nothing is staged on either side.
 type uploadStep struct{ d *deployRun }
@@ -195,7 +264,8 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(s.d.src.Tree.WriteTar(pw)) }()
 	defer pr.Close()
-	script := "umask 022 && tar -x -p --no-same-owner -f - -C " + shell.Quote(s.d.layout.ReleaseDir(s.d.releaseID))
+	script := "umask 022 && tar -x -p --no-same-owner -f - -C " + shell.Quote(s.d.layout.ReleaseDir(s.d.releaseID)) +
+		" && " + revisionScript(s.d.layout, s.d.releaseID, s.d.src.Revision)
 	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: pr})
 	return err
 }

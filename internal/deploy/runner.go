@@ -55,6 +55,12 @@ type Finisher interface {
 	Finish(ctx context.Context, t *Target) error
 }
 
+// Limiter caps how many hosts run a step at once, below the run's
+// parallelism (git fetches against one server).
+type Limiter interface {
+	Limit() int
+}
+
 // Committer marks the point of no return: once it has succeeded on any host,
 // a later failure no longer undoes the earlier steps.
 type Committer interface {
@@ -178,9 +184,13 @@ func stepName(step any) string {
 // each runs one step on every target and waits for all of them.
 func (rn *Runner) each(ctx context.Context, s Step, targets []*Target) ([]*Target, error) {
 	skipper, _ := s.(Skipper)
+	limit := rn.Parallel
+	if l, ok := s.(Limiter); ok && l.Limit() > 0 && l.Limit() < limit {
+		limit = l.Limit()
+	}
 	var mu sync.Mutex
 	var succeeded []*Target
-	err := rn.parallel(ctx, s.Name(), targets, func(ctx context.Context, t *Target) error {
+	err := rn.parallelN(ctx, limit, s.Name(), targets, func(ctx context.Context, t *Target) error {
 		if skipper != nil && skipper.Skip(t) {
 			rn.emit(Event{Kind: StepSkipped, Host: t.Name(), Step: s.Name()})
 			return nil
@@ -219,7 +229,10 @@ func (rn *Runner) fleet(ctx context.Context, s FleetStep, targets []*Target) ([]
 // parallel calls fn for every target, at most rn.Parallel at once, and
 // returns the failures as *HostError joined.
 func (rn *Runner) parallel(ctx context.Context, name string, targets []*Target, fn func(context.Context, *Target) error) error {
-	limit := rn.Parallel
+	return rn.parallelN(ctx, rn.Parallel, name, targets, fn)
+}
+
+func (rn *Runner) parallelN(ctx context.Context, limit int, name string, targets []*Target, fn func(context.Context, *Target) error) error {
 	if limit < 1 {
 		limit = 1
 	}

@@ -36,6 +36,7 @@ func (l Layout) ReleaseDir(id string) string  { return path.Join(l.DeployTo, l.R
 func (l Layout) SharedDir() string            { return path.Join(l.DeployTo, l.Shared) }
 func (l Layout) SharedPath(rel string) string { return path.Join(l.DeployTo, l.Shared, rel) }
 func (l Layout) CurrentLink() string          { return path.Join(l.DeployTo, l.Current) }
+func (l Layout) RepoDir() string              { return path.Join(l.DeployTo, l.Repo) }
 func (l Layout) MetaDir() string              { return path.Join(l.DeployTo, MetaDir) }
 func (l Layout) LockDir() string              { return path.Join(l.DeployTo, MetaDir, "lock") }
 func (l Layout) LockOwnerFile() string        { return path.Join(l.DeployTo, MetaDir, "lock", "owner.json") }

@@ -1,0 +1,139 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Request says how to produce the content of an upload release.
+type Request struct {
+	// Dir ships this directory as it is (source.path); when empty, a clean
+	// export of a git revision is shipped instead.
+	Dir string
+	// Git is the export to make when Dir is empty.
+	Git GitExport
+	// Build commands run in a clean copy (the export, or a copy of Dir)
+	// before anything is shipped.
+	Build   []string
+	Exclude []string
+	// Output receives the build's output as it comes.
+	Output io.Writer
+}
+
+// Prepared is release content ready to ship. Remove deletes the temporary
+// copy it may live in; call it when the deploy is over, failed or not.
+type Prepared struct {
+	Tree     *Tree
+	Revision string // commit SHA, or the tree digest of a plain directory
+	Ref      string // branch or tag exported
+	Dirty    bool
+	export   *Export // the git export the tree lives in, if any
+	temp     string  // the build copy of a directory, if any
+}
+
+// Prepare exports or copies the source, runs the build in the copy, and
+// scans the result. Nothing here touches a host, so a failing build or an
+// unknown revision stops the deploy before any host changes.
+func Prepare(ctx context.Context, req Request) (p *Prepared, err error) {
+	p = &Prepared{}
+	defer func() {
+		if err != nil {
+			p.Remove()
+			p = nil
+		}
+	}()
+	dir := req.Dir
+	switch {
+	case dir == "":
+		export, err := ExportGit(ctx, req.Git)
+		if err != nil {
+			return p, err
+		}
+		p.export, dir = export, export.Dir
+		p.Revision, p.Ref, p.Dirty = export.Commit, export.Ref, export.Dirty
+	case len(req.Build) > 0:
+		// Build in a copy, so the build never writes into the user's
+		// directory and what ships is exactly what the build produced.
+		tree, err := Scan(dir, req.Exclude)
+		if err != nil {
+			return p, err
+		}
+		if p.temp, err = os.MkdirTemp("", "slipway-build-"); err != nil {
+			return p, err
+		}
+		if err := tree.CopyTo(p.temp); err != nil {
+			return p, fmt.Errorf("copying %s to build it: %w", dir, err)
+		}
+		dir = p.temp
+	}
+	if len(req.Build) > 0 {
+		out := req.Output
+		if out == nil {
+			out = io.Discard
+		}
+		if err := RunBuild(ctx, dir, req.Build, out); err != nil {
+			return p, err
+		}
+	}
+	if p.Tree, err = Scan(dir, req.Exclude); err != nil {
+		return p, err
+	}
+	if p.Revision == "" {
+		p.Revision = p.Tree.Digest
+	}
+	return p, nil
+}
+
+// Remove deletes the temporary copy, if there is one.
+func (p *Prepared) Remove() error {
+	if p == nil {
+		return nil
+	}
+	var err error
+	if p.export != nil {
+		err = p.export.Remove()
+	}
+	if p.temp != "" {
+		err = errors.Join(err, os.RemoveAll(p.temp))
+		p.temp = ""
+	}
+	return err
+}
+
+// CopyTo writes the tree's entries under dir, keeping modes and symlinks.
+func (t *Tree) CopyTo(dir string) error {
+	for _, f := range t.Files {
+		dst := filepath.Join(dir, filepath.FromSlash(f.Rel))
+		switch {
+		case f.Mode.IsDir():
+			if err := os.MkdirAll(dst, f.Mode.Perm()|0o700); err != nil {
+				return err
+			}
+		case f.Link != "":
+			if err := os.Symlink(f.Link, dst); err != nil {
+				return err
+			}
+		default:
+			if err := t.copyTo(f, dst); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (t *Tree) copyTo(f File, dst string) error {
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, f.Mode.Perm())
+	if err != nil {
+		return err
+	}
+	if err := t.copyFile(out, f); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
