@@ -27,6 +27,14 @@ type project struct {
 	fleet *testutil.Fleet
 	dir   string
 	bin   string
+	env   []string // added to the fleet's environment
+}
+
+// withEnv returns the project running slipway with extra environment.
+func (p *project) withEnv(env ...string) *project {
+	q := *p
+	q.env = append(append([]string{}, p.env...), env...)
+	return &q
 }
 
 func newProject(t *testing.T, hosts int, opts testutil.Options) *project {
@@ -92,7 +100,7 @@ func (p *project) run(args ...string) result {
 	p.t.Helper()
 	cmd := exec.Command(p.bin, args...)
 	cmd.Dir = p.dir
-	cmd.Env = p.fleet.Env()
+	cmd.Env = append(p.fleet.Env(), p.env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -263,3 +263,53 @@ func TestUploadFlowTagsDirtyAndUnknownRevision(t *testing.T) {
 	}
 	p.expectCode(2, "deploy", "production", "--revision", "--upload-pack=touch /tmp/pwned")
 }
+
+// TestBuildDirectoryIsRemovedOnFailureAndCtrlC: the clean export lives in a
+// temporary directory that must not outlive the deploy, whatever ends it.
+func TestBuildDirectoryIsRemovedOnFailureAndCtrlC(t *testing.T) {
+	p, r := newGitProject(t, 1)
+	tmp := t.TempDir()
+	p = p.withEnv("TMPDIR=" + tmp)
+	leftovers := func() []string {
+		entries, _ := os.ReadDir(tmp)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+
+	p.config("  build:\n    - echo building in $SLIPWAY_BUILD_DIR; exit 1\n")
+	p.write("slipway.yml", strings.Replace(readFile(t, filepath.Join(p.dir, "slipway.yml")), "  path: app\n", "  subdir: app\n", 1))
+	r.commit("failing build")
+	res := p.expectCode(1, "deploy", "production")
+	if !strings.Contains(res.stderr, "building in "+tmp) {
+		t.Fatalf("the build did not run in a temporary directory under TMPDIR:\n%s", res.stderr)
+	}
+	if l := leftovers(); len(l) != 0 {
+		t.Errorf("a failed build left %v behind", l)
+	}
+
+	p.config("  build:\n    - touch " + tmp + "/started; sleep 30\n")
+	p.write("slipway.yml", strings.Replace(readFile(t, filepath.Join(p.dir, "slipway.yml")), "  path: app\n", "  subdir: app\n", 1))
+	r.commit("slow build")
+	cmd := exec.Command(p.bin, "deploy", "production")
+	cmd.Dir, cmd.Env = p.dir, append(p.fleet.Env(), p.env...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(tmp, "started")); return err == nil })
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("exit code after Ctrl-C during the build = %d, want 130", code)
+	}
+	if l := leftovers(); len(l) != 1 || l[0] != "started" {
+		t.Errorf("Ctrl-C during the build left %v behind", l)
+	}
+	if _, err := os.Stat(p.fleet.Hosts[0].Path(deployTo)); !os.IsNotExist(err) {
+		t.Error("an interrupted build touched the host")
+	}
+}
