@@ -55,6 +55,9 @@ func runReleases(ctx context.Context, g *globalOptions, streams IO, opts *releas
 	var table [][]string
 	for _, r := range rows {
 		rev := ui.Short(r.Revision)
+		if r.Branch != "" {
+			rev += " " + r.Branch
+		}
 		if r.Dirty {
 			rev += " (dirty)"
 		}
