@@ -55,6 +55,9 @@ func newCheckCmd(g *globalOptions, streams IO) *cobra.Command {
 					lock = "LOCKED by " + r.Lock.String()
 				}
 				status := "ok"
+				if len(r.Warnings) > 0 {
+					status = fmt.Sprintf("ok, %d warning(s) above", len(r.Warnings))
+				}
 				if len(r.Problems) > 0 {
 					status = strings.Join(r.Problems, "; ")
 				}

@@ -23,12 +23,14 @@ type Config struct {
 	File         string // path as given to Load
 	Dir          string // absolute directory of the file; relative paths resolve against it
 	App          string
+	Recipe       string // "laravel", "symfony", "static" or ""; its defaults are already applied
 	DeployTo     string // top-level deploy_to as written, after ${VAR} expansion; "" when absent
 	KeepReleases int    // at least 1
 	Symlink      string // "relative" or "absolute"
 	Layout       Layout
 	Source       Source
 	Shared       Shared
+	Writable     Writable
 	Hooks        Hooks
 	Health       *Health // nil when absent
 	ForwardAgent bool    // forward the user's ssh-agent to the hosts (git over SSH with the user's key)
@@ -65,6 +67,16 @@ type Source struct {
 // in shared/ and are linked into every release. No entry is inside another:
 // linking one inside a linked directory would write into shared/.
 type Shared struct{ Dirs, Files []string }
+
+// Writable lists directories of a release the web server must be able to
+// write (bootstrap/cache). Mode group makes them group-writable (the web
+// server shares the deploy user's group); acl grants User with setfacl.
+// Nothing is ever made world-writable.
+type Writable struct {
+	Dirs []string
+	Mode string // "group" or "acl"
+	User string // for acl: the web server's user
+}
 
 // Hooks are the commands run on the hosts around the switch.
 type Hooks struct{ BeforeSwitch, AfterSwitch, AfterRollback []Hook }

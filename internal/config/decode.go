@@ -24,17 +24,18 @@ type section struct {
 }
 
 var (
-	topSection     = &section{keys: []string{"app", "deploy_to", "keep_releases", "symlink", "layout", "source", "forward_agent", "shared", "hooks", "health", "stages"}, label: "at the top level"}
-	layoutSection  = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
-	sourceSection  = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel"}, label: "under source:", example: "{strategy: upload, path: .}"}
-	sharedSection  = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
-	hooksSection   = &section{keys: []string{"before_switch", "after_switch", "after_rollback"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
-	hookSection    = &section{keys: []string{"run", "once", "roles"}, label: "in a hook"}
-	healthSection  = &section{keys: []string{"url", "expect_status", "timeout"}, label: "under health:", example: "{url: http://127.0.0.1/health}"}
-	stagesSection  = &section{example: "{production: {hosts: [web1.example.com]}}"}
-	stageSection   = &section{keys: []string{"hosts", "deploy_to"}, label: "in a stage", example: "{hosts: [web1.example.com], deploy_to: /var/www/shop}"}
-	hostSection    = &section{keys: []string{"host", "user", "port", "roles"}, label: "in a host entry"}
-	sectionsByRank = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, hooksSection, healthSection, layoutSection}
+	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "symlink", "layout", "source", "forward_agent", "shared", "writable", "hooks", "health", "stages"}, label: "at the top level"}
+	writableSection = &section{keys: []string{"dirs", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
+	layoutSection   = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
+	sourceSection   = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel"}, label: "under source:", example: "{strategy: upload, path: .}"}
+	sharedSection   = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
+	hooksSection    = &section{keys: []string{"before_switch", "after_switch", "after_rollback"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
+	hookSection     = &section{keys: []string{"run", "once", "roles"}, label: "in a hook"}
+	healthSection   = &section{keys: []string{"url", "expect_status", "timeout"}, label: "under health:", example: "{url: http://127.0.0.1/health}"}
+	stagesSection   = &section{example: "{production: {hosts: [web1.example.com]}}"}
+	stageSection    = &section{keys: []string{"hosts", "deploy_to"}, label: "in a stage", example: "{hosts: [web1.example.com], deploy_to: /var/www/shop}"}
+	hostSection     = &section{keys: []string{"host", "user", "port", "roles"}, label: "in a host entry"}
+	sectionsByRank  = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, writableSection, hooksSection, healthSection, layoutSection}
 )
 
 // nameRE is the alphabet of app, stage and role names: they appear in paths,
@@ -53,6 +54,9 @@ type decoder struct {
 	dir       string
 	lookupEnv func(string) (string, bool)
 	problems  []problem
+	// given records the dotted paths of every key written in the file, so
+	// a recipe only fills in what the user left out.
+	given map[string]bool
 }
 
 func (d *decoder) fail(at pos, fix, format string, args ...any) {
@@ -159,6 +163,10 @@ func (d *decoder) fields(n ast.Node, path string, sec *section) (fields []field,
 			continue
 		}
 		fields = append(fields, field{key: key, path: joinPath(path, key), at: at, value: mv.Value})
+		if d.given == nil {
+			d.given = map[string]bool{}
+		}
+		d.given[joinPath(path, key)] = true
 	}
 	return fields, true
 }
@@ -411,6 +419,12 @@ func (d *decoder) config(root ast.Node) *Config {
 		case "app":
 			appGiven = true
 			c.App = d.app(f)
+		case "recipe":
+			if r, ok := d.oneOf(f, recipeNames()...); ok {
+				c.Recipe = r
+			}
+		case "writable":
+			c.Writable = d.writable(f)
 		case "deploy_to":
 			topDir = d.deployDir(f)
 			c.DeployTo = topDir.value
@@ -440,6 +454,9 @@ func (d *decoder) config(root ast.Node) *Config {
 		case "stages":
 			stages = &f
 		}
+	}
+	if c.Recipe != "" {
+		recipes[c.Recipe].apply(c, d.given)
 	}
 	app := c.App
 	if app == "" {
@@ -690,6 +707,31 @@ func insideProblem(v string) string {
 		return "names the directory itself"
 	}
 	return ""
+}
+
+func (d *decoder) writable(f field) Writable {
+	w := Writable{Mode: "group", User: "www-data"}
+	fields, _ := d.fields(f.value, f.path, writableSection)
+	for _, wf := range fields {
+		switch wf.key {
+		case "dirs":
+			for _, p := range d.sharedPaths(wf) {
+				w.Dirs = append(w.Dirs, p.value)
+			}
+		case "mode":
+			if m, ok := d.oneOf(wf, "group", "acl"); ok {
+				w.Mode = m
+			}
+		case "user":
+			if u, ok := d.str(wf); ok {
+				if !nameRE.MatchString(u) {
+					d.fail(wf.valueAt(), "write the web server's user, e.g. user: www-data", "writable.user %s is not a user name", quoteOrEmpty(u))
+				}
+				w.User = u
+			}
+		}
+	}
+	return w
 }
 
 func (d *decoder) hooks(f field) Hooks {

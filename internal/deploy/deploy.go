@@ -122,7 +122,7 @@ func (d *deployRun) steps() []any {
 	} else {
 		steps = append(steps, uploadStep{d})
 	}
-	steps = append(steps, linkSharedStep{d})
+	steps = append(steps, linkSharedStep{d}, writableStep{d})
 	for i, h := range cfg.Hooks.BeforeSwitch {
 		steps = append(steps, hookStep{run: d.run, phase: "before_switch", index: i, hook: h, releaseFor: d.releaseFor})
 	}
@@ -305,6 +305,68 @@ func (s linkSharedStep) Run(ctx context.Context, t *Target) error {
 	}
 	_, err := t.Exec.Exec(ctx, host.Command{Script: b.String()})
 	return err
+}
+
+// writableStep lets the web server write the release's writable
+// directories. Those inside shared directories are left alone: shared data
+// is never changed by a deploy (slipway setup prepares them once).
+type writableStep struct{ d *deployRun }
+
+func (writableStep) Name() string { return "writable" }
+
+func (s writableStep) Skip(*Target) bool {
+	_, inRelease := splitWritable(s.d.opts.Config)
+	return len(inRelease) == 0
+}
+
+func (s writableStep) Run(ctx context.Context, t *Target) error {
+	w := s.d.opts.Config.Writable
+	_, inRelease := splitWritable(s.d.opts.Config)
+	var paths []string
+	for _, dir := range inRelease {
+		paths = append(paths, path.Join(s.d.layout.ReleaseDir(s.d.releaseID), dir))
+	}
+	_, err := t.Exec.Exec(ctx, host.Command{Script: writableScript(w.Mode, w.User, paths)})
+	return err
+}
+
+// splitWritable separates writable directories inside shared ones from the
+// ones in the release itself.
+func splitWritable(cfg *config.Config) (shared, inRelease []string) {
+	for _, dir := range cfg.Writable.Dirs {
+		if underAny(dir, cfg.Shared.Dirs) {
+			shared = append(shared, dir)
+		} else {
+			inRelease = append(inRelease, dir)
+		}
+	}
+	return shared, inRelease
+}
+
+func underAny(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// writableScript makes dirs writable for the web server: group-writable
+// with setgid directories (files made inside keep the group), or an ACL
+// for the web server's user. chmod -R and setfacl -R do not follow
+// symlinks, so nothing outside the directories changes.
+func writableScript(mode, user string, dirs []string) string {
+	if len(dirs) == 0 {
+		return "true"
+	}
+	list := shell.Join(dirs...)
+	if mode == "acl" {
+		acl := shell.Quote("u:" + user + ":rwX")
+		defaultACL := shell.Quote("d:u:" + user + ":rwX")
+		return fmt.Sprintf("command -v setfacl >/dev/null || { echo 'writable.mode acl needs setfacl on the host (apt-get install acl), or use writable.mode group' >&2; exit 1; }\nmkdir -p -- %s && setfacl -R -m %s -m %s -- %s", list, acl, defaultACL, list)
+	}
+	return fmt.Sprintf("mkdir -p -- %[1]s && chmod -R g+w -- %[1]s && find %[1]s -type d -exec chmod g+s {} +", list)
 }
 
 // prepareSwitchStep makes the release durable and creates the temporary link

@@ -198,6 +198,13 @@ func Setup(ctx context.Context, opts Options) error {
 			dirs = append(dirs, parentDir(l.SharedPath(f)))
 		}
 		script := fmt.Sprintf("umask 022 && mkdir -p -- %s && test -w %s", shell.Join(dirs...), shell.Quote(l.DeployTo))
+		if sharedWritable, _ := splitWritable(opts.Config); len(sharedWritable) > 0 {
+			var paths []string
+			for _, d := range sharedWritable {
+				paths = append(paths, l.SharedPath(d))
+			}
+			script += "\n" + writableScript(opts.Config.Writable.Mode, opts.Config.Writable.User, paths)
+		}
 		if _, err := t.Exec.Exec(ctx, host.Command{Script: script}); err != nil {
 			return fmt.Errorf("creating the layout under %s: %w (the deploy user needs write access: sudo mkdir -p %s && sudo chown USER %s)", l.DeployTo, err, l.DeployTo, l.DeployTo)
 		}
@@ -219,7 +226,8 @@ type CheckReport struct {
 	Releases int
 	FreeKB   int64
 	Lock     *LockOwner
-	Problems []string
+	Problems []string // the host cannot take a deploy
+	Warnings []string // it can, but something will hurt (a php-fpm restart hook)
 }
 
 // Check verifies every selected host can take a deploy: reachable, tools
@@ -229,6 +237,7 @@ func Check(ctx context.Context, opts Options) ([]CheckReport, error) {
 	r := newRun(opts)
 	l := r.layout
 	reports := make([]CheckReport, len(r.targets))
+	fpmHooks := FPMHooks(opts.Config.Hooks)
 	probe := stepFunc{"check", func(ctx context.Context, t *Target) error {
 		rep := &reports[t.Index]
 		rep.Host = t.Name()
@@ -253,6 +262,10 @@ df -Pk -- "$d" | awk 'NR==2 {print "free-kb " $4}'`, strings.Join(tools, " "), s
 			case "free-kb":
 				rep.FreeKB, _ = strconv.ParseInt(rest, 10, 64)
 			}
+		}
+		rep.Warnings = fpmWarnings(ctx, t, fpmHooks)
+		for _, w := range rep.Warnings {
+			r.warn(t, "%s", w)
 		}
 		if t.State.CurrentIsDir {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s is a real directory, not a symlink; move it aside before deploying", l.CurrentLink()))
@@ -291,4 +304,33 @@ func parentDir(p string) string {
 		return "/"
 	}
 	return p[:i]
+}
+
+// fpmWarnings explains the hooks that would kill requests in flight on t.
+// A reload is only harmful while process_control_timeout is 0, which is
+// read from the host's own php-fpm configuration.
+func fpmWarnings(ctx context.Context, t *Target, hooks []FPMHook) []string {
+	var out []string
+	var zeroTimeout []string
+	readTimeouts := true
+	for _, h := range hooks {
+		switch h.Action {
+		case FPMRestart:
+			out = append(out, fpmRestartWarning(h))
+		case FPMReload:
+			if readTimeouts {
+				readTimeouts = false
+				res, err := t.Exec.Query(ctx, host.Command{Script: fpmTimeoutScript})
+				if err != nil {
+					out = append(out, fmt.Sprintf("could not read php-fpm's process_control_timeout: %v", err))
+					continue
+				}
+				zeroTimeout = parseFPMTimeouts(string(res.Stdout))
+			}
+			if len(zeroTimeout) > 0 {
+				out = append(out, fpmReloadWarning(h, zeroTimeout))
+			}
+		}
+	}
+	return out
 }
