@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,8 @@ type deployOptions struct {
 	tag        string
 	allowDirty bool
 	force      bool
+	canary     int
+	noRollback bool
 }
 
 func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
@@ -46,7 +49,9 @@ func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
 	f.StringVar(&opts.branch, "branch", "", "git branch to deploy")
 	f.StringVar(&opts.tag, "tag", "", "git tag to deploy")
 	f.BoolVar(&opts.allowDirty, "allow-dirty", false, "ship uncommitted changes of tracked files (the release is marked dirty)")
-	f.BoolVar(&opts.force, "force", false, "deploy even if the revision is already live on every host")
+	f.BoolVar(&opts.force, "force", false, "deploy even if the revision is already live on every host, or the hosts disagree on the live release")
+	f.IntVar(&opts.canary, "canary", 0, "switch this many hosts first and check their health before the rest")
+	f.BoolVar(&opts.noRollback, "no-rollback", false, "leave the release live when its health check fails")
 	return cmd
 }
 
@@ -61,6 +66,10 @@ func runDeploy(ctx context.Context, g *globalOptions, streams IO, opts *deployOp
 	}
 	defer prepared.Remove()
 	src.Force = opts.force
+	if opts.canary < 0 {
+		return &UserError{Msg: "--canary: give a number of hosts, e.g. --canary 1"}
+	}
+	dopts.Canary, dopts.NoRollback = opts.canary, opts.noRollback
 	res, err := deploy.Deploy(ctx, dopts, src)
 	if err == nil && res.AlreadyLive {
 		fmt.Fprintf(streams.Err, "revision %s is already live on every host; nothing to do (deploy it again with --force)\n", ui.Short(res.Revision))
@@ -167,17 +176,30 @@ func printDeployResult(w io.Writer, verb string, res *deploy.Result, err error) 
 			live = "(none)"
 		}
 		outcome := "unchanged"
-		if h.Switched {
+		switch {
+		case h.RolledBack:
+			outcome = "switched, then back"
+		case h.Switched:
 			outcome = "switched from " + orDash(h.Previous)
 		}
-		rows = append(rows, []string{h.Host, live, outcome})
+		at := ""
+		if st, ok := res.Switches[h.Host]; ok {
+			at = st.Local.UTC().Format("15:04:05.000000")
+		}
+		rows = append(rows, []string{h.Host, live, outcome, at})
 	}
 	fmt.Fprintln(w)
-	ui.Table(w, []string{"HOST", "LIVE", "RESULT"}, rows)
+	ui.Table(w, []string{"HOST", "LIVE", "RESULT", "SWITCHED AT (UTC)"}, rows)
+	if res.SkewHosts > 1 {
+		fmt.Fprintf(w, "fleet skew: %s from the first switch to the last\n", res.Skew.Round(time.Microsecond))
+	}
 	var switched *deploy.SwitchedError
+	var rolledBack *deploy.RolledBackError
 	switch {
 	case err == nil:
 		fmt.Fprintf(w, "%s done: release %s is live on %d host(s)\n", verb, res.ReleaseID, len(res.Hosts))
+	case errors.As(err, &rolledBack):
+		fmt.Fprintf(w, "%s: release %s went live, failed, and every host it reached was switched back to its previous release\n", verb, rolledBack.ReleaseID)
 	case errors.As(err, &switched):
 		fmt.Fprintf(w, "%s: release %s went live, but a later step failed (see below)\n", verb, switched.ReleaseID)
 	default:

@@ -17,6 +17,7 @@ const (
 	ExitLocked      = 3   // another run holds the lock; nothing was changed
 	ExitUnreachable = 4   // a host could not be reached or its host key was refused; nothing was changed
 	ExitAfterSwitch = 5   // the new release went live, but a step after the switch failed
+	ExitRolledBack  = 6   // the new release went live, failed its health check (or a rolling batch failed), and every host was switched back
 	ExitInterrupted = 130 // stopped by Ctrl-C; cleanup ran
 )
 
@@ -33,6 +34,7 @@ func exitCode(err error) int {
 		lockedErr   *deploy.LockedError
 		hostKeyErr  *host.HostKeyError
 		switchedErr *deploy.SwitchedError
+		rolledBack  *deploy.RolledBackError
 		hostErr     *deploy.HostError
 	)
 	switch {
@@ -40,6 +42,8 @@ func exitCode(err error) int {
 		return ExitOK
 	case errors.As(err, &switchedErr):
 		return ExitAfterSwitch
+	case errors.As(err, &rolledBack):
+		return ExitRolledBack
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case errors.As(err, &userErr), errors.As(err, &configErr):

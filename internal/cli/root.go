@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -32,6 +33,7 @@ type globalOptions struct {
 	configFile        string
 	acceptNewHostKeys bool
 	hosts             []string
+	roles             []string
 	parallel          int
 	quiet             bool
 }
@@ -68,12 +70,14 @@ live by one atomic rename of the current symlink; rollback is the same switch ba
 	pf.StringVarP(&g.configFile, "config", "c", "slipway.yml", "configuration file")
 	pf.BoolVar(&g.acceptNewHostKeys, "accept-new-host-keys", false, "record host keys not yet in known_hosts (a changed key is always refused)")
 	pf.StringSliceVar(&g.hosts, "hosts", nil, "only these hosts of the stage (comma-separated names as written in the config)")
+	pf.StringSliceVar(&g.roles, "roles", nil, "only the hosts with one of these roles (comma-separated)")
 	pf.IntVar(&g.parallel, "parallel", 16, "hosts worked on at once")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors, warnings and the result")
 	root.AddCommand(
 		newDeployCmd(g, streams),
 		newRollbackCmd(g, streams),
 		newReleasesCmd(g, streams),
+		newStatusCmd(g, streams),
 		newSetupCmd(g, streams),
 		newCheckCmd(g, streams),
 		newUnlockCmd(g, streams),
@@ -112,10 +116,14 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 	if err != nil {
 		return deploy.Options{}, err
 	}
+	if hosts, err = selectRoles(stage, hosts, g.roles); err != nil {
+		return deploy.Options{}, err
+	}
 	names := make([]string, len(hosts))
 	for i, h := range hosts {
 		names[i] = h.Name
 	}
+	faults := host.Faults()
 	sshOpts := host.SSHOptions{AcceptNewHostKeys: g.acceptNewHostKeys, ForwardAgent: cfg.ForwardAgent}
 	return deploy.Options{
 		Config:   cfg,
@@ -126,9 +134,13 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 		Command:  command,
 		Dial: func(ctx context.Context, h config.Host) (host.Executor, error) {
 			if h.Local {
-				return host.NewLocal(), nil
+				return host.WithFaults(host.NewLocal(), faults), nil
 			}
-			return host.DialSSH(ctx, host.SSHTarget{Name: h.Name, Host: h.Host, User: h.User, Port: h.Port}, sshOpts)
+			ex, err := host.DialSSH(ctx, host.SSHTarget{Name: h.Name, Host: h.Host, User: h.User, Port: h.Port}, sshOpts)
+			if err != nil {
+				return nil, err
+			}
+			return host.WithFaults(ex, faults), nil
 		},
 	}, nil
 }
@@ -161,6 +173,26 @@ func selectHosts(stage *config.Stage, only []string) ([]config.Host, error) {
 				break
 			}
 		}
+	}
+	return out, nil
+}
+
+// selectRoles keeps the hosts with one of roles.
+func selectRoles(stage *config.Stage, hosts []config.Host, roles []string) ([]config.Host, error) {
+	if len(roles) == 0 {
+		return hosts, nil
+	}
+	var out []config.Host
+	for _, h := range hosts {
+		for _, r := range roles {
+			if slices.Contains(h.Roles, r) {
+				out = append(out, h)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, &UserError{Msg: fmt.Sprintf("--roles %s: no host of stage %s has one of these roles", strings.Join(roles, ","), stage.Name)}
 	}
 	return out, nil
 }

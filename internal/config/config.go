@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,8 +33,9 @@ type Config struct {
 	Shared       Shared
 	Writable     Writable
 	Hooks        Hooks
-	Health       *Health // nil when absent
-	ForwardAgent bool    // forward the user's ssh-agent to the hosts (git over SSH with the user's key)
+	Health       *Health  // nil when absent
+	Rollout      *Rollout // nil: switch every host at once
+	ForwardAgent bool     // forward the user's ssh-agent to the hosts (git over SSH with the user's key)
 	Stages       []*Stage
 }
 
@@ -89,12 +91,57 @@ type Hook struct {
 	Where string   // "slipway.yml:LINE:COL", for messages
 }
 
-// Health is the check run on every host after the switch.
+// Health is the check run on every host after the switch: an HTTP GET of
+// URL made from the host itself (through the SSH connection), or a Command
+// run in the live release. A host passes when one of Retries attempts,
+// Interval apart, succeeds.
 type Health struct {
 	URL          string
-	ExpectStatus int
+	Command      string
+	ExpectStatus int    // default 200
+	Body         string // the response must contain it, when set
 	Timeout      time.Duration
+	Retries      int           // attempts per host, default 3
+	Interval     time.Duration // between attempts, default 2s
 	Where        string
+}
+
+// Rollout says how the switch moves over the fleet: all hosts at once, or
+// in batches, each gated by the health check of the previous one.
+type Rollout struct {
+	Strategy     string        // "all" (default) or "rolling"
+	Batch        int           // hosts per batch (rolling), when BatchPercent is 0
+	BatchPercent int           // percent of the selected hosts per batch, rounded up
+	Pause        time.Duration // between batches
+	Where        string
+}
+
+// ParseBatch reads a batch size: "2" hosts, or "25%" of the fleet.
+func ParseBatch(s string) (n, percent int, err error) {
+	if p, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
+		v, err := strconv.Atoi(p)
+		if err != nil || v < 1 || v > 100 {
+			return 0, 0, fmt.Errorf("is not a percentage from 1%% to 100%%")
+		}
+		return 0, v, nil
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || v < 1 {
+		return 0, 0, fmt.Errorf("is not a number of hosts (at least 1) or a percentage")
+	}
+	return v, 0, nil
+}
+
+// Size is the number of hosts in a batch of a fleet of n hosts.
+func (r *Rollout) Size(n int) int {
+	if r == nil || r.Strategy != "rolling" {
+		return n
+	}
+	size := r.Batch
+	if r.BatchPercent > 0 {
+		size = (n*r.BatchPercent + 99) / 100
+	}
+	return max(1, min(size, n))
 }
 
 // Stage is a named set of hosts to deploy to.
@@ -105,7 +152,11 @@ type Stage struct {
 	// else the top-level one; absolute and cleaned. A relative one is only
 	// accepted when every host is local, and is resolved against Config.Dir.
 	DeployTo string
+	Health   *Health  // the stage's health:, else the top-level one
+	Rollout  *Rollout // the stage's rollout:, else the top-level one
 	Where    string
+
+	healthGiven, rolloutGiven bool
 }
 
 // Host is one machine of a stage.
@@ -115,8 +166,11 @@ type Host struct {
 	User  string // "" when not given
 	Port  int    // 0 when not given
 	Roles []string
-	Local bool // this machine, without SSH
-	Where string
+	// NoRelease marks a host that takes no release (a database host): it
+	// only runs the hooks limited to one of its roles.
+	NoRelease bool
+	Local     bool // this machine, without SSH
+	Where     string
 }
 
 // ErrUnknownStage is returned, wrapped, by Config.Stage.

@@ -51,6 +51,7 @@ func TestParseFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := func(line, col int) string { return fmt.Sprintf("%s:%d:%d", file, line, col) }
+	health := &Health{URL: "http://127.0.0.1/health", ExpectStatus: 204, Timeout: 3 * time.Second, Retries: 3, Interval: 2 * time.Second, Where: at(28, 1)}
 	want := &Config{
 		File:         file,
 		Dir:          dir,
@@ -79,10 +80,10 @@ func TestParseFull(t *testing.T) {
 			},
 			AfterSwitch: []Hook{{Run: "sudo systemctl reload nginx", Where: at(26, 18)}},
 		},
-		Health: &Health{URL: "http://127.0.0.1/health", ExpectStatus: 204, Timeout: 3 * time.Second, Where: at(28, 1)},
+		Health: health,
 		Stages: []*Stage{
 			{
-				Name: "production", DeployTo: "/srv/shop", Where: at(33, 3),
+				Name: "production", DeployTo: "/srv/shop", Where: at(33, 3), Health: health,
 				Hosts: []Host{
 					{Name: "web1.example.com", Host: "web1.example.com", Where: at(36, 9)},
 					{Name: "deploy@web2.example.com:2222", Host: "web2.example.com", User: "deploy", Port: 2222, Where: at(37, 9)},
@@ -91,11 +92,11 @@ func TestParseFull(t *testing.T) {
 				},
 			},
 			{
-				Name: "staging", DeployTo: "/var/www/shop", Where: at(40, 3),
+				Name: "staging", DeployTo: "/var/www/shop", Where: at(40, 3), Health: health,
 				Hosts: []Host{{Name: "staging", Host: "staging", Where: at(41, 13)}},
 			},
 			{
-				Name: "demo", DeployTo: filepath.Join(dir, ".slipway-demo"), Where: at(42, 3),
+				Name: "demo", DeployTo: filepath.Join(dir, ".slipway-demo"), Where: at(42, 3), Health: health,
 				Hosts: []Host{{Name: "local", Host: "local", Local: true, Where: at(43, 13)}},
 			},
 		},
@@ -128,7 +129,7 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *cfg.Health != (Health{URL: "http://localhost/up", ExpectStatus: 200, Timeout: 10 * time.Second, Where: "slipway.yml:3:1"}) {
+	if *cfg.Health != (Health{URL: "http://localhost/up", ExpectStatus: 200, Timeout: 10 * time.Second, Retries: 3, Interval: 2 * time.Second, Where: "slipway.yml:3:1"}) {
 		t.Errorf("health defaults: %+v", *cfg.Health)
 	}
 }

@@ -24,18 +24,19 @@ type section struct {
 }
 
 var (
-	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "symlink", "layout", "source", "forward_agent", "shared", "writable", "hooks", "health", "stages"}, label: "at the top level"}
+	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "symlink", "layout", "source", "forward_agent", "shared", "writable", "hooks", "health", "rollout", "stages"}, label: "at the top level"}
+	rolloutSection  = &section{keys: []string{"strategy", "batch", "pause"}, label: "under rollout:", example: "{strategy: rolling, batch: 25%, pause: 10s}"}
 	writableSection = &section{keys: []string{"dirs", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
 	layoutSection   = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
 	sourceSection   = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel"}, label: "under source:", example: "{strategy: upload, path: .}"}
 	sharedSection   = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
 	hooksSection    = &section{keys: []string{"before_switch", "after_switch", "after_rollback"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
 	hookSection     = &section{keys: []string{"run", "once", "roles"}, label: "in a hook"}
-	healthSection   = &section{keys: []string{"url", "expect_status", "timeout"}, label: "under health:", example: "{url: http://127.0.0.1/health}"}
+	healthSection   = &section{keys: []string{"url", "command", "expect_status", "body", "timeout", "retries", "interval"}, label: "under health:", example: "{url: http://127.0.0.1/health}"}
 	stagesSection   = &section{example: "{production: {hosts: [web1.example.com]}}"}
-	stageSection    = &section{keys: []string{"hosts", "deploy_to"}, label: "in a stage", example: "{hosts: [web1.example.com], deploy_to: /var/www/shop}"}
-	hostSection     = &section{keys: []string{"host", "user", "port", "roles"}, label: "in a host entry"}
-	sectionsByRank  = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, writableSection, hooksSection, healthSection, layoutSection}
+	stageSection    = &section{keys: []string{"hosts", "deploy_to", "health", "rollout"}, label: "in a stage", example: "{hosts: [web1.example.com], deploy_to: /var/www/shop}"}
+	hostSection     = &section{keys: []string{"host", "user", "port", "roles", "no_release"}, label: "in a host entry"}
+	sectionsByRank  = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, writableSection, hooksSection, healthSection, rolloutSection, layoutSection}
 )
 
 // nameRE is the alphabet of app, stage and role names: they appear in paths,
@@ -451,6 +452,8 @@ func (d *decoder) config(root ast.Node) *Config {
 			c.Hooks = d.hooks(f)
 		case "health":
 			c.Health = d.health(f)
+		case "rollout":
+			c.Rollout = d.rollout(f)
 		case "stages":
 			stages = &f
 		}
@@ -470,6 +473,17 @@ func (d *decoder) config(root ast.Node) *Config {
 		d.fail(posOf(root), "add stages: with at least one stage, e.g. stages: "+stagesSection.example, "no stages: slipway.yml must define at least one stage")
 	} else {
 		c.Stages = d.stages(*stages, topDir, app)
+		for _, st := range c.Stages {
+			if st == nil {
+				continue
+			}
+			if !st.healthGiven {
+				st.Health = c.Health
+			}
+			if !st.rolloutGiven {
+				st.Rollout = c.Rollout
+			}
+		}
 	}
 	return c
 }
@@ -794,35 +808,99 @@ func (d *decoder) health(f field) *Health {
 	if isNull(f.value) || !ok {
 		return nil
 	}
-	h := &Health{ExpectStatus: 200, Timeout: 10 * time.Second, Where: d.where(f.at)}
-	urlGiven := false
+	h := &Health{ExpectStatus: 200, Timeout: 10 * time.Second, Retries: 3, Interval: 2 * time.Second, Where: d.where(f.at)}
+	urlGiven, commandGiven := false, false
 	for _, hf := range fields {
 		switch hf.key {
 		case "url":
 			urlGiven = true
 			if s, ok := d.str(hf); ok {
 				if reason := checkURL(s); reason != "" {
-					d.fail(hf.valueAt(), "write the URL each host fetches from itself, e.g. http://127.0.0.1/health", "health.url %s %s", quoteOrEmpty(s), reason)
+					d.fail(hf.valueAt(), "write the URL each host fetches from itself, e.g. http://127.0.0.1/health", "%s %s %s", hf.path, quoteOrEmpty(s), reason)
 				}
 				h.URL = s
+			}
+		case "command":
+			commandGiven = true
+			if s, ok := d.str(hf); ok {
+				if strings.TrimSpace(s) == "" {
+					d.fail(hf.valueAt(), "write a command that exits 0 when the app is healthy, e.g. command: php artisan about", "%s is empty", hf.path)
+				}
+				h.Command = s
 			}
 		case "expect_status":
 			if n, ok := d.number(hf, "200"); ok {
 				if n < 100 || n > 599 {
-					d.fail(hf.valueAt(), "write an HTTP status code, e.g. expect_status: 200", "health.expect_status %d is not an HTTP status (100 to 599)", n)
+					d.fail(hf.valueAt(), "write an HTTP status code, e.g. expect_status: 200", "%s %d is not an HTTP status (100 to 599)", hf.path, n)
 				}
 				h.ExpectStatus = n
+			}
+		case "body":
+			if s, ok := d.str(hf); ok {
+				h.Body = s
 			}
 		case "timeout":
 			if dur, ok := d.duration(hf); ok {
 				h.Timeout = dur
 			}
+		case "retries":
+			if n, ok := d.number(hf, "3"); ok {
+				if n < 1 {
+					d.fail(hf.valueAt(), "write how many attempts a host gets, e.g. retries: 3", "%s must be at least 1, not %d", hf.path, n)
+				}
+				h.Retries = n
+			}
+		case "interval":
+			if dur, ok := d.duration(hf); ok {
+				h.Interval = dur
+			}
 		}
 	}
-	if !urlGiven {
-		d.fail(f.at, "add the URL each host fetches from itself, e.g. url: http://127.0.0.1/health", "health has no url")
+	switch {
+	case urlGiven && commandGiven:
+		d.fail(f.at, "keep url: for an HTTP check or command: for a command check", "%s has both url and command", f.path)
+	case !urlGiven && !commandGiven:
+		d.fail(f.at, "add the URL each host fetches from itself, e.g. url: http://127.0.0.1/health, or a command:", "%s has no url or command", f.path)
 	}
 	return h
+}
+
+// rollout reads how the switch proceeds over the fleet.
+func (d *decoder) rollout(f field) *Rollout {
+	fields, ok := d.fields(f.value, f.path, rolloutSection)
+	if isNull(f.value) || !ok {
+		return nil
+	}
+	r := &Rollout{Strategy: "all", Where: d.where(f.at)}
+	batchGiven := false
+	for _, rf := range fields {
+		switch rf.key {
+		case "strategy":
+			if v, ok := d.oneOf(rf, "all", "rolling"); ok {
+				r.Strategy = v
+			}
+		case "batch":
+			batchGiven = true
+			if s, ok := d.str(rf); ok {
+				n, percent, err := ParseBatch(s)
+				if err != nil {
+					d.fail(rf.valueAt(), "write a number of hosts or a percentage of the fleet, e.g. batch: 1 or batch: 25%", "%s %q %v", rf.path, s, err)
+				}
+				r.Batch, r.BatchPercent = n, percent
+			}
+		case "pause":
+			if dur, ok := d.duration(rf); ok {
+				r.Pause = dur
+			}
+		}
+	}
+	if r.Strategy == "rolling" && !batchGiven {
+		r.Batch = 1
+	}
+	if r.Strategy == "all" && batchGiven {
+		d.fail(f.at, "add strategy: rolling, or remove batch:", "%s.batch applies to strategy rolling", f.path)
+	}
+	return r
 }
 
 func checkURL(s string) string {
@@ -881,6 +959,12 @@ func (d *decoder) stage(f field, top *deployDir, app string) *Stage {
 		case "deploy_to":
 			own = d.deployDir(sf)
 			d.checkDeployDir(own, app)
+		case "health":
+			st.healthGiven = true
+			st.Health = d.health(sf)
+		case "rollout":
+			st.rolloutGiven = true
+			st.Rollout = d.rollout(sf)
 		}
 	}
 	if hostEntries == 0 && hostsOK {
@@ -964,9 +1048,12 @@ func (d *decoder) host(it item, listPath string) (Host, bool) {
 		spec, given hostSpec
 		hostGiven   bool
 		roles       []string
+		noRelease   bool
 	)
 	for _, f := range fields {
 		switch f.key {
+		case "no_release":
+			noRelease, _ = d.boolean(f)
 		case "host":
 			hostGiven = true
 			if s, ok := d.str(f); ok {
@@ -1009,5 +1096,5 @@ func (d *decoder) host(it item, listPath string) (Host, bool) {
 	}
 	spec.user = cmp.Or(spec.user, given.user)
 	spec.port = cmp.Or(spec.port, given.port)
-	return Host{Name: spec.name(), Host: spec.host, User: spec.user, Port: spec.port, Roles: roles, Local: spec.local, Where: d.where(at)}, true
+	return Host{Name: spec.name(), Host: spec.host, User: spec.user, Port: spec.port, Roles: roles, NoRelease: noRelease, Local: spec.local, Where: d.where(at)}, true
 }

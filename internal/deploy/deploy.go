@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -51,15 +54,32 @@ type Result struct {
 	Revision    string
 	AlreadyLive bool // nothing was done: the revision is live everywhere
 	Hosts       []HostResult
+	// Switches holds when each host switched; Skew is the time from the
+	// first switch to the last within one batch (the largest over batches).
+	Switches map[string]SwitchTime
+	Skew     time.Duration
+	// SkewHosts is the size of the largest batch switched together: skew
+	// means something only when it is above one.
+	SkewHosts int
+}
+
+// SwitchTime is when one host's current was renamed, by our clock (the
+// middle of the rename's round trip) and by the host's own (the deploy
+// directory's modification time, which the rename sets).
+type SwitchTime struct {
+	Local  time.Time `json:"local"`
+	Remote time.Time `json:"remote,omitzero"`
+	RTT    time.Duration
 }
 
 // HostResult is one host's outcome.
 type HostResult struct {
-	Host     string
-	Live     string // release current points at after the run ("" if none)
-	Previous string // release that was live before the run
-	Switched bool
-	Known    bool // the host's state was read; false if the run stopped before (could not connect)
+	Host       string
+	Live       string // release current points at after the run ("" if none)
+	Previous   string // release that was live before the run
+	Switched   bool
+	RolledBack bool // switched to the new release, then back
+	Known      bool // the host's state was read; false if the run stopped before (could not connect)
 }
 
 // SwitchedError reports a run that failed after the new release went live
@@ -88,7 +108,8 @@ func Deploy(ctx context.Context, opts Options, src Source) (*Result, error) {
 		res.AlreadyLive = true
 		return res, nil
 	}
-	if err != nil && d.switched.Load() {
+	var rb *RolledBackError
+	if err != nil && d.live.Load() && !errors.As(err, &rb) {
 		return res, &SwitchedError{ReleaseID: d.releaseID, Err: err}
 	}
 	return res, err
@@ -100,6 +121,12 @@ type deployRun struct {
 	src       Source
 	releaseID string
 	switched  atomic.Bool // some host switched: failures no longer undo
+	live      atomic.Bool // some host is live on the new release now (after any switch back)
+
+	mu          sync.Mutex
+	switchTimes map[string]SwitchTime
+	skew        time.Duration
+	skewHosts   int
 }
 
 // steps is the whole deploy, in order.
@@ -110,6 +137,7 @@ func (d *deployRun) steps() []any {
 		lockStep{d.run},
 		inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, forSwitch: true},
 	}
+	steps = append(steps, driftStep{d})
 	if d.src.Git != nil {
 		steps = append(steps, fetchStep{d}, resolveStep{d})
 	}
@@ -122,27 +150,35 @@ func (d *deployRun) steps() []any {
 	} else {
 		steps = append(steps, uploadStep{d})
 	}
-	steps = append(steps, linkSharedStep{d}, writableStep{d})
+	if sh := cfg.Shared; len(sh.Dirs)+len(sh.Files) > 0 {
+		steps = append(steps, linkSharedStep{d})
+	}
+	if _, inRelease := splitWritable(cfg); len(inRelease) > 0 {
+		steps = append(steps, writableStep{d})
+	}
 	for i, h := range cfg.Hooks.BeforeSwitch {
 		steps = append(steps, hookStep{run: d.run, phase: "before_switch", index: i, hook: h, releaseFor: d.releaseFor})
 	}
-	steps = append(steps, prepareSwitchStep{d}, switchStep{d})
-	for i, h := range cfg.Hooks.AfterSwitch {
-		steps = append(steps, hookStep{run: d.run, phase: "after_switch", index: i, hook: h, releaseFor: d.releaseFor})
-	}
+	// Everything is prepared on every host; the rollout switches them,
+	// all at once or batch by batch, each batch followed by its
+	// after_switch hooks and health check.
+	steps = append(steps, prepareSwitchStep{d}, rolloutStep{d})
 	return append(steps, recordStep{d}, cleanupStep{d.run})
 }
 
 func (d *deployRun) releaseFor(*Target) string { return d.releaseID }
 
 func (d *deployRun) result() *Result {
-	res := &Result{ReleaseID: d.releaseID, Revision: d.src.Revision}
+	d.mu.Lock()
+	res := &Result{ReleaseID: d.releaseID, Revision: d.src.Revision, Switches: d.switchTimes, Skew: d.skew, SkewHosts: d.skewHosts}
+	d.mu.Unlock()
 	for _, t := range d.targets {
 		hr := HostResult{Host: t.Name()}
 		if t.State != nil {
 			hr.Known = true
 			hr.Live, hr.Previous = t.State.Current, t.State.Previous
 			hr.Switched = d.releaseID != "" && t.State.Current == d.releaseID
+			hr.RolledBack = t.rolledBack
 		}
 		res.Hosts = append(res.Hosts, hr)
 	}
@@ -184,7 +220,7 @@ func (chooseReleaseStep) Name() string { return "choose release id" }
 
 func (s chooseReleaseStep) RunFleet(_ context.Context, targets []*Target) error {
 	var existing []string
-	for _, t := range targets {
+	for _, t := range withState(targets) {
 		existing = append(existing, t.State.Releases...)
 		for id := range t.State.Meta {
 			existing = append(existing, id)
@@ -230,6 +266,24 @@ func (d *deployRun) digest() string {
 	return d.src.Tree.Digest
 }
 
+// driftStep refuses to deploy over a fleet whose hosts serve different
+// releases (a partial deploy, a host rolled back by hand), unless --force:
+// the result would look uniform while the rollback targets differ.
+type driftStep struct{ d *deployRun }
+
+func (driftStep) Name() string { return "compare hosts" }
+
+func (s driftStep) RunFleet(context.Context, []*Target) error {
+	if s.d.src.Force {
+		return nil
+	}
+	if err := Drift(s.d.targets); err != nil {
+		err.Stage = s.d.opts.Stage.Name
+		return err
+	}
+	return nil
+}
+
 // alreadyLiveStep stops a deploy of the revision that is already live on
 // every host: a second run of the same CI job does nothing.
 type alreadyLiveStep struct{ d *deployRun }
@@ -240,7 +294,7 @@ func (s alreadyLiveStep) RunFleet(context.Context, []*Target) error {
 	if s.d.src.Force || s.d.src.Dirty || s.d.src.Revision == "" {
 		return nil
 	}
-	for _, t := range s.d.targets {
+	for _, t := range withState(s.d.targets) {
 		m := t.State.Meta[t.State.Current]
 		if m == nil || m.Revision != s.d.src.Revision || m.Dirty {
 			return nil
@@ -279,11 +333,6 @@ type linkSharedStep struct{ d *deployRun }
 
 func (linkSharedStep) Name() string { return "link shared" }
 
-func (s linkSharedStep) Skip(*Target) bool {
-	sh := s.d.opts.Config.Shared
-	return len(sh.Dirs) == 0 && len(sh.Files) == 0
-}
-
 func (s linkSharedStep) Run(ctx context.Context, t *Target) error {
 	l := s.d.layout
 	release := l.ReleaseDir(s.d.releaseID)
@@ -313,11 +362,6 @@ func (s linkSharedStep) Run(ctx context.Context, t *Target) error {
 type writableStep struct{ d *deployRun }
 
 func (writableStep) Name() string { return "writable" }
-
-func (s writableStep) Skip(*Target) bool {
-	_, inRelease := splitWritable(s.d.opts.Config)
-	return len(inRelease) == 0
-}
 
 func (s writableStep) Run(ctx context.Context, t *Target) error {
 	w := s.d.opts.Config.Writable
@@ -376,7 +420,14 @@ type prepareSwitchStep struct{ d *deployRun }
 func (prepareSwitchStep) Name() string { return "sync" }
 
 func (s prepareSwitchStep) Run(ctx context.Context, t *Target) error {
-	return prepareSwitch(ctx, t.Exec, s.d.layout, s.d.releaseID, true)
+	if err := prepareSwitch(ctx, t.Exec, s.d.layout, s.d.releaseID, true); err != nil {
+		return err
+	}
+	// Open the rename channel now, so the switch is one round trip.
+	if p, ok := t.Exec.(host.RenamePreparer); ok {
+		return p.PrepareRename(ctx)
+	}
+	return nil
 }
 
 func (s prepareSwitchStep) Undo(ctx context.Context, t *Target) error {
@@ -394,22 +445,6 @@ func prepareSwitch(ctx context.Context, ex host.Executor, l layout.Layout, id st
 	}
 	_, err := ex.Exec(ctx, host.Command{Script: script})
 	return err
-}
-
-// switchStep renames the prepared link over current: one rename(2), so a
-// request sees the old release or the new one, never neither.
-type switchStep struct{ d *deployRun }
-
-func (switchStep) Name() string  { return "switch" }
-func (switchStep) Commits() bool { return true }
-
-func (s switchStep) Run(ctx context.Context, t *Target) error {
-	if err := switchTo(ctx, t.Exec, s.d.layout, s.d.releaseID); err != nil {
-		return err
-	}
-	t.State.Current = s.d.releaseID
-	s.d.switched.Store(true)
-	return nil
 }
 
 // switchTo renames the prepared temporary link over current, syncs the
@@ -482,23 +517,38 @@ func (s hookStep) Name() string {
 	return s.phase + ": " + command
 }
 
-// Skip keeps a `once` hook to the primary host and a role-limited hook to
-// the hosts with one of its roles.
+// Skip keeps a hook to the hosts it is for: those with one of its roles
+// (no roles: every host that takes releases), and of those only the first,
+// the primary, for a `once` hook.
 func (s hookStep) Skip(t *Target) bool {
-	if s.hook.Once && t.Index != 0 {
+	if !s.hookFor(t) {
 		return true
 	}
+	return s.hook.Once && t != s.primary()
+}
+
+// RunsOnNoRelease: a hook limited to a no_release host's role runs there.
+func (hookStep) RunsOnNoRelease() bool { return true }
+
+func (s hookStep) hookFor(t *Target) bool {
 	if len(s.hook.Roles) == 0 {
-		return false
+		return !t.Host.NoRelease
 	}
 	for _, want := range s.hook.Roles {
-		for _, have := range t.Host.Roles {
-			if want == have {
-				return false
-			}
+		if slices.Contains(t.Host.Roles, want) {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+func (s hookStep) primary() *Target {
+	for _, t := range s.run.targets {
+		if s.hookFor(t) {
+			return t
+		}
+	}
+	return nil
 }
 
 func (s hookStep) Run(ctx context.Context, t *Target) error {
@@ -516,11 +566,15 @@ func runHook(ctx context.Context, r *run, t *Target, command, releaseID string) 
 		"SLIPWAY_RELEASE_PATH=" + l.ReleaseDir(releaseID),
 		"SLIPWAY_DEPLOY_PATH=" + l.DeployTo,
 		"SLIPWAY_SHARED_PATH=" + l.SharedDir(),
-		"SLIPWAY_PREVIOUS_RELEASE=" + t.State.Previous,
+		"SLIPWAY_PREVIOUS_RELEASE=" + previousOf(t),
 		"SLIPWAY_STAGE=" + r.opts.Stage.Name,
 		"SLIPWAY_HOST=" + t.Name(),
 	}
 	script := fmt.Sprintf("cd -- %s && exec env %s sh -c %s", shell.Quote(l.ReleaseDir(releaseID)), shell.Join(env...), shell.Quote(command))
+	if t.Host.NoRelease {
+		// No release here: the hook runs in the deploy user's home.
+		script = fmt.Sprintf("exec env %s sh -c %s", shell.Join(env...), shell.Quote(command))
+	}
 	out := &lineWriter{emit: func(line string) {
 		if r.opts.Events != nil {
 			r.opts.Events.Event(Event{Kind: Output, Host: t.Name(), Step: command, Line: line})
@@ -532,6 +586,25 @@ func runHook(ctx context.Context, r *run, t *Target, command, releaseID string) 
 		return fmt.Errorf("%q exited with status %d\n%s", command, ee.Code, out.Tail())
 	}
 	return err
+}
+
+func previousOf(t *Target) string {
+	if t.State == nil {
+		return ""
+	}
+	return t.State.Previous
+}
+
+// withState keeps the targets whose deploy directory was read (not the
+// no_release hosts).
+func withState(targets []*Target) []*Target {
+	var out []*Target
+	for _, t := range targets {
+		if t.State != nil {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // cleanupStep prunes old releases after a successful switch. A failure to

@@ -12,6 +12,7 @@ const (
 	StepSkipped
 	Output  // a line a hook printed
 	Warning // something the user should know that did not fail the run
+	Info    // a fleet-wide fact worth a line (switch skew, a pause)
 )
 
 // Event is one thing that happened during a run. Domain code never prints;

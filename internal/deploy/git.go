@@ -71,7 +71,7 @@ func (s resolveStep) RunFleet(ctx context.Context, targets []*Target) error {
 	if want == "" {
 		want = "HEAD"
 	}
-	primary := targets[0]
+	primary := withState(targets)[0]
 	script := fmt.Sprintf("git --git-dir=%s rev-parse --verify --quiet --end-of-options %s",
 		shell.Quote(s.d.layout.RepoDir()), shell.Quote(want+"^{commit}"))
 	res, err := primary.Exec.Query(ctx, host.Command{Script: script})

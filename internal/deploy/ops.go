@@ -64,7 +64,7 @@ func releaseRows(targets []*Target) []ReleaseRow {
 		}
 		return rows[id]
 	}
-	for _, t := range targets {
+	for _, t := range withState(targets) {
 		s := t.State
 		for _, id := range s.Releases {
 			row := get(id)

@@ -58,7 +58,12 @@ func (rb *rollbackRun) steps() []any {
 	return append(steps, rollbackRecordStep{rb})
 }
 
-func (rb *rollbackRun) releaseFor(t *Target) string { return t.State.Current }
+func (rb *rollbackRun) releaseFor(t *Target) string {
+	if t.State == nil {
+		return ""
+	}
+	return t.State.Current
+}
 
 // chooseTargetStep finds each host's rollback target; every host must have
 // one, or no host moves.
@@ -97,7 +102,7 @@ func (agreeStep) Name() string { return "check targets" }
 
 func (s agreeStep) RunFleet(_ context.Context, targets []*Target) error {
 	seen := map[string][]string{}
-	for _, t := range targets {
+	for _, t := range withState(targets) {
 		id := t.State.SwitchTo
 		seen[id] = append(seen[id], t.Name())
 	}

@@ -28,6 +28,19 @@ type Options struct {
 	Events   Observer
 	Now      func() time.Time // injectable clock for tests
 	Command  string           // the command line, recorded in the lock
+
+	// Canary switches this many hosts first, checks them, then the rest.
+	Canary int
+	// NoRollback leaves a release live when its health check fails.
+	NoRollback bool
+}
+
+// Pause is the wait between rollout batches.
+func (o Options) Pause() time.Duration {
+	if o.Stage.Rollout == nil {
+		return 0
+	}
+	return o.Stage.Rollout.Pause
 }
 
 // run is the state shared by the steps of one run.
@@ -91,6 +104,9 @@ func (r *run) warn(t *Target, format string, args ...any) {
 type connectStep struct{ r *run }
 
 func (connectStep) Name() string { return "connect" }
+
+// RunsOnNoRelease: hooks on a no_release host need its connection.
+func (connectStep) RunsOnNoRelease() bool { return true }
 
 func (s connectStep) Run(ctx context.Context, t *Target) error {
 	ex, err := s.r.opts.Dial(ctx, t.Host)

@@ -19,6 +19,8 @@ type Target struct {
 	Exec  host.Executor
 	Index int // position in the stage; 0 is the primary host, where `once` hooks run
 	State *State
+
+	rolledBack bool // switched to the new release, then back (health failure)
 }
 
 // Name is the host as the user wrote it.
@@ -59,6 +61,12 @@ type Finisher interface {
 // parallelism (git fetches against one server).
 type Limiter interface {
 	Limit() int
+}
+
+// NoReleaseStep is a step that also runs on hosts marked no_release (a
+// database host): connecting and hooks. Every other step skips them.
+type NoReleaseStep interface {
+	RunsOnNoRelease() bool
 }
 
 // Committer marks the point of no return: once it has succeeded on any host,
@@ -191,6 +199,9 @@ func (rn *Runner) each(ctx context.Context, s Step, targets []*Target) ([]*Targe
 	var mu sync.Mutex
 	var succeeded []*Target
 	err := rn.parallelN(ctx, limit, s.Name(), targets, func(ctx context.Context, t *Target) error {
+		if t.Host.NoRelease && !runsOnNoRelease(s) {
+			return nil
+		}
 		if skipper != nil && skipper.Skip(t) {
 			rn.emit(Event{Kind: StepSkipped, Host: t.Name(), Step: s.Name()})
 			return nil
@@ -213,6 +224,11 @@ func (rn *Runner) each(ctx context.Context, s Step, targets []*Target) ([]*Targe
 		return nil
 	})
 	return succeeded, err
+}
+
+func runsOnNoRelease(s Step) bool {
+	n, ok := s.(NoReleaseStep)
+	return ok && n.RunsOnNoRelease()
 }
 
 func (rn *Runner) fleet(ctx context.Context, s FleetStep, targets []*Target) ([]*Target, error) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 )
 
@@ -28,6 +29,18 @@ type Executor interface {
 	Rename(ctx context.Context, oldpath, newpath string) error
 	// Close ends the connection, if there is one.
 	Close() error
+}
+
+// RenamePreparer is an Executor that can make its next Rename cheaper by
+// opening what it needs in advance (the SFTP channel).
+type RenamePreparer interface {
+	PrepareRename(ctx context.Context) error
+}
+
+// TCPDialer is an Executor that can open TCP connections from the host
+// itself, for health checks of the host's own 127.0.0.1.
+type TCPDialer interface {
+	DialTCP(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Command is one script to run.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 )
@@ -54,6 +55,12 @@ func (*Local) Rename(ctx context.Context, oldpath, newpath string) error {
 		return err
 	}
 	return os.Rename(oldpath, newpath)
+}
+
+// DialTCP connects from this machine, which is the host.
+func (*Local) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 func (*Local) Close() error { return nil }

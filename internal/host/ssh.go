@@ -493,6 +493,42 @@ func (s *SSH) Rename(ctx context.Context, oldpath, newpath string) error {
 	return nil
 }
 
+// PrepareRename opens the SFTP channel ahead of a switch, so the switch
+// itself costs one round trip.
+func (s *SSH) PrepareRename(context.Context) error {
+	_, err := s.sftpClient()
+	return err
+}
+
+// DialTCP opens a TCP connection from the host itself, through the SSH
+// connection (a direct-tcpip channel): a health check of the host's own
+// 127.0.0.1:port reaches that host, not a load balancer, and needs no curl.
+func (s *SSH) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		conn, err := s.client.Dial("tcp", addr)
+		done <- result{conn, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("%s: connect to %s from the host: %w", s.name, addr, r.err)
+		}
+		return r.conn, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
 // sftpClient returns the connection's SFTP client, opening it on first use.
 func (s *SSH) sftpClient() (*sftp.Client, error) {
 	s.sftpMu.Lock()

@@ -56,12 +56,18 @@ func (p *Progress) Event(e deploy.Event) {
 		}
 	case deploy.Warning:
 		fmt.Fprintf(p.w, "%swarning: %s\n", prefix, sanitize(e.Line))
+	case deploy.Info:
+		if !p.quiet {
+			fmt.Fprintf(p.w, "%s%s\n", prefix, sanitize(e.Line))
+		}
 	}
 }
 
 // formatDuration prints durations the way people read them in a log.
 func formatDuration(d time.Duration) string {
 	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
 	case d < time.Second:
 		return fmt.Sprintf("%dms", d.Milliseconds())
 	case d < time.Minute:
