@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end suite needs on Debian/Ubuntu: a real OpenSSH
-# server (the test hosts), git, and util-linux's unshare (one mount
-# namespace per host). Does nothing when they are already there.
+# server (the test hosts), git, util-linux's unshare (one mount namespace per
+# host), and nginx and php-fpm with OPcache (the zero-downtime proof serves
+# the deployed releases with them; php-fpm brings php-cli). Does nothing when
+# they are already there. The tests start their own nginx and php-fpm on
+# loopback ports; the system services the packages install are not used.
 set -euo pipefail
 
 need=()
@@ -9,6 +12,10 @@ need=()
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v git >/dev/null || need+=(git)
 command -v unshare >/dev/null || need+=(util-linux)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+# Debian names the binary after the PHP version (/usr/sbin/php-fpm8.2); the
+# php-fpm package depends on the distribution's current one, with OPcache.
+compgen -G '/usr/sbin/php-fpm*' >/dev/null || need+=(php-fpm)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
