@@ -16,6 +16,11 @@ command -v unshare >/dev/null || need+=(util-linux)
 # Debian names the binary after the PHP version (/usr/sbin/php-fpm8.2); the
 # php-fpm package depends on the distribution's current one, with OPcache.
 compgen -G '/usr/sbin/php-fpm*' >/dev/null || need+=(php-fpm)
+# php-cli runs the Laravel recipe test's fake artisan; python3 serves the
+# hosts' health-check pages; iproute2 gives hosts private networks.
+[ -x /usr/bin/php ] || need+=(php-cli)
+[ -x /usr/bin/python3 ] || need+=(python3)
+command -v ip >/dev/null || need+=(iproute2)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

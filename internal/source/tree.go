@@ -24,6 +24,8 @@ type File struct {
 	Mode fs.FileMode // type bits and permissions, world-write already removed
 	Size int64
 	Link string // symlink target, for symlinks
+	// SHA256 is the hex digest of a regular file's content.
+	SHA256 string
 	// ModTime is kept so tools that compare times (make, asset
 	// pipelines) see the same files as on the build machine.
 	ModTime time.Time
@@ -133,15 +135,20 @@ func typeName(m fs.FileMode) string {
 	}
 }
 
+// digest hashes every regular file (kept per file for the manifest) and
+// the whole tree: names, modes, link targets and content hashes.
 func (t *Tree) digest() (string, error) {
 	h := sha256.New()
-	for _, f := range t.Files {
-		fmt.Fprintf(h, "%q %o %q\n", f.Rel, uint32(f.Mode), f.Link)
+	for i := range t.Files {
+		f := &t.Files[i]
 		if f.Mode.IsRegular() {
-			if err := t.copyFile(h, f); err != nil {
+			fh := sha256.New()
+			if err := t.copyFile(fh, *f); err != nil {
 				return "", err
 			}
+			f.SHA256 = hex.EncodeToString(fh.Sum(nil))
 		}
+		fmt.Fprintf(h, "%q %o %q %s\n", f.Rel, uint32(f.Mode), f.Link, f.SHA256)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
