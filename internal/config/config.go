@@ -60,9 +60,16 @@ type Source struct {
 	Build       []string // upload: commands run here in the clean copy before shipping
 	RemoteBuild []string // git: commands run on each host in the new release
 	GitParallel int      // git: hosts fetching at once; 0 for no limit
-	Repo        string
-	Branch      string
-	Where       string // "slipway.yml:LINE:COL" of the source: key, or just the file when there is none
+	// Delta (default true) builds a new release from a copy of the live one
+	// and sends only what changed; Hardlink makes that copy with hard links
+	// instead of a full copy (fast, but see README); Verify is "changed"
+	// (default: check what was sent) or "all" (check every file).
+	Delta    bool
+	Hardlink bool
+	Verify   string
+	Repo     string
+	Branch   string
+	Where    string // "slipway.yml:LINE:COL" of the source: key, or just the file when there is none
 }
 
 // Shared lists the paths, relative to a release and cleaned, that live once

@@ -62,6 +62,8 @@ func TestParseFull(t *testing.T) {
 		Layout:       Layout{Releases: "builds", Shared: "shared", Current: "latest", Repo: "repository"},
 		Source: Source{
 			Strategy:    "git",
+			Delta:       true,
+			Verify:      "changed",
 			Path:        dir,
 			Subdir:      "app",
 			Exclude:     []string{".git", "tests/", "phpunit.xml*"},
@@ -141,7 +143,7 @@ func TestParseUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Source{
-		Strategy: "upload", Path: dir, Subdir: "public", Submodules: true, Branch: "main",
+		Strategy: "upload", Path: dir, Subdir: "public", Submodules: true, Branch: "main", Delta: true, Verify: "changed",
 		Build: []string{"npm ci && npm run build"}, Exclude: []string{"node_modules/", "*.map"},
 		Where: filepath.Join("testdata", "upload.yml") + ":4:1",
 	}

@@ -28,7 +28,7 @@ var (
 	rolloutSection  = &section{keys: []string{"strategy", "batch", "pause"}, label: "under rollout:", example: "{strategy: rolling, batch: 25%, pause: 10s}"}
 	writableSection = &section{keys: []string{"dirs", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
 	layoutSection   = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
-	sourceSection   = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel"}, label: "under source:", example: "{strategy: upload, path: .}"}
+	sourceSection   = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel", "delta", "hardlink", "verify"}, label: "under source:", example: "{strategy: upload, path: .}"}
 	sharedSection   = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
 	hooksSection    = &section{keys: []string{"before_switch", "after_switch", "after_rollback"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
 	hookSection     = &section{keys: []string{"run", "once", "roles"}, label: "in a hook"}
@@ -404,7 +404,7 @@ func (d *decoder) config(root ast.Node) *Config {
 	c := &Config{
 		File: d.file, Dir: d.dir, KeepReleases: 5, Symlink: "relative",
 		Layout: Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
-		Source: Source{Strategy: "upload", Path: d.dir, Where: d.file},
+		Source: Source{Strategy: "upload", Path: d.dir, Delta: true, Verify: "changed", Where: d.file},
 	}
 	fields, ok := d.fields(root, "", topSection)
 	if !ok {
@@ -554,6 +554,8 @@ var strategyOnly = []struct{ key, strategy, fix string }{
 	{"build", "upload", "run the commands on the hosts with remote_build:, or set strategy: upload to build here"},
 	{"remote_build", "git", "run the commands here with build:, or set strategy: git to build on the hosts"},
 	{"git_parallel", "git", "remove git_parallel: (it limits hosts fetching with strategy: git)"},
+	{"delta", "upload", "remove delta: (it applies to uploads; strategy git exports on the hosts)"},
+	{"hardlink", "upload", "remove hardlink: (it applies to delta uploads)"},
 }
 
 func (d *decoder) source(f field, s Source) Source {
@@ -612,6 +614,14 @@ func (d *decoder) source(f field, s Source) Source {
 			s.Build = d.commands(sf, "composer install --no-dev")
 		case "remote_build":
 			s.RemoteBuild = d.commands(sf, "composer install --no-dev")
+		case "delta":
+			s.Delta, _ = d.boolean(sf)
+		case "hardlink":
+			s.Hardlink, _ = d.boolean(sf)
+		case "verify":
+			if v, ok := d.oneOf(sf, "changed", "all"); ok {
+				s.Verify = v
+			}
 		case "git_parallel":
 			if n, ok := d.number(sf, "4"); ok {
 				if n < 1 {

@@ -91,7 +91,7 @@ func Prune(ctx context.Context, t *Target, l layout.Layout, keep int) error {
 	b.WriteString("err=0\n")
 	for _, id := range plan.Delete {
 		dir := shell.Quote(l.ReleaseDir(id))
-		fmt.Fprintf(&b, "if [ -d %[1]s ] && [ ! -L %[1]s ]; then rm -rf -- %[1]s || err=1; fi\n", dir)
+		fmt.Fprintf(&b, "if [ -d %[1]s ] && [ ! -L %[1]s ]; then rm -rf -- %[1]s || err=1; fi\nrm -f -- %[2]s\n", dir, shell.Quote(l.ManifestFile(id)))
 	}
 	for _, id := range plan.Forget {
 		fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(l.HistoryFile(id)))

@@ -135,7 +135,7 @@ func (d *deployRun) steps() []any {
 	steps := []any{
 		connectStep{d.run},
 		lockStep{d.run},
-		inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, forSwitch: true},
+		inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, forSwitch: true, manifest: d.src.Tree != nil && cfg.Source.Delta},
 	}
 	steps = append(steps, driftStep{d})
 	if d.src.Git != nil {
@@ -234,20 +234,48 @@ func (s chooseReleaseStep) RunFleet(_ context.Context, targets []*Target) error 
 	return nil
 }
 
-// createReleaseStep makes the empty release directory and its metadata.
-// mkdir without -p fails if the directory exists: a release is never
-// written over.
+// createReleaseStep makes the release directory and its metadata. mkdir
+// without -p fails if the directory exists: a release is never written
+// over. For a delta upload the unchanged entries are then copied from the
+// live release (reflinks where the file system has them, hard links with
+// source.hardlink); nothing else of the live release comes along, so files
+// the app wrote at run time and shared links stay behind.
 type createReleaseStep struct{ d *deployRun }
 
 func (createReleaseStep) Name() string { return "create release" }
 
 func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 	l := s.d.layout
+	release := shell.Quote(l.ReleaseDir(s.d.releaseID))
 	script := fmt.Sprintf("umask 022 && mkdir -p -- %s %s && mkdir -- %s && %s",
-		shell.Quote(l.ReleasesDir()), shell.Quote(l.SharedDir()), shell.Quote(l.ReleaseDir(s.d.releaseID)),
-		writeMetaScript(l, s.d.meta(StatePreparing)))
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+		shell.Quote(l.ReleasesDir()), shell.Quote(l.SharedDir()), release, writeMetaScript(l, s.d.meta(StatePreparing)))
+	t.State.Delta = s.d.planDelta(t)
+	var stdin io.Reader
+	if delta := t.State.Delta; delta != nil && len(delta.Copy) > 0 {
+		copyFlags := "-a --reflink=auto"
+		if s.d.opts.Config.Source.Hardlink {
+			copyFlags = "-a -l"
+		}
+		// The paths come on stdin, NUL-separated: any byte may be in a
+		// name, and the list may be long.
+		script += fmt.Sprintf(" && cd -- %s && xargs -0 -r cp %s --parents -t %s --",
+			shell.Quote(l.ReleaseDir(t.State.Current)), copyFlags, release)
+		stdin = strings.NewReader(strings.Join(delta.Copy, "\x00"))
+	}
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: stdin})
 	return err
+}
+
+// planDelta decides whether t gets a delta upload: it needs the upload
+// strategy, delta enabled, and a trusted manifest of the live release.
+func (d *deployRun) planDelta(t *Target) *source.Delta {
+	src := d.opts.Config.Source
+	if d.src.Tree == nil || !src.Delta || t.State.LiveManifest == nil || !t.State.HasRelease(t.State.Current) {
+		return nil
+	}
+	shared := append(append([]string{}, d.opts.Config.Shared.Dirs...), d.opts.Config.Shared.Files...)
+	delta := d.src.Tree.Diff(t.State.LiveManifest, shared)
+	return &delta
 }
 
 // Undo removes the release directory and marks it failed in history.
@@ -308,20 +336,74 @@ func revisionScript(l layout.Layout, id, revision string) string {
 	return fmt.Sprintf("printf '%%s\\n' %s > %s", shell.Quote(revision), shell.Quote(path.Join(l.ReleaseDir(id), "REVISION")))
 }
 
-// uploadStep streams the tree as tar straight into the release directory:
-// nothing is staged on either side.
+// uploadStep streams the release content as tar straight into the release
+// directory (nothing is staged on either side): every entry for a full
+// upload, only what changed for a delta. The manifest and the list of
+// checksums to verify travel in the same stream; the host stores the
+// manifest and checks the release against it before anything goes live.
 type uploadStep struct{ d *deployRun }
 
 func (uploadStep) Name() string { return "upload" }
 
 func (s uploadStep) Run(ctx context.Context, t *Target) error {
+	d := s.d
+	l := d.layout
+	tree := d.src.Tree
+	files, toVerify := tree.Files, tree.Files
+	if delta := t.State.Delta; delta != nil {
+		files, toVerify = delta.Send, delta.Send
+	}
+	if d.opts.Config.Source.Verify == "all" {
+		toVerify = tree.Files
+	}
+	check := source.Checklist(toVerify)
+	extra := []source.Extra{{Name: ".slipway-manifest", Data: tree.Sealed()}, {Name: ".slipway-check", Data: check}}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(s.d.src.Tree.WriteTar(pw)) }()
+	counter := &countingReader{r: pr}
+	go func() { pw.CloseWithError(tree.WriteTarOf(pw, files, extra)) }()
 	defer pr.Close()
-	script := "umask 022 && tar -x -p --no-same-owner -f - -C " + shell.Quote(s.d.layout.ReleaseDir(s.d.releaseID)) +
-		" && " + revisionScript(s.d.layout, s.d.releaseID, s.d.src.Revision)
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: pr})
+	release := shell.Quote(l.ReleaseDir(d.releaseID))
+	verify := "true"
+	if len(check) > 0 {
+		verify = "sha256sum -c --quiet --strict .slipway-check || { echo 'the release on this host does not match its manifest: a file was damaged on the way or on disk' >&2; exit 1; }"
+	}
+	// Changed files are never copied from the live release, so nothing
+	// sent lands on an inode an older release shares (and GNU tar replaces
+	// an existing file rather than writing into it).
+	script := fmt.Sprintf(`umask 022 && tar -x -p --no-same-owner -f - -C %[1]s && mkdir -p -- %[2]s && mv -f -- %[1]s/.slipway-manifest %[3]s && cd -- %[1]s && { %[4]s; } && rm -f .slipway-check && %[5]s`,
+		release, shell.Quote(l.ManifestsDir()), shell.Quote(l.ManifestFile(d.releaseID)), verify, revisionScript(l, d.releaseID, d.src.Revision))
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: counter})
+	d.emit(Event{Kind: Info, Host: t.Name(), Step: "upload", Bytes: counter.n.Load(), Line: uploadSummary(t.State.Delta, len(files), counter.n.Load())})
 	return err
+}
+
+func uploadSummary(delta *source.Delta, entries int, sent int64) string {
+	if delta == nil {
+		return fmt.Sprintf("full upload: %d entries, %s sent", entries, humanBytes(sent))
+	}
+	return fmt.Sprintf("delta upload: %d copied on the host, %d sent, %d removed, %s sent", len(delta.Copy), len(delta.Send), delta.Removed, humanBytes(sent))
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // linkSharedStep links each shared path into the release, replacing what the

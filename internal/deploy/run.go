@@ -142,12 +142,14 @@ type inspectStep struct {
 	// forSwitch refuses a host whose current is a real directory: a run
 	// that would switch it must stop before changing anything.
 	forSwitch bool
+	// manifest also reads the live release's manifest, for a delta upload.
+	manifest bool
 }
 
 func (inspectStep) Name() string { return "inspect" }
 
 func (s inspectStep) Run(ctx context.Context, t *Target) error {
-	st, err := Inspect(ctx, t, s.r.layout, s.sharedFiles)
+	st, err := Inspect(ctx, t, s.r.layout, s.sharedFiles, s.manifest)
 	if err != nil {
 		return err
 	}
@@ -159,6 +161,9 @@ func (s inspectStep) Run(ctx context.Context, t *Target) error {
 	}
 	if s.forSwitch && len(st.MissingShared) > 0 {
 		return missingShared(t, s.r.layout, st.MissingShared)
+	}
+	if st.ManifestErr != nil {
+		s.r.warn(t, "the live release's manifest is unreadable (%v) and is not trusted: this host gets a full upload", st.ManifestErr)
 	}
 	for _, f := range st.BadMeta {
 		s.r.warn(t, "release metadata %s/%s is malformed and is ignored (not trusted); delete it if the release is gone", s.r.layout.HistoryDir(), f)

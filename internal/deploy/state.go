@@ -13,6 +13,7 @@ import (
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
+	"github.com/slipway-deploy/slipway/internal/source"
 )
 
 // Release states kept in a release's metadata. What is live and what is the
@@ -56,9 +57,15 @@ type State struct {
 	MissingShared []string // shared files that do not exist
 	Lock          *LockOwner
 
+	// LiveManifest is the live release's manifest, when asked for and
+	// readable; ManifestErr says why a present one was not trusted.
+	LiveManifest map[string]source.Entry
+	ManifestErr  error
+
 	// Filled in during a run.
-	Previous string // the release that was live before this run
-	SwitchTo string // the release this run switches to
+	Previous string        // the release that was live before this run
+	SwitchTo string        // the release this run switches to
+	Delta    *source.Delta // the upload builds on the live release; nil for a full upload
 }
 
 // HasRelease reports whether the release directory id exists.
@@ -74,7 +81,7 @@ func (s *State) HasRelease(id string) bool {
 // inspectScript reads everything a run needs to know about a host in one
 // round trip. It prints one record per line; release names are filtered to
 // release ids by the shell, so odd directory names cannot fake records.
-func inspectScript(l layout.Layout, sharedFiles []string) string {
+func inspectScript(l layout.Layout, sharedFiles []string, withManifest bool) string {
 	var b strings.Builder
 	digits := strings.Repeat("[0-9]", len(layout.ReleaseIDFormat))
 	fmt.Fprintf(&b, "cd -- %s 2>/dev/null || { echo absent; exit 0; }\n", shell.Quote(l.DeployTo))
@@ -87,12 +94,23 @@ func inspectScript(l layout.Layout, sharedFiles []string) string {
 		fmt.Fprintf(&b, "[ -e %s ] || printf 'missing-shared %%s\\n' %s\n", p, shell.Quote(f))
 	}
 	fmt.Fprintf(&b, "if [ -f %[1]s/lock/owner.json ]; then printf 'lock '; head -c 65536 -- %[1]s/lock/owner.json | tr '\\n' ' '; echo; elif [ -d %[1]s/lock ]; then echo 'lock {}'; fi\n", shell.Quote(layout.MetaDir))
+	if withManifest {
+		// The live release's manifest comes last: everything after the
+		// marker line is its bytes (capped, so a huge file is not trusted).
+		fmt.Fprintf(&b, "if cur=$(readlink -- %s 2>/dev/null); then id=${cur##*/}; case $id in %s) m=%s/manifests/$id; if [ -f \"$m\" ]; then echo manifest-begin; head -c %d -- \"$m\"; fi;; esac; fi\n",
+			shell.Quote(l.Current), strings.Repeat("[0-9]", len(layout.ReleaseIDFormat)), shell.Quote(layout.MetaDir), maxManifest)
+	}
 	return b.String()
 }
 
-// Inspect reads the state of the deploy directory on t.
-func Inspect(ctx context.Context, t *Target, l layout.Layout, sharedFiles []string) (*State, error) {
-	res, err := t.Exec.Query(ctx, host.Command{Script: inspectScript(l, sharedFiles)})
+// maxManifest bounds the live manifest read from a host (about 500,000
+// entries): a larger file is cut, fails to parse, and a full upload is made.
+const maxManifest = 64 << 20
+
+// Inspect reads the state of the deploy directory on t, and with
+// withManifest the live release's manifest too.
+func Inspect(ctx context.Context, t *Target, l layout.Layout, sharedFiles []string, withManifest bool) (*State, error) {
+	res, err := t.Exec.Query(ctx, host.Command{Script: inspectScript(l, sharedFiles, withManifest)})
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +119,10 @@ func Inspect(ctx context.Context, t *Target, l layout.Layout, sharedFiles []stri
 
 func parseState(l layout.Layout, out []byte) (*State, error) {
 	s := &State{Meta: map[string]*ReleaseMeta{}}
+	if before, manifest, found := bytes.Cut(out, []byte("manifest-begin\n")); found {
+		out = before
+		s.LiveManifest, s.ManifestErr = source.ParseManifest(manifest)
+	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64*1024), 256*1024)
 	for sc.Scan() {

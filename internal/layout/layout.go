@@ -48,6 +48,15 @@ func (l Layout) HistoryFile(id string) string {
 	return path.Join(l.DeployTo, MetaDir, "releases", id+".json")
 }
 
+// ManifestFile is where the manifest of release id is kept: beside the
+// release, not in it, so the app never ships or sees it.
+func (l Layout) ManifestFile(id string) string {
+	return path.Join(l.DeployTo, MetaDir, "manifests", id)
+}
+
+// ManifestsDir holds the manifests of the releases.
+func (l Layout) ManifestsDir() string { return path.Join(l.DeployTo, MetaDir, "manifests") }
+
 // SwitchTempLink is the name of the link that is renamed over current. It
 // sits in the same directory as current, which rename(2) needs to be atomic,
 // and its name says which release it was made for.

@@ -38,6 +38,8 @@ type Tree struct {
 	Files  []File
 	Size   int64  // bytes of regular file content
 	Digest string // "sha256:<hex>", the same for the same content anywhere
+
+	byRel map[string]bool // the paths of Files, built on first use
 }
 
 // Scan walks root, dropping excluded paths, and refuses what cannot ship
@@ -68,6 +70,11 @@ func Scan(root string, exclude []string) (*Tree, error) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
+		for _, r := range Reserved {
+			if rel == r {
+				return fmt.Errorf("%s: this name is reserved for slipway's own files in a release; rename it or exclude it", rel)
+			}
+		}
 		if ex.Excluded(rel, d.IsDir()) {
 			if d.IsDir() {
 				return filepath.SkipDir
@@ -171,9 +178,31 @@ func (t *Tree) copyFile(w io.Writer, f File) error {
 
 // WriteTar writes the tree as a tar stream. Owners are left out, so files
 // belong to whoever extracts them on the host.
-func (t *Tree) WriteTar(w io.Writer) error {
+func (t *Tree) WriteTar(w io.Writer) error { return t.WriteTarOf(w, t.Files, nil) }
+
+// Extra is a file written into a tar stream from memory (the manifest).
+type Extra struct {
+	Name string
+	Data []byte
+}
+
+// Reserved names at the root of a release: slipway's own files travel in
+// the upload stream under these names and are moved out on the host.
+var Reserved = []string{".slipway-manifest", ".slipway-check"}
+
+// WriteTarOf writes the given entries of the tree, then extra files.
+func (t *Tree) WriteTarOf(w io.Writer, files []File, extra []Extra) error {
 	tw := tar.NewWriter(w)
-	for _, f := range t.Files {
+	for _, e := range extra {
+		hdr := &tar.Header{Name: e.Name, Mode: 0o600, Size: int64(len(e.Data)), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := tw.Write(e.Data); err != nil {
+			return err
+		}
+	}
+	for _, f := range files {
 		hdr := &tar.Header{
 			Name:    f.Rel,
 			Mode:    int64(f.Mode.Perm()),
