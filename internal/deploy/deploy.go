@@ -1,7 +1,10 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -350,31 +353,69 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	l := d.layout
 	tree := d.src.Tree
 	files, toVerify := tree.Files, tree.Files
-	if delta := t.State.Delta; delta != nil {
+	delta := t.State.Delta
+	if delta != nil {
 		files, toVerify = delta.Send, delta.Send
 	}
 	if d.opts.Config.Source.Verify == "all" {
 		toVerify = tree.Files
 	}
 	check := source.Checklist(toVerify)
-	extra := []source.Extra{{Name: ".slipway-manifest", Data: tree.Sealed()}, {Name: ".slipway-check", Data: check}}
+	sealed := tree.Sealed()
+	// A delta sends the manifest as a patch of the live one, so a one-file
+	// change costs about one file; the host rebuilds the manifest and
+	// checks it against our hash. That needs the live manifest to be in
+	// the canonical form we would write; otherwise it goes whole.
+	manifest := source.Extra{Name: ".slipway-manifest", Data: sealed}
+	if delta != nil && bytes.Equal(source.EncodeManifest(t.State.LiveManifest), t.State.LiveManifestRaw) {
+		manifest = source.Extra{Name: ".slipway-manifest-patch", Data: tree.Patch(t.State.LiveManifest)}
+	}
+	extra := []source.Extra{manifest}
+	if len(check) > 0 {
+		extra = append(extra, source.Extra{Name: ".slipway-check", Data: check})
+	}
 	pr, pw := io.Pipe()
 	counter := &countingReader{r: pr}
 	go func() { pw.CloseWithError(tree.WriteTarOf(pw, files, extra)) }()
 	defer pr.Close()
-	release := shell.Quote(l.ReleaseDir(d.releaseID))
-	verify := "true"
-	if len(check) > 0 {
-		verify = "sha256sum -c --quiet --strict .slipway-check || { echo 'the release on this host does not match its manifest: a file was damaged on the way or on disk' >&2; exit 1; }"
-	}
-	// Changed files are never copied from the live release, so nothing
-	// sent lands on an inode an older release shares (and GNU tar replaces
-	// an existing file rather than writing into it).
-	script := fmt.Sprintf(`umask 022 && tar -x -p --no-same-owner -f - -C %[1]s && mkdir -p -- %[2]s && mv -f -- %[1]s/.slipway-manifest %[3]s && cd -- %[1]s && { %[4]s; } && rm -f .slipway-check && %[5]s`,
-		release, shell.Quote(l.ManifestsDir()), shell.Quote(l.ManifestFile(d.releaseID)), verify, revisionScript(l, d.releaseID, d.src.Revision))
+	sum := sha256.Sum256(sealed)
+	script := uploadScript(l, d.releaseID, t.State.Current, hex.EncodeToString(sum[:]), len(check) > 0, d.src.Revision)
 	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: counter})
-	d.emit(Event{Kind: Info, Host: t.Name(), Step: "upload", Bytes: counter.n.Load(), Line: uploadSummary(t.State.Delta, len(files), counter.n.Load())})
+	d.emit(Event{Kind: Info, Host: t.Name(), Step: "upload", Bytes: counter.n.Load(), Line: uploadSummary(delta, len(files), counter.n.Load())})
 	return err
+}
+
+// uploadScript extracts the stream into the release, stores its manifest
+// (rebuilding it from a patch of the live one if that is what came), and
+// verifies the release's files against their checksums, all before the
+// switch.
+func uploadScript(l layout.Layout, id, live, manifestSHA string, verify bool, revision string) string {
+	release := shell.Quote(l.ReleaseDir(id))
+	// Changed files are never copied from the live release, so nothing
+	// sent lands on an inode an older release shares (and GNU tar
+	// replaces an existing file rather than writing into it).
+	var b strings.Builder
+	fmt.Fprintf(&b, "umask 022\ntar -x -p --no-same-owner -f - -C %s || exit\n", release)
+	fmt.Fprintf(&b, "mkdir -p -- %[1]s && cd -- %[1]s || exit\n", shell.Quote(l.ManifestsDir()))
+	fmt.Fprintf(&b, `if [ -e %[1]s/.slipway-manifest-patch ]; then
+  mv -f -- %[1]s/.slipway-manifest-patch %[2]s.patch &&
+  awk 'NR==FNR { if (substr($0,1,2)=="- ") del[substr($0,3)]=1; else if (substr($0,1,2)=="+ ") print substr($0,3); next } FNR>1 && $0!="end" && !($0 in del)' %[2]s.patch %[3]s | LC_ALL=C sort > %[2]s.body &&
+  { echo 'slipway-manifest 1'; cat %[2]s.body; echo end; } > %[2]s.tmp &&
+  rm -f -- %[2]s.patch %[2]s.body &&
+  printf '%%s  %%s
+' %[4]s %[2]s.tmp | sha256sum -c --quiet --strict >/dev/null ||
+  { echo 'the manifest rebuilt on the host from the live one does not match; deploy again (a full manifest is sent when the live one is unreadable)' >&2; exit 1; }
+else
+  mv -f -- %[1]s/.slipway-manifest %[2]s.tmp || exit
+fi
+mv -f -- %[2]s.tmp %[2]s || exit
+`, release, shell.Quote(id), shell.Quote(live), manifestSHA)
+	fmt.Fprintf(&b, "cd -- %s || exit\n", release)
+	if verify {
+		b.WriteString("sha256sum -c --quiet --strict .slipway-check || { echo 'the release on this host does not match its manifest: a file was damaged on the way or on disk' >&2; exit 1; }\nrm -f .slipway-check\n")
+	}
+	b.WriteString(revisionScript(l, id, revision) + "\n")
+	return b.String()
 }
 
 func uploadSummary(delta *source.Delta, entries int, sent int64) string {

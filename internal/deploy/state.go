@@ -59,8 +59,9 @@ type State struct {
 
 	// LiveManifest is the live release's manifest, when asked for and
 	// readable; ManifestErr says why a present one was not trusted.
-	LiveManifest map[string]source.Entry
-	ManifestErr  error
+	LiveManifest    map[string]source.Entry
+	LiveManifestRaw []byte
+	ManifestErr     error
 
 	// Filled in during a run.
 	Previous string        // the release that was live before this run
@@ -121,6 +122,7 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 	s := &State{Meta: map[string]*ReleaseMeta{}}
 	if before, manifest, found := bytes.Cut(out, []byte("manifest-begin\n")); found {
 		out = before
+		s.LiveManifestRaw = manifest
 		s.LiveManifest, s.ManifestErr = source.ParseManifest(manifest)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))

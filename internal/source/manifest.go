@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -33,23 +35,50 @@ type Entry struct {
 	Link   string
 }
 
-// Manifest encodes the tree's manifest.
+// Manifest encodes the tree's manifest, unsealed.
 func (t *Tree) Manifest() []byte {
+	entries := make(map[string]Entry, len(t.Files))
+	for _, f := range t.Files {
+		entries[f.Rel] = f.entry()
+	}
+	return encodeEntries(entries, false)
+}
+
+// EncodeManifest is the sealed manifest of entries, in canonical form:
+// lines sorted bytewise (what `LC_ALL=C sort` gives on a host), so a host
+// can rebuild it from a patch and check it byte for byte.
+func EncodeManifest(entries map[string]Entry) []byte { return encodeEntries(entries, true) }
+
+func encodeEntries(entries map[string]Entry, sealed bool) []byte {
+	lines := make([]string, 0, len(entries))
+	for rel, e := range entries {
+		lines = append(lines, entryLine(rel, e))
+	}
+	slices.Sort(lines)
 	var b bytes.Buffer
 	b.WriteString(manifestHeader + "\n")
-	for _, f := range t.Files {
-		e := f.entry()
-		sum := e.SHA256
-		if sum == "" {
-			sum = "-"
-		}
-		fmt.Fprintf(&b, "%c %o %d %s %s", e.Type, uint32(e.Mode), e.Size, sum, strconv.Quote(f.Rel))
-		if e.Type == 'l' {
-			fmt.Fprintf(&b, " %s", strconv.Quote(e.Link))
-		}
+	for _, l := range lines {
+		b.WriteString(l)
 		b.WriteByte('\n')
 	}
+	if sealed {
+		b.WriteString("end\n")
+	}
 	return b.Bytes()
+}
+
+// entryLine is one manifest line; names are quoted to plain ASCII, so
+// shell tools on the host handle every line the same way.
+func entryLine(rel string, e Entry) string {
+	sum := e.SHA256
+	if sum == "" {
+		sum = "-"
+	}
+	line := fmt.Sprintf("%c %o %d %s %s", e.Type, uint32(e.Mode), e.Size, sum, strconv.QuoteToASCII(rel))
+	if e.Type == 'l' {
+		line += " " + strconv.QuoteToASCII(e.Link)
+	}
+	return line
 }
 
 func (f File) entry() Entry {
@@ -104,6 +133,25 @@ func ParseManifest(data []byte) (map[string]Entry, error) {
 // manifest cut short by a full disk or a lost connection lacks it.
 func (t *Tree) Sealed() []byte {
 	return append(t.Manifest(), "end\n"...)
+}
+
+// Patch turns the live release's manifest into the tree's: the lines to
+// drop and the lines to add. It is only valid when live, encoded again,
+// is byte for byte the file the host has (see EncodeManifest).
+func (t *Tree) Patch(live map[string]Entry) []byte {
+	var b bytes.Buffer
+	b.WriteString("slipway-manifest-patch 1\n")
+	for rel, have := range live {
+		if want, ok := t.index()[rel]; !ok || want != have {
+			b.WriteString("- " + entryLine(rel, have) + "\n")
+		}
+	}
+	for _, f := range t.Files {
+		if have, ok := live[f.Rel]; !ok || have != f.entry() {
+			b.WriteString("+ " + entryLine(f.Rel, f.entry()) + "\n")
+		}
+	}
+	return b.Bytes()
 }
 
 func firstLine(data []byte) string {
@@ -205,28 +253,46 @@ type Delta struct {
 // release paths that must not be copied (shared paths).
 func (t *Tree) Diff(live map[string]Entry, keepOut []string) Delta {
 	var d Delta
+	// Parents of copied entries are made by the copy, with the live
+	// release's modes; a directory is sent only when it is new, changed,
+	// or would otherwise not exist (nothing copied inside it).
+	madeByCopy := map[string]bool{}
+	var dirs []File
 	for _, f := range t.Files {
 		have, ok := live[f.Rel]
-		if ok && have == f.entry() && !f.Mode.IsDir() && !under(f.Rel, keepOut) {
+		unchanged := ok && have == f.entry() && !under(f.Rel, keepOut)
+		switch {
+		case f.Mode.IsDir() && unchanged:
+			dirs = append(dirs, f)
+		case unchanged:
 			d.Copy = append(d.Copy, f.Rel)
-			continue
+			for dir := path.Dir(f.Rel); dir != "."; dir = path.Dir(dir) {
+				madeByCopy[dir] = true
+			}
+		default:
+			d.Send = append(d.Send, f)
+			d.Bytes += f.Size
 		}
-		d.Send = append(d.Send, f)
-		d.Bytes += f.Size
+	}
+	for _, dir := range dirs {
+		if !madeByCopy[dir.Rel] {
+			d.Send = append(d.Send, dir)
+		}
 	}
 	for rel := range live {
-		if !t.index()[rel] {
+		if _, ok := t.index()[rel]; !ok {
 			d.Removed++
 		}
 	}
 	return d
 }
 
-func (t *Tree) index() map[string]bool {
+// index maps each path of the tree to its manifest entry.
+func (t *Tree) index() map[string]Entry {
 	if t.byRel == nil {
-		t.byRel = make(map[string]bool, len(t.Files))
+		t.byRel = make(map[string]Entry, len(t.Files))
 		for _, f := range t.Files {
-			t.byRel[f.Rel] = true
+			t.byRel[f.Rel] = f.entry()
 		}
 	}
 	return t.byRel

@@ -39,7 +39,7 @@ type Tree struct {
 	Size   int64  // bytes of regular file content
 	Digest string // "sha256:<hex>", the same for the same content anywhere
 
-	byRel map[string]bool // the paths of Files, built on first use
+	byRel map[string]Entry // the entries of Files by path, built on first use
 }
 
 // Scan walks root, dropping excluded paths, and refuses what cannot ship
@@ -188,7 +188,7 @@ type Extra struct {
 
 // Reserved names at the root of a release: slipway's own files travel in
 // the upload stream under these names and are moved out on the host.
-var Reserved = []string{".slipway-manifest", ".slipway-check"}
+var Reserved = []string{".slipway-manifest", ".slipway-manifest-patch", ".slipway-check"}
 
 // WriteTarOf writes the given entries of the tree, then extra files.
 func (t *Tree) WriteTarOf(w io.Writer, files []File, extra []Extra) error {
