@@ -8,11 +8,13 @@ LDFLAGS := -s -w -X github.com/slipway-deploy/slipway/internal/cli.Version=$(VER
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/slipway ./cmd/slipway
 
-# Installs what the end-to-end suite needs (OpenSSH server, git), then runs
-# every test: unit tests, the end-to-end suite against real sshd hosts, and
-# short runs of the fuzz targets.
+# Installs what the end-to-end suite needs (OpenSSH server, git, nginx,
+# php-fpm), then runs every test: unit tests, the end-to-end suite against
+# real sshd hosts (once with delta uploads, the default, and once forcing
+# full uploads), and short runs of the fuzz targets.
 test: test-deps vet
 	$(GO) test -count=1 -timeout 25m ./...
+	SLIPWAY_E2E_UPLOAD=full $(GO) test -count=1 -timeout 25m ./e2e/
 	$(MAKE) fuzz FUZZTIME=10s
 
 test-deps:
@@ -32,3 +34,4 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQuote$$' -fuzztime $(FUZZTIME) ./internal/shell/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./internal/source/

@@ -81,7 +81,11 @@ func (p *project) config(extra string) {
 	for _, h := range p.fleet.Hosts {
 		hosts = append(hosts, "      - "+h.Name)
 	}
-	yml := "app: shop\ndeploy_to: " + deployTo + "\nsource:\n  path: app\n  exclude: [tests/]\n" + extra +
+	mode := uploadMode()
+	if strings.Contains(extra, "strategy: git") {
+		mode = ""
+	}
+	yml := "app: shop\ndeploy_to: " + deployTo + "\nsource:\n  path: app\n  exclude: [tests/]\n" + mode + extra +
 		"stages:\n  production:\n    hosts:\n" + strings.Join(hosts, "\n") + "\n"
 	p.write("slipway.yml", yml)
 }
@@ -207,4 +211,14 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// uploadMode forces full uploads when SLIPWAY_E2E_UPLOAD=full: make test
+// runs the suite both ways, so the full path and the delta path (the
+// default for every deploy after the first) pass every scenario.
+func uploadMode() string {
+	if os.Getenv("SLIPWAY_E2E_UPLOAD") == "full" {
+		return "  delta: false\n"
+	}
+	return ""
 }

@@ -288,13 +288,14 @@ func (t *Tree) Diff(live map[string]Entry, keepOut []string) Delta {
 }
 
 // index maps each path of the tree to its manifest entry.
+// Hosts diff concurrently: the index is built once.
 func (t *Tree) index() map[string]Entry {
-	if t.byRel == nil {
+	t.indexOnce.Do(func() {
 		t.byRel = make(map[string]Entry, len(t.Files))
 		for _, f := range t.Files {
 			t.byRel[f.Rel] = f.entry()
 		}
-	}
+	})
 	return t.byRel
 }
 

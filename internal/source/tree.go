@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -39,7 +40,8 @@ type Tree struct {
 	Size   int64  // bytes of regular file content
 	Digest string // "sha256:<hex>", the same for the same content anywhere
 
-	byRel map[string]Entry // the entries of Files by path, built on first use
+	indexOnce sync.Once
+	byRel     map[string]Entry // the entries of Files by path, built on first use
 }
 
 // Scan walks root, dropping excluded paths, and refuses what cannot ship
@@ -194,7 +196,7 @@ var Reserved = []string{".slipway-manifest", ".slipway-manifest-patch", ".slipwa
 func (t *Tree) WriteTarOf(w io.Writer, files []File, extra []Extra) error {
 	tw := tar.NewWriter(w)
 	for _, e := range extra {
-		hdr := &tar.Header{Name: e.Name, Mode: 0o600, Size: int64(len(e.Data)), Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+		hdr := &tar.Header{Name: e.Name, Mode: 0o600, Size: int64(len(e.Data)), Typeflag: tar.TypeReg}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
@@ -203,11 +205,12 @@ func (t *Tree) WriteTarOf(w io.Writer, files []File, extra []Extra) error {
 		}
 	}
 	for _, f := range files {
+		// Whole seconds keep most headers plain USTAR: a PAX header for
+		// sub-second times would double the bytes of a small delta.
 		hdr := &tar.Header{
 			Name:    f.Rel,
 			Mode:    int64(f.Mode.Perm()),
-			ModTime: f.ModTime,
-			Format:  tar.FormatPAX,
+			ModTime: f.ModTime.Truncate(time.Second),
 		}
 		switch {
 		case f.Mode.IsDir():

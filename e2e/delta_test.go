@@ -1,0 +1,242 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/slipway-deploy/slipway/internal/testutil"
+)
+
+// writeBigApp writes n files of about size bytes each, deterministic.
+func writeBigApp(p *project, n, size int) {
+	p.t.Helper()
+	for i := 0; i < n; i++ {
+		line := fmt.Sprintf("<?php // file %d of the app, padding to make it a realistic size\n", i)
+		p.write(fmt.Sprintf("app/src/mod%02d/file%04d.php", i%20, i), strings.Repeat(line, size/len(line)+1))
+	}
+}
+
+// sentPerHost reads the bytes each host was sent from the upload lines.
+func sentPerHost(t *testing.T, stderr string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	re := regexp.MustCompile(`(?m)^(host\d+)\s+(full|delta) upload: .* ([0-9.]+) (B|KB|MB) sent$`)
+	for _, m := range re.FindAllStringSubmatch(stderr, -1) {
+		v, _ := strconv.ParseFloat(m[3], 64)
+		out[m[1]] = v * map[string]float64{"B": 1, "KB": 1 << 10, "MB": 1 << 20}[m[4]]
+	}
+	return out
+}
+
+// treeHashes hashes every file under dir (symlinks by target), by path.
+func treeHashes(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(dir) // current is a link: walk the release
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		info, _ := d.Info()
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			out[rel] = "link:" + target
+		case d.IsDir():
+			out[rel] = fmt.Sprintf("dir %o", info.Mode().Perm())
+		default:
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			out[rel] = fmt.Sprintf("%o %s", info.Mode().Perm(), hex.EncodeToString(sum[:]))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameTree(t *testing.T, what string, got, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %s = %q, want %q", what, k, got[k], v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: unexpected %s", what, k)
+		}
+	}
+}
+
+func TestDeltaSendsAboutTheChangeAndBuildsTheSameRelease(t *testing.T) {
+	if os.Getenv("SLIPWAY_E2E_UPLOAD") == "full" {
+		t.Skip("delta-specific; this run forces full uploads")
+	}
+	p := newProject(t, 3, testutil.Options{})
+	writeBigApp(p, 300, 8<<10)
+	p.write("app/odd \xff name 'q' $(x)\n.txt", "hostile but legal")
+	p.config("")
+	res := p.mustRun("deploy", "production")
+	for h, n := range sentPerHost(t, res.stderr) {
+		if n < 2<<20 {
+			t.Errorf("%s: first deploy sent %.0f bytes, want the whole ~2.4 MB app", h, n)
+		}
+	}
+	// One file changes (10 KB), one is removed, one added, one mode changes.
+	p.write("app/src/mod03/file0003.php", strings.Repeat("changed ", 1280))
+	if err := os.Remove(filepath.Join(p.dir, "app/src/mod04/file0004.php")); err != nil {
+		t.Fatal(err)
+	}
+	p.write("app/src/new.php", "<?php // added\n")
+	if err := os.Chmod(filepath.Join(p.dir, "app/bin/console"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	res = p.mustRun("deploy", "production")
+	sent := sentPerHost(t, res.stderr)
+	if len(sent) != 3 {
+		t.Fatalf("no upload figures for 3 hosts:\n%s", res.stderr)
+	}
+	for h, n := range sent {
+		t.Logf("%s: redeploy after a 10 KB change sent %.0f bytes", h, n)
+		if n > 24<<10 {
+			t.Errorf("%s: sent %.0f bytes for a 10 KB change", h, n)
+		}
+	}
+	if !strings.Contains(res.stderr, "delta upload") {
+		t.Errorf("no delta upload:\n%s", res.stderr)
+	}
+	local := treeHashes(t, filepath.Join(p.dir, "app"))
+	delete(local, "tests")
+	delete(local, "tests/ExampleTest.php")
+	local["REVISION"] = ""
+	for _, h := range p.fleet.Hosts {
+		got := treeHashes(t, h.Path(deployTo+"/current"))
+		if got["REVISION"] != "" {
+			got["REVISION"] = ""
+		}
+		sameTree(t, h.Name, got, local)
+	}
+}
+
+func TestHardlinkDeltaNeverChangesAnOlderRelease(t *testing.T) {
+	if os.Getenv("SLIPWAY_E2E_UPLOAD") == "full" {
+		t.Skip("delta-specific")
+	}
+	p := newProject(t, 2, testutil.Options{})
+	writeBigApp(p, 50, 4<<10)
+	p.config("  hardlink: true\n")
+	p.mustRun("deploy", "production")
+	first := p.fleetLive()
+	h := p.fleet.Hosts[0]
+	before := treeHashes(t, h.Path(deployTo+"/releases/"+first))
+
+	p.write("app/src/mod01/file0001.php", "<?php // v2\n")
+	p.write("app/VERSION", "v2\n")
+	p.mustRun("deploy", "production")
+	second := p.fleetLive()
+	sameTree(t, "the older release after a hard-link delta", treeHashes(t, h.Path(deployTo+"/releases/"+first)), before)
+	// Unchanged files are shared by hard link; changed ones are not.
+	var st syscall.Stat_t
+	if err := syscall.Stat(h.Path(deployTo+"/releases/"+second+"/src/mod02/file0002.php"), &st); err != nil || st.Nlink < 2 {
+		t.Errorf("an unchanged file is not hard-linked (links %d, %v)", st.Nlink, err)
+	}
+	if err := syscall.Stat(h.Path(deployTo+"/releases/"+second+"/src/mod01/file0001.php"), &st); err != nil || st.Nlink != 1 {
+		t.Errorf("a changed file shares its inode (links %d, %v)", st.Nlink, err)
+	}
+}
+
+func TestDamagedManifestMeansAFullUpload(t *testing.T) {
+	if os.Getenv("SLIPWAY_E2E_UPLOAD") == "full" {
+		t.Skip("delta-specific")
+	}
+	p := newProject(t, 3, testutil.Options{})
+	p.config("")
+	p.mustRun("deploy", "production")
+	id := p.fleetLive()
+	p.fleet.Hosts[1].Run(t, "head -c 60 "+deployTo+"/.slipway/manifests/"+id+" > /srv/m && mv /srv/m "+deployTo+"/.slipway/manifests/"+id)
+	p.fleet.Hosts[2].Run(t, "rm "+deployTo+"/.slipway/manifests/"+id)
+	p.writeApp("v2")
+	res := p.mustRun("deploy", "production")
+	for host, want := range map[string]string{"host1": "delta upload", "host2": "full upload", "host3": "full upload"} {
+		if !regexp.MustCompile(`(?m)^` + host + `\s+` + want).MatchString(res.stderr) {
+			t.Errorf("%s: want a %s:\n%s", host, want, res.stderr)
+		}
+	}
+	if !strings.Contains(res.stderr, "not trusted") {
+		t.Errorf("the damaged manifest is not reported:\n%s", res.stderr)
+	}
+	for _, h := range p.fleet.Hosts {
+		if got := readFile(t, h.Path(deployTo+"/current/VERSION")); got != "v2\n" {
+			t.Errorf("%s: VERSION = %q", h.Name, got)
+		}
+	}
+}
+
+func TestVerifyAllCatchesADamagedLiveRelease(t *testing.T) {
+	if os.Getenv("SLIPWAY_E2E_UPLOAD") == "full" {
+		t.Skip("delta-specific")
+	}
+	p := newProject(t, 3, testutil.Options{})
+	p.config("  verify: all\n")
+	p.mustRun("deploy", "production")
+	before := p.fleetLive()
+	// A file of the live release is damaged on host2; the delta would copy
+	// it into the new release, and verify: all must catch that.
+	p.fleet.Hosts[1].Run(t, "echo corrupted > "+deployTo+"/current/bin/console")
+	p.writeApp("v2")
+	res := p.expectCode(1, "deploy", "production")
+	if !strings.Contains(res.stderr, "host2: upload") || !strings.Contains(res.stderr, "does not match its manifest") {
+		t.Errorf("damage not caught:\n%s", res.stderr)
+	}
+	for _, h := range p.fleet.Hosts {
+		if got := live(t, h); got != before {
+			t.Errorf("%s: live = %s", h.Name, got)
+		}
+	}
+}
+
+func TestConnectionLostMidUploadLeavesLiveUntouched(t *testing.T) {
+	p := newProject(t, 3, testutil.Options{})
+	writeBigApp(p, 40, 4<<10)
+	p.config("  hardlink: true\n")
+	p.mustRun("deploy", "production")
+	before := p.fleetLive()
+	hashes := map[string]map[string]string{}
+	for _, h := range p.fleet.Hosts {
+		hashes[h.Name] = treeHashes(t, h.Path(deployTo+"/releases/"+before))
+	}
+	writeBigApp(p, 40, 6<<10) // every file changes: a long upload
+	res := p.withEnv("SLIPWAY_TEST_FAULTS=upload@host2").expectCode(1, "deploy", "production")
+	if !strings.Contains(res.stderr, "host2: upload") {
+		t.Errorf("the failure does not name host2's upload:\n%s", res.stderr)
+	}
+	for _, h := range p.fleet.Hosts {
+		if got := live(t, h); got != before {
+			t.Errorf("%s: live = %s, want %s", h.Name, got, before)
+		}
+		if rs := releases(t, h); len(rs) != 1 {
+			t.Errorf("%s: releases = %v: the partial release was not removed", h.Name, rs)
+		}
+		sameTree(t, h.Name+" live release", treeHashes(t, h.Path(deployTo+"/releases/"+before)), hashes[h.Name])
+	}
+	p.mustRun("deploy", "production")
+}
