@@ -27,6 +27,7 @@ type deployOptions struct {
 	force      bool
 	canary     int
 	noRollback bool
+	json       bool
 }
 
 func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
@@ -52,6 +53,7 @@ func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
 	f.BoolVar(&opts.force, "force", false, "deploy even if the revision is already live on every host, or the hosts disagree on the live release")
 	f.IntVar(&opts.canary, "canary", 0, "switch this many hosts first and check their health before the rest")
 	f.BoolVar(&opts.noRollback, "no-rollback", false, "leave the release live when its health check fails")
+	f.BoolVar(&opts.json, "json", false, "print NDJSON events on stdout (schema: docs/json-events.md); progress on stderr shows only errors")
 	return cmd
 }
 
@@ -70,7 +72,9 @@ func runDeploy(ctx context.Context, g *globalOptions, streams IO, opts *deployOp
 		return &UserError{Msg: "--canary: give a number of hosts, e.g. --canary 1"}
 	}
 	dopts.Canary, dopts.NoRollback = opts.canary, opts.noRollback
+	events := jsonEvents(&dopts, streams, opts.json, "deploy")
 	res, err := deploy.Deploy(ctx, dopts, src)
+	events.finished(res, err)
 	if err == nil && res.AlreadyLive {
 		fmt.Fprintf(streams.Err, "revision %s is already live on every host; nothing to do (deploy it again with --force)\n", ui.Short(res.Revision))
 		return nil
@@ -212,4 +216,40 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// jsonStream is the --json output of a deploy or rollback, or nothing.
+type jsonStream struct{ j *ui.JSON }
+
+// jsonEvents switches a run to --json output: NDJSON events on stdout, and
+// on stderr only what a person must see (errors, warnings).
+func jsonEvents(opts *deploy.Options, streams IO, enabled bool, command string) jsonStream {
+	if !enabled {
+		return jsonStream{}
+	}
+	j := ui.NewJSON(streams.Out)
+	var hosts []string
+	for _, h := range opts.Hosts {
+		hosts = append(hosts, h.Name)
+	}
+	opts.Events = ui.Fanout{ui.NewProgress(streams.Err, hosts, true), j}
+	j.Write(ui.JSONEvent{Type: "run_started", Command: command, Stage: opts.Stage.Name, Hosts: hosts})
+	return jsonStream{j}
+}
+
+func (s jsonStream) finished(res *deploy.Result, err error) {
+	if s.j == nil {
+		return
+	}
+	code := exitCode(err)
+	outcome := map[int]string{
+		ExitOK: "ok", ExitRolledBack: "rolled_back", ExitAfterSwitch: "live_with_errors", ExitInterrupted: "interrupted",
+	}[code]
+	switch {
+	case outcome == "":
+		outcome = "failed"
+	case err == nil && res != nil && res.AlreadyLive:
+		outcome = "already_live"
+	}
+	s.j.Finished(outcome, code, res, err)
 }

@@ -12,6 +12,7 @@ import (
 type rollbackOptions struct {
 	stage string
 	to    string
+	json  bool
 }
 
 func newRollbackCmd(g *globalOptions, streams IO) *cobra.Command {
@@ -28,6 +29,7 @@ func newRollbackCmd(g *globalOptions, streams IO) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&opts.to, "to", "", "release id to switch to (see slipway releases STAGE)")
+	cmd.Flags().BoolVar(&opts.json, "json", false, "print NDJSON events on stdout (schema: docs/json-events.md)")
 	return cmd
 }
 
@@ -39,7 +41,9 @@ func runRollback(ctx context.Context, g *globalOptions, streams IO, opts *rollba
 	if err != nil {
 		return err
 	}
+	events := jsonEvents(&dopts, streams, opts.json, "rollback")
 	res, err := deploy.Rollback(ctx, dopts, opts.to)
+	events.finished(res, err)
 	printDeployResult(streams.Err, "rollback", res, err)
 	return err
 }
