@@ -214,7 +214,3 @@ func printError(w io.Writer, err error) {
 		fmt.Fprintf(w, "  %v\n", strings.ReplaceAll(e.Error(), "\n", "\n    "))
 	}
 }
-
-func commandLine(args []string) string {
-	return "slipway " + strings.Join(args, " ")
-}

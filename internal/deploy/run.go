@@ -188,15 +188,6 @@ func unjoin(err error) []error {
 // Errors splits a joined run error into its parts, for printing one per line.
 func Errors(err error) []error { return unjoin(err) }
 
-// hostList is a readable list of host names.
-func hostList(targets []*Target) string {
-	names := make([]string, len(targets))
-	for i, t := range targets {
-		names[i] = t.Name()
-	}
-	return strings.Join(names, ", ")
-}
-
 // missingShared refuses a release whose shared files do not exist: the app
 // would start without its .env.
 func missingShared(t *Target, l layout.Layout, missing []string) error {
