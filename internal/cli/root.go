@@ -130,6 +130,7 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 		Stage:    stage,
 		Hosts:    hosts,
 		Parallel: g.parallel,
+		LockTTL:  cfg.LockTTL,
 		Events:   ui.NewProgress(streams.Err, names, g.quiet),
 		Command:  command,
 		Dial: func(ctx context.Context, h config.Host) (host.Executor, error) {

@@ -27,6 +27,9 @@ type Config struct {
 	Recipe       string // "laravel", "symfony", "static" or ""; its defaults are already applied
 	DeployTo     string // top-level deploy_to as written, after ${VAR} expansion; "" when absent
 	KeepReleases int    // at least 1
+	// LockTTL is how long a deploy lock lasts unless its holder refreshes
+	// it (it does, while it runs); 0 makes locks last until unlocked.
+	LockTTL      time.Duration
 	Symlink      string // "relative" or "absolute"
 	Layout       Layout
 	Source       Source

@@ -24,7 +24,7 @@ type section struct {
 }
 
 var (
-	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "symlink", "layout", "source", "forward_agent", "shared", "writable", "hooks", "health", "rollout", "stages"}, label: "at the top level"}
+	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "hooks", "health", "rollout", "stages"}, label: "at the top level"}
 	rolloutSection  = &section{keys: []string{"strategy", "batch", "pause"}, label: "under rollout:", example: "{strategy: rolling, batch: 25%, pause: 10s}"}
 	writableSection = &section{keys: []string{"dirs", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
 	layoutSection   = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
@@ -402,7 +402,7 @@ func (d *decoder) checkDeployDir(dd *deployDir, app string) {
 
 func (d *decoder) config(root ast.Node) *Config {
 	c := &Config{
-		File: d.file, Dir: d.dir, KeepReleases: 5, Symlink: "relative",
+		File: d.file, Dir: d.dir, KeepReleases: 5, Symlink: "relative", LockTTL: 15 * time.Minute,
 		Layout: Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
 		Source: Source{Strategy: "upload", Path: d.dir, Delta: true, Verify: "changed", Where: d.file},
 	}
@@ -435,6 +435,13 @@ func (d *decoder) config(root ast.Node) *Config {
 					d.fail(f.valueAt(), "keep at least the live release, e.g. keep_releases: 5", "keep_releases must be at least 1, not %d", n)
 				}
 				c.KeepReleases = n
+			}
+		case "lock_ttl":
+			if dur, ok := d.duration(f); ok {
+				if dur < time.Minute && dur != 0 {
+					d.fail(f.valueAt(), "write a duration of a minute or more, e.g. lock_ttl: 15m, or 0 for locks that never lapse", "lock_ttl %s is too short: a slow host would lose its lock", dur)
+				}
+				c.LockTTL = dur
 			}
 		case "symlink":
 			if s, ok := d.oneOf(f, "relative", "absolute"); ok {

@@ -105,7 +105,10 @@ func (e *SwitchedError) Unwrap() error { return e.Err }
 func Deploy(ctx context.Context, opts Options, src Source) (*Result, error) {
 	r := newRun(opts)
 	d := &deployRun{run: r, src: src}
+	refreshCtx, stopRefresh := context.WithCancel(ctx)
+	go r.refreshLocks(refreshCtx)
 	err := r.runner.Run(ctx, d.steps(), r.targets)
+	stopRefresh()
 	res := d.result()
 	if errors.Is(err, ErrAlreadyLive) {
 		res.AlreadyLive = true
@@ -137,7 +140,7 @@ func (d *deployRun) steps() []any {
 	cfg := d.opts.Config
 	steps := []any{
 		connectStep{d.run},
-		lockStep{d.run},
+		lockSteps(d.run)[0], lockSteps(d.run)[1],
 		inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, forSwitch: true, manifest: d.src.Tree != nil && cfg.Source.Delta},
 	}
 	steps = append(steps, driftStep{d})

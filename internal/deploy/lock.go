@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -21,6 +22,27 @@ type LockOwner struct {
 	Command string    `json:"command"`
 	Stage   string    `json:"stage"`
 	Started time.Time `json:"started"`
+	// Expires is when the lock lapses unless its holder refreshes it;
+	// zero for a lock that never lapses.
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// stale says why a lock found on a host can be taken over, or "": its
+// holder ran on this machine and is gone, or it lapsed without refresh.
+func (o LockOwner) stale(machine string, now time.Time, alive func(int) bool) string {
+	switch {
+	case o.Machine != "" && o.Machine == machine && o.PID > 0 && !alive(o.PID):
+		return fmt.Sprintf("its holder, pid %d on this machine, is no longer running", o.PID)
+	case !o.Expires.IsZero() && now.After(o.Expires):
+		return fmt.Sprintf("it expired at %s without being refreshed", o.Expires.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// processAlive reports whether pid runs on this machine.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func (o LockOwner) String() string {
@@ -67,4 +89,82 @@ func Acquire(ctx context.Context, ex host.Executor, l layout.Layout, owner LockO
 func Release(ctx context.Context, ex host.Executor, l layout.Layout) error {
 	_, err := ex.Exec(ctx, host.Command{Script: "rm -rf -- " + shell.Quote(l.LockDir())})
 	return err
+}
+
+// acquire takes the lock on t, taking over a stale one (with a warning).
+func (r *run) acquire(ctx context.Context, t *Target) error {
+	owner := r.owner
+	if r.opts.LockTTL > 0 {
+		owner.Expires = r.opts.Now().Add(r.opts.LockTTL).UTC()
+	}
+	err := Acquire(ctx, t.Exec, r.layout, owner)
+	if err == nil {
+		r.lockMu.Lock()
+		r.locked = append(r.locked, t)
+		r.lockMu.Unlock()
+	}
+	var locked *LockedError
+	if !errors.As(err, &locked) {
+		return err
+	}
+	why := locked.Owner.stale(r.owner.Machine, r.opts.Now(), processAlive)
+	if why == "" {
+		return err
+	}
+	r.warn(t, "taking over the lock held by %s: %s", locked.Owner, why)
+	if err := Release(ctx, t.Exec, r.layout); err != nil {
+		return err
+	}
+	if err := Acquire(ctx, t.Exec, r.layout, owner); err != nil {
+		return err
+	}
+	r.lockMu.Lock()
+	r.locked = append(r.locked, t)
+	r.lockMu.Unlock()
+	return nil
+}
+
+// release stops refreshing and removes the lock on t.
+func (r *run) release(ctx context.Context, t *Target) error {
+	r.lockMu.Lock()
+	r.lockReleased = true
+	r.lockMu.Unlock()
+	return Release(ctx, t.Exec, r.layout)
+}
+
+// refreshLocks keeps the locks of a long run from lapsing: every third of
+// the TTL it pushes their expiry forward on every host it holds. It stops
+// when ctx ends.
+func (r *run) refreshLocks(ctx context.Context) {
+	ttl := r.opts.LockTTL
+	if ttl <= 0 {
+		return
+	}
+	ticker := time.NewTicker(ttl / 3)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		owner := r.owner
+		owner.Expires = r.opts.Now().Add(ttl).UTC()
+		body, _ := json.Marshal(owner)
+		script := fmt.Sprintf("[ -d %[1]s ] && printf '%%s\\n' %[2]s > %[3]s.tmp && mv -f -- %[3]s.tmp %[3]s",
+			shell.Quote(r.layout.LockDir()), shell.Quote(string(body)), shell.Quote(r.layout.LockOwnerFile()))
+		// Holding lockMu keeps a release from running under a refresh,
+		// which could otherwise leave a file in the lock being removed.
+		r.lockMu.Lock()
+		if r.lockReleased {
+			r.lockMu.Unlock()
+			return
+		}
+		for _, t := range r.locked {
+			if _, err := t.Exec.Exec(ctx, host.Command{Script: script}); err != nil && ctx.Err() == nil {
+				r.warn(t, "could not refresh the deploy lock: %v", err)
+			}
+		}
+		r.lockMu.Unlock()
+	}
 }

@@ -174,7 +174,7 @@ func Cleanup(ctx context.Context, opts Options) (map[string]PrunePlan, error) {
 		plans[t.Index] = PlanPrune(t.State, opts.Config.KeepReleases)
 		return Prune(ctx, t, r.layout, opts.Config.KeepReleases)
 	}}
-	err := r.runner.Run(ctx, []any{connectStep{r}, lockStep{r}, inspectStep{r: r}, prune}, r.targets)
+	err := r.runner.Run(ctx, append(append([]any{connectStep{r}}, lockSteps(r)...), inspectStep{r: r}, prune), r.targets)
 	out := map[string]PrunePlan{}
 	for _, t := range r.targets {
 		out[t.Name()] = plans[t.Index]

@@ -16,7 +16,10 @@ import (
 func Rollback(ctx context.Context, opts Options, to string) (*Result, error) {
 	r := newRun(opts)
 	rb := &rollbackRun{run: r, to: to}
+	refreshCtx, stopRefresh := context.WithCancel(ctx)
+	go r.refreshLocks(refreshCtx)
 	err := r.runner.Run(ctx, rb.steps(), r.targets)
+	stopRefresh()
 	res := &Result{ReleaseID: to}
 	for _, t := range r.targets {
 		hr := HostResult{Host: t.Name()}
@@ -45,7 +48,7 @@ type rollbackRun struct {
 func (rb *rollbackRun) steps() []any {
 	steps := []any{
 		connectStep{rb.run},
-		lockStep{rb.run},
+		lockSteps(rb.run)[0], lockSteps(rb.run)[1],
 		inspectStep{r: rb.run, forSwitch: true},
 		chooseTargetStep{rb},
 		agreeStep{rb},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/config"
@@ -33,6 +34,9 @@ type Options struct {
 	Canary int
 	// NoRollback leaves a release live when its health check fails.
 	NoRollback bool
+	// LockTTL makes locks lapse unless refreshed (the holder refreshes
+	// them while it runs); 0 for locks that never lapse.
+	LockTTL time.Duration
 }
 
 // Pause is the wait between rollout batches.
@@ -50,6 +54,10 @@ type run struct {
 	owner   LockOwner
 	targets []*Target
 	runner  *Runner
+
+	lockMu       sync.Mutex
+	locked       []*Target // hosts whose lock this run holds
+	lockReleased bool      // release began: refreshing stops
 }
 
 func newRun(opts Options) *run {
@@ -121,18 +129,43 @@ func (connectStep) Finish(_ context.Context, t *Target) error {
 	return t.Exec.Close()
 }
 
-// lockStep takes the deploy lock on each host; Finish releases it whether the
-// run succeeded or not.
-type lockStep struct{ r *run }
+// lockSteps take the deploy lock: on the primary host first, then on the
+// others in parallel. Of several runs racing for one stage, exactly one
+// gets the primary's lock, so exactly one goes on (in parallel, each could
+// win a different host and all would fail). Finish releases the lock
+// whether the run succeeded or not.
+func lockSteps(r *run) []any {
+	return []any{lockStep{r: r, primary: true}, lockStep{r: r}}
+}
+
+type lockStep struct {
+	r       *run
+	primary bool // lock the primary host only; else every other host
+}
 
 func (lockStep) Name() string { return "lock" }
 
+// Applies keeps each half of the lock to its hosts, silently.
+func (s lockStep) Applies(t *Target) bool {
+	return (t == firstWithRelease(s.r.targets)) == s.primary
+}
+
 func (s lockStep) Run(ctx context.Context, t *Target) error {
-	return Acquire(ctx, t.Exec, s.r.layout, s.r.owner)
+	return s.r.acquire(ctx, t)
 }
 
 func (s lockStep) Finish(ctx context.Context, t *Target) error {
-	return Release(ctx, t.Exec, s.r.layout)
+	return s.r.release(ctx, t)
+}
+
+// firstWithRelease is the primary host: the first that takes releases.
+func firstWithRelease(targets []*Target) *Target {
+	for _, t := range targets {
+		if !t.Host.NoRelease {
+			return t
+		}
+	}
+	return nil
 }
 
 // inspectStep reads each host's deploy directory.

@@ -63,6 +63,12 @@ type Limiter interface {
 	Limit() int
 }
 
+// Applier limits a step to some hosts without a word: the others are not
+// its business (the two halves of the lock).
+type Applier interface {
+	Applies(t *Target) bool
+}
+
 // NoReleaseStep is a step that also runs on hosts marked no_release (a
 // database host): connecting and hooks. Every other step skips them.
 type NoReleaseStep interface {
@@ -200,6 +206,9 @@ func (rn *Runner) each(ctx context.Context, s Step, targets []*Target) ([]*Targe
 	var succeeded []*Target
 	err := rn.parallelN(ctx, limit, s.Name(), targets, func(ctx context.Context, t *Target) error {
 		if t.Host.NoRelease && !runsOnNoRelease(s) {
+			return nil
+		}
+		if a, ok := s.(Applier); ok && !a.Applies(t) {
 			return nil
 		}
 		if skipper != nil && skipper.Skip(t) {

@@ -1,0 +1,86 @@
+package deploy
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/slipway-deploy/slipway/internal/config"
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/source"
+)
+
+// recorder is an executor that runs on this machine and records every
+// effect in order, to prove what happens before what.
+type recorder struct {
+	host.Local
+	mu  sync.Mutex
+	ops []string
+}
+
+func (r *recorder) record(op string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops = append(r.ops, op)
+}
+
+func (r *recorder) Exec(ctx context.Context, cmd host.Command) (host.Result, error) {
+	r.record("exec " + cmd.Script)
+	return r.Local.Exec(ctx, cmd)
+}
+
+func (r *recorder) Rename(ctx context.Context, oldpath, newpath string) error {
+	r.record("rename " + oldpath + " " + newpath)
+	return r.Local.Rename(ctx, oldpath, newpath)
+}
+
+// TestDurabilityOrder: the release is synced before the switch, and the
+// deploy directory after it, before the run reports success.
+func TestDurabilityOrder(t *testing.T) {
+	dir := t.TempDir()
+	site := filepath.Join(dir, "site")
+	if err := os.MkdirAll(site, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(site, "index.html"), []byte("hi"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deployTo := filepath.Join(dir, "deploy")
+	cfg := &config.Config{
+		App: "demo", KeepReleases: 5, Symlink: "relative",
+		Layout: config.Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
+		Source: config.Source{Strategy: "upload", Path: site, Delta: true, Verify: "changed"},
+	}
+	stage := &config.Stage{Name: "demo", DeployTo: deployTo, Hosts: []config.Host{{Name: "local", Host: "local", Local: true}}}
+	cfg.Stages = []*config.Stage{stage}
+	rec := &recorder{}
+	tree, err := source.Scan(site, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Config: cfg, Stage: stage, Hosts: stage.Hosts, Parallel: 1,
+		Dial: func(context.Context, config.Host) (host.Executor, error) { return rec, nil }}
+	res, err := Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := filepath.Join(deployTo, "releases", res.ReleaseID)
+	find := func(match func(string) bool) int {
+		return slices.IndexFunc(rec.ops, match)
+	}
+	upload := find(func(op string) bool { return strings.Contains(op, "tar -x") })
+	syncRelease := find(func(op string) bool { return strings.Contains(op, "sync -f -- "+release) })
+	rename := find(func(op string) bool { return strings.HasPrefix(op, "rename ") && strings.HasSuffix(op, " "+filepath.Join(deployTo, "current")) })
+	syncDir := find(func(op string) bool { return strings.Contains(op, "sync -- "+deployTo+" ") })
+	record := find(func(op string) bool { return strings.Contains(op, `"state":"deployed"`) })
+	if upload < 0 || syncRelease < 0 || rename < 0 || syncDir < 0 || record < 0 {
+		t.Fatalf("missing operations (upload %d, sync release %d, rename %d, sync dir %d, record %d):\n%s", upload, syncRelease, rename, syncDir, record, strings.Join(rec.ops, "\n---\n"))
+	}
+	if !(upload < syncRelease && syncRelease < rename && rename < syncDir && syncDir < record) {
+		t.Errorf("order: upload %d, sync release %d, rename %d, sync deploy dir %d, record %d; want increasing", upload, syncRelease, rename, syncDir, record)
+	}
+}
