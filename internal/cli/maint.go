@@ -96,13 +96,13 @@ func newCleanupCmd(g *globalOptions, streams IO) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			plans, err := deploy.Cleanup(ctx, opts)
+			results, err := deploy.Cleanup(ctx, opts)
 			for _, h := range opts.Hosts {
-				plan := plans[h.Name]
-				if len(plan.Delete) == 0 {
-					fmt.Fprintf(streams.Err, "%s: nothing to delete\n", h.Name)
+				res := results[h.Name]
+				if len(res.Deleted) == 0 {
+					fmt.Fprintf(streams.Err, "%s: nothing deleted\n", h.Name)
 				} else {
-					fmt.Fprintf(streams.Err, "%s: deleted %s\n", h.Name, strings.Join(plan.Delete, ", "))
+					fmt.Fprintf(streams.Err, "%s: deleted %s\n", h.Name, strings.Join(res.Deleted, ", "))
 				}
 			}
 			return err

@@ -35,6 +35,7 @@ type Config struct {
 	Source       Source
 	Shared       Shared
 	Writable     Writable
+	Cleanup      Cleanup
 	Hooks        Hooks
 	Health       *Health  // nil when absent
 	Rollout      *Rollout // nil: switch every host at once
@@ -88,6 +89,12 @@ type Writable struct {
 	Dirs []string
 	Mode string // "group" or "acl"
 	User string // for acl: the web server's user
+}
+
+// Cleanup says how old releases are deleted. Sudo deletes them with
+// `sudo -n rm -rf`, for releases holding files the web server's user made.
+type Cleanup struct {
+	Sudo bool
 }
 
 // Hooks are the commands run on the hosts around the switch.

@@ -24,8 +24,9 @@ type section struct {
 }
 
 var (
-	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "hooks", "health", "rollout", "stages"}, label: "at the top level"}
+	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "cleanup", "hooks", "health", "rollout", "stages"}, label: "at the top level"}
 	rolloutSection  = &section{keys: []string{"strategy", "batch", "pause"}, label: "under rollout:", example: "{strategy: rolling, batch: 25%, pause: 10s}"}
+	cleanupSection  = &section{keys: []string{"sudo"}, label: "under cleanup:", example: "{sudo: true}"}
 	writableSection = &section{keys: []string{"dirs", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
 	layoutSection   = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
 	sourceSection   = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel", "delta", "hardlink", "verify"}, label: "under source:", example: "{strategy: upload, path: .}"}
@@ -36,7 +37,7 @@ var (
 	stagesSection   = &section{example: "{production: {hosts: [web1.example.com]}}"}
 	stageSection    = &section{keys: []string{"hosts", "deploy_to", "health", "rollout"}, label: "in a stage", example: "{hosts: [web1.example.com], deploy_to: /var/www/shop}"}
 	hostSection     = &section{keys: []string{"host", "user", "port", "roles", "no_release"}, label: "in a host entry"}
-	sectionsByRank  = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, writableSection, hooksSection, healthSection, rolloutSection, layoutSection}
+	sectionsByRank  = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, writableSection, cleanupSection, hooksSection, healthSection, rolloutSection, layoutSection}
 )
 
 // nameRE is the alphabet of app, stage and role names: they appear in paths,
@@ -426,6 +427,11 @@ func (d *decoder) config(root ast.Node) *Config {
 			}
 		case "writable":
 			c.Writable = d.writable(f)
+		case "cleanup":
+			cf, _ := d.fields(f.value, f.path, cleanupSection)
+			for _, ff := range cf {
+				c.Cleanup.Sudo, _ = d.boolean(ff)
+			}
 		case "deploy_to":
 			topDir = d.deployDir(f)
 			c.DeployTo = topDir.value

@@ -740,8 +740,7 @@ type cleanupStep struct{ r *run }
 func (cleanupStep) Name() string { return "cleanup" }
 
 func (s cleanupStep) Run(ctx context.Context, t *Target) error {
-	if err := Prune(ctx, t, s.r.layout, s.r.opts.Config.KeepReleases); err != nil {
-		s.r.warn(t, "cleanup failed, old releases stay until the next cleanup: %v", err)
-	}
+	res, err := Prune(ctx, t, s.r.layout, s.r.opts.Config.KeepReleases, s.r.opts.Config.Cleanup.Sudo)
+	s.r.reportPrune(t, res, err)
 	return nil
 }

@@ -74,7 +74,9 @@ func TestDurabilityOrder(t *testing.T) {
 	}
 	upload := find(func(op string) bool { return strings.Contains(op, "tar -x") })
 	syncRelease := find(func(op string) bool { return strings.Contains(op, "sync -f -- "+release) })
-	rename := find(func(op string) bool { return strings.HasPrefix(op, "rename ") && strings.HasSuffix(op, " "+filepath.Join(deployTo, "current")) })
+	rename := find(func(op string) bool {
+		return strings.HasPrefix(op, "rename ") && strings.HasSuffix(op, " "+filepath.Join(deployTo, "current"))
+	})
 	syncDir := find(func(op string) bool { return strings.Contains(op, "sync -- "+deployTo+" ") })
 	record := find(func(op string) bool { return strings.Contains(op, `"state":"deployed"`) })
 	if upload < 0 || syncRelease < 0 || rename < 0 || syncDir < 0 || record < 0 {

@@ -167,19 +167,34 @@ func Unlock(ctx context.Context, opts Options) (map[string]*LockOwner, error) {
 }
 
 // Cleanup prunes old releases on every selected host, under the lock.
-func Cleanup(ctx context.Context, opts Options) (map[string]PrunePlan, error) {
+func Cleanup(ctx context.Context, opts Options) (map[string]PruneResult, error) {
 	r := newRun(opts)
-	plans := make([]PrunePlan, len(r.targets))
+	results := make([]PruneResult, len(r.targets))
 	prune := stepFunc{"cleanup", func(ctx context.Context, t *Target) error {
-		plans[t.Index] = PlanPrune(t.State, opts.Config.KeepReleases)
-		return Prune(ctx, t, r.layout, opts.Config.KeepReleases)
+		res, err := Prune(ctx, t, r.layout, opts.Config.KeepReleases, opts.Config.Cleanup.Sudo)
+		results[t.Index] = res
+		r.reportPrune(t, res, nil)
+		return err
 	}}
 	err := r.runner.Run(ctx, append(append([]any{connectStep{r}}, lockSteps(r)...), inspectStep{r: r}, prune), r.targets)
-	out := map[string]PrunePlan{}
+	out := map[string]PruneResult{}
 	for _, t := range r.targets {
-		out[t.Name()] = plans[t.Index]
+		out[t.Name()] = results[t.Index]
 	}
 	return out, err
+}
+
+// reportPrune warns about releases cleanup kept or could not delete.
+func (r *run) reportPrune(t *Target, res PruneResult, err error) {
+	if err != nil {
+		r.warn(t, "cleanup failed, old releases stay until the next cleanup: %v", err)
+	}
+	if len(res.InUse) > 0 {
+		r.warn(t, "kept %s: a running process still uses it (its working directory, executable or open files); cleanup deletes it once that process is gone", strings.Join(res.InUse, ", "))
+	}
+	if len(res.Failed) > 0 {
+		r.warn(t, "could not delete %s: it holds files the deploy user cannot remove (made by the web server's user?). Set cleanup: {sudo: true} to delete with sudo -n, or give the deploy user rights with a default ACL (setfacl -d -m u:DEPLOY_USER:rwX on the writable directories)", strings.Join(res.Failed, ", "))
+	}
 }
 
 // Setup creates the deploy directory layout and the shared directories on
