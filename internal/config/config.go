@@ -36,6 +36,7 @@ type Config struct {
 	Shared       Shared
 	Writable     Writable
 	Cleanup      Cleanup
+	Env          []EnvVar // environment of every hook, in file order
 	Hooks        Hooks
 	Health       *Health  // nil when absent
 	Rollout      *Rollout // nil: switch every host at once
@@ -89,6 +90,15 @@ type Writable struct {
 	Dirs []string
 	Mode string // "group" or "acl"
 	User string // for acl: the web server's user
+}
+
+// EnvVar is a variable hooks get. A secret one never appears in output,
+// logs, --json or history, and reaches the host on the command's standard
+// input, never its command line (which other users of a host can see).
+type EnvVar struct {
+	Name   string
+	Value  string
+	Secret bool
 }
 
 // Cleanup says how old releases are deleted. Sudo deletes them with

@@ -24,7 +24,8 @@ type section struct {
 }
 
 var (
-	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "cleanup", "hooks", "health", "rollout", "stages"}, label: "at the top level"}
+	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "cleanup", "env", "hooks", "health", "rollout", "stages"}, label: "at the top level"}
+	envVarSection   = &section{keys: []string{"value", "secret"}, label: "in an env entry", example: "{value: ${DB_PASSWORD}, secret: true}"}
 	rolloutSection  = &section{keys: []string{"strategy", "batch", "pause"}, label: "under rollout:", example: "{strategy: rolling, batch: 25%, pause: 10s}"}
 	cleanupSection  = &section{keys: []string{"sudo"}, label: "under cleanup:", example: "{sudo: true}"}
 	writableSection = &section{keys: []string{"dirs", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
@@ -427,6 +428,8 @@ func (d *decoder) config(root ast.Node) *Config {
 			}
 		case "writable":
 			c.Writable = d.writable(f)
+		case "env":
+			c.Env = d.env(f)
 		case "cleanup":
 			cf, _ := d.fields(f.value, f.path, cleanupSection)
 			for _, ff := range cf {
@@ -744,6 +747,38 @@ func insideProblem(v string) string {
 		return "names the directory itself"
 	}
 	return ""
+}
+
+// env reads the variables hooks get: NAME: value, or NAME: {value, secret}.
+func (d *decoder) env(f field) []EnvVar {
+	var out []EnvVar
+	fields, _ := d.fields(f.value, f.path, &section{label: "under env:", example: "{APP_ENV: production}"})
+	for _, ef := range fields {
+		v := EnvVar{Name: ef.key}
+		switch {
+		case !envNameRE.MatchString(ef.key):
+			d.fail(ef.at, "use letters, digits and _, not starting with a digit, e.g. APP_ENV", "env: %q is not a variable name", ef.key)
+			continue
+		case strings.HasPrefix(ef.key, "SLIPWAY_"):
+			d.fail(ef.at, "choose another name: SLIPWAY_ variables are set by slipway", "env: %s is reserved", ef.key)
+			continue
+		}
+		if m, isMap := ef.value.(*ast.MappingNode); isMap {
+			vfs, _ := d.fields(m, ef.path, envVarSection)
+			for _, vf := range vfs {
+				switch vf.key {
+				case "value":
+					v.Value, _ = d.str(vf)
+				case "secret":
+					v.Secret, _ = d.boolean(vf)
+				}
+			}
+		} else if s, ok := d.str(ef); ok {
+			v.Value = s
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 func (d *decoder) writable(f field) Writable {

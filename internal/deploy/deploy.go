@@ -696,22 +696,49 @@ func runHook(ctx context.Context, r *run, t *Target, command, releaseID string) 
 		"SLIPWAY_STAGE=" + r.opts.Stage.Name,
 		"SLIPWAY_HOST=" + t.Name(),
 	}
-	script := fmt.Sprintf("cd -- %s && exec env %s sh -c %s", shell.Quote(l.ReleaseDir(releaseID)), shell.Join(env...), shell.Quote(command))
+	// Secrets come on standard input as quoted assignments: a command
+	// line is visible to every user of the host (ps, /proc).
+	var secrets strings.Builder
+	for _, v := range r.opts.Config.Env {
+		if v.Secret {
+			fmt.Fprintf(&secrets, "export %s=%s\n", v.Name, shell.Quote(v.Value))
+		} else {
+			env = append(env, v.Name+"="+v.Value)
+		}
+	}
+	run := fmt.Sprintf("exec env %s sh -c %s </dev/null", shell.Join(env...), shell.Quote(command))
+	var stdin io.Reader
+	if secrets.Len() > 0 {
+		run = `eval "$(cat)" && ` + run
+		stdin = strings.NewReader(secrets.String())
+	}
+	script := fmt.Sprintf("cd -- %s && %s", shell.Quote(l.ReleaseDir(releaseID)), run)
 	if t.Host.NoRelease {
 		// No release here: the hook runs in the deploy user's home.
-		script = fmt.Sprintf("exec env %s sh -c %s", shell.Join(env...), shell.Quote(command))
+		script = run
 	}
-	out := &lineWriter{emit: func(line string) {
+	out := &lineWriter{mask: r.mask, emit: func(line string) {
 		if r.opts.Events != nil {
 			r.opts.Events.Event(Event{Kind: Output, Host: t.Name(), Step: command, Line: line})
 		}
 	}}
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdout: out, Stderr: out})
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: stdin, Stdout: out, Stderr: out})
 	out.Flush()
 	if ee, ok := err.(*host.ExitError); ok {
 		return fmt.Errorf("%q exited with status %d\n%s", command, ee.Code, out.Tail())
 	}
 	return err
+}
+
+// mask hides the values of secret variables in text that leaves the run
+// (hook output, errors).
+func (r *run) mask(s string) string {
+	for _, v := range r.opts.Config.Env {
+		if v.Secret && len(v.Value) >= 3 {
+			s = strings.ReplaceAll(s, v.Value, "***")
+		}
+	}
+	return s
 }
 
 func previousOf(t *Target) string {

@@ -10,6 +10,7 @@ import (
 // last few for the error message if the command fails.
 type lineWriter struct {
 	emit func(string)
+	mask func(string) string // hides secrets; nil for none
 
 	mu   sync.Mutex
 	buf  bytes.Buffer
@@ -45,6 +46,9 @@ func (w *lineWriter) Flush() {
 }
 
 func (w *lineWriter) line(s string) {
+	if w.mask != nil {
+		s = w.mask(s)
+	}
 	w.tail = append(w.tail, s)
 	if len(w.tail) > tailLines {
 		w.tail = w.tail[1:]
