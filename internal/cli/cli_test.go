@@ -3,9 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -177,5 +182,37 @@ stages:
 	}
 	if _, err := os.Stat(filepath.Join(current, evil, "data")); err != nil {
 		t.Errorf("shared dir with metacharacters not linked: %v", err)
+	}
+}
+
+// TestNotifyPostsTheOutcome deploys with two webhooks on a local HTTP
+// server, one of them failing: the deploy still succeeds.
+func TestNotifyPostsTheOutcome(t *testing.T) {
+	var mu sync.Mutex
+	bodies := map[string]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies[r.URL.Path] = string(b)
+		mu.Unlock()
+		if r.URL.Path == "/down" {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	}))
+	defer srv.Close()
+	p := newLocalProject(t, "notify:\n  - {url: "+srv.URL+"/json}\n  - {url: "+srv.URL+"/slack, format: slack}\n  - {url: "+srv.URL+"/down}\n")
+	_, stderr, code := p.run("deploy", "demo")
+	if code != ExitOK {
+		t.Fatalf("a failing webhook failed the deploy: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "warning: notify") || !strings.Contains(stderr, "status 502") {
+		t.Errorf("the failing webhook is not reported:\n%s", stderr)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(bodies["/json"]), &doc); err != nil || doc["result"] != "ok" || doc["stage"] != "demo" || doc["release"] != p.live() || doc["revision"] == "" {
+		t.Errorf("json webhook got %s", bodies["/json"])
+	}
+	if !strings.Contains(bodies["/slack"], `"text":`) || !strings.Contains(bodies["/slack"], "to *demo*: ok") {
+		t.Errorf("slack webhook got %s", bodies["/slack"])
 	}
 }

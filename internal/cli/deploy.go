@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,8 +74,13 @@ func runDeploy(ctx context.Context, g *globalOptions, streams IO, opts *deployOp
 	}
 	dopts.Canary, dopts.NoRollback = opts.canary, opts.noRollback
 	events := jsonEvents(&dopts, streams, opts.json, "deploy")
+	started := time.Now()
 	res, err := deploy.Deploy(ctx, dopts, src)
 	events.finished(res, err)
+	if res != nil {
+		res.Revision = cmp.Or(res.Revision, src.Revision)
+	}
+	notifyOutcome(ctx, dopts, "deploy", started, res, err, streams)
 	if err == nil && res.AlreadyLive {
 		fmt.Fprintf(streams.Err, "revision %s is already live on every host; nothing to do (deploy it again with --force)\n", ui.Short(res.Revision))
 		return nil
@@ -241,15 +247,5 @@ func (s jsonStream) finished(res *deploy.Result, err error) {
 	if s.j == nil {
 		return
 	}
-	code := exitCode(err)
-	outcome := map[int]string{
-		ExitOK: "ok", ExitRolledBack: "rolled_back", ExitAfterSwitch: "live_with_errors", ExitInterrupted: "interrupted",
-	}[code]
-	switch {
-	case outcome == "":
-		outcome = "failed"
-	case err == nil && res != nil && res.AlreadyLive:
-		outcome = "already_live"
-	}
-	s.j.Finished(outcome, code, res, err)
+	s.j.Finished(outcomeOf(res, err), exitCode(err), res, err)
 }

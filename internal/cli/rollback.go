@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -42,8 +43,10 @@ func runRollback(ctx context.Context, g *globalOptions, streams IO, opts *rollba
 		return err
 	}
 	events := jsonEvents(&dopts, streams, opts.json, "rollback")
+	started := time.Now()
 	res, err := deploy.Rollback(ctx, dopts, opts.to)
 	events.finished(res, err)
+	notifyOutcome(ctx, dopts, "rollback", started, res, err, streams)
 	printDeployResult(streams.Err, "rollback", res, err)
 	return err
 }

@@ -37,6 +37,7 @@ type Config struct {
 	Writable     Writable
 	Cleanup      Cleanup
 	Env          []EnvVar // environment of every hook, in file order
+	Notify       []Notify // webhooks told the outcome of each deploy and rollback
 	Hooks        Hooks
 	Health       *Health  // nil when absent
 	Rollout      *Rollout // nil: switch every host at once
@@ -99,6 +100,12 @@ type EnvVar struct {
 	Name   string
 	Value  string
 	Secret bool
+}
+
+// Notify is a webhook: Format "json" (a generic document) or "slack";
+// On "always", "failure" or "success".
+type Notify struct {
+	URL, Format, On string
 }
 
 // Cleanup says how old releases are deleted. Sudo deletes them with

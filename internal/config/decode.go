@@ -24,7 +24,8 @@ type section struct {
 }
 
 var (
-	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "cleanup", "env", "hooks", "health", "rollout", "stages"}, label: "at the top level"}
+	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "cleanup", "env", "notify", "hooks", "health", "rollout", "stages"}, label: "at the top level"}
+	notifySection   = &section{keys: []string{"url", "format", "on"}, label: "in a notify entry", example: "{url: https://hooks.slack.com/services/..., format: slack}"}
 	envVarSection   = &section{keys: []string{"value", "secret"}, label: "in an env entry", example: "{value: ${DB_PASSWORD}, secret: true}"}
 	rolloutSection  = &section{keys: []string{"strategy", "batch", "pause"}, label: "under rollout:", example: "{strategy: rolling, batch: 25%, pause: 10s}"}
 	cleanupSection  = &section{keys: []string{"sudo"}, label: "under cleanup:", example: "{sudo: true}"}
@@ -430,6 +431,8 @@ func (d *decoder) config(root ast.Node) *Config {
 			c.Writable = d.writable(f)
 		case "env":
 			c.Env = d.env(f)
+		case "notify":
+			c.Notify = d.notify(f)
 		case "cleanup":
 			cf, _ := d.fields(f.value, f.path, cleanupSection)
 			for _, ff := range cf {
@@ -777,6 +780,44 @@ func (d *decoder) env(f field) []EnvVar {
 			v.Value = s
 		}
 		out = append(out, v)
+	}
+	return out
+}
+
+// notify reads the webhooks told about each deploy and rollback.
+func (d *decoder) notify(f field) []Notify {
+	items, _ := d.items(f)
+	var out []Notify
+	for _, it := range items {
+		n := Notify{Format: "json", On: "always"}
+		fields, ok := d.fields(it.node, f.path, notifySection)
+		if !ok {
+			continue
+		}
+		for _, nf := range fields {
+			switch nf.key {
+			case "url":
+				if s, ok := d.str(nf); ok {
+					if !strings.HasPrefix(s, "https://") && !strings.HasPrefix(s, "http://") {
+						d.fail(nf.valueAt(), "write the webhook's full URL, e.g. https://hooks.slack.com/services/T000/B000/XXX", "%s must be an http(s) URL", nf.path)
+					}
+					n.URL = s
+				}
+			case "format":
+				if v, ok := d.oneOf(nf, "json", "slack"); ok {
+					n.Format = v
+				}
+			case "on":
+				if v, ok := d.oneOf(nf, "always", "failure", "success"); ok {
+					n.On = v
+				}
+			}
+		}
+		if n.URL == "" {
+			d.fail(it.at, "add url: to the entry", "%s: a notify entry needs a url", f.path)
+			continue
+		}
+		out = append(out, n)
 	}
 	return out
 }
