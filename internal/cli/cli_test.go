@@ -216,3 +216,50 @@ func TestNotifyPostsTheOutcome(t *testing.T) {
 		t.Errorf("slack webhook got %s", bodies["/slack"])
 	}
 }
+
+func TestInitWritesAWorkingConfigAndNeverOverwrites(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("<h1>hi</h1>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "slipway.yml")
+	run := func(args ...string) (string, int) {
+		var out, errOut bytes.Buffer
+		code := Main(context.Background(), append([]string{"-c", cfg}, args...), IO{In: strings.NewReader(""), Out: &out, Err: &errOut})
+		return errOut.String(), code
+	}
+	if stderr, code := run("init"); code != ExitOK || !strings.Contains(stderr, "static project") {
+		t.Fatalf("init: exit %d\n%s", code, stderr)
+	}
+	if stderr, code := run("deploy", "demo"); code != ExitOK {
+		t.Fatalf("deploy demo with the starter config: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".slipway-demo", "current", "index.html")); err != nil {
+		t.Errorf("the demo deploy did not ship the site: %v", err)
+	}
+	if err := os.WriteFile(cfg, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if stderr, code := run("init"); code != ExitUsage || !strings.Contains(stderr, "--force") {
+		t.Errorf("init over an existing file: exit %d\n%s", code, stderr)
+	}
+	if b, _ := os.ReadFile(cfg); string(b) != "mine" {
+		t.Error("init overwrote an existing file")
+	}
+	if _, code := run("init", "--force"); code != ExitOK {
+		t.Error("init --force failed")
+	}
+}
+
+func TestCompletionOffersStages(t *testing.T) {
+	p := newLocalProject(t, "")
+	stdout, _, code := p.run("__complete", "deploy", "")
+	if code != ExitOK || !strings.Contains(stdout, "demo") {
+		t.Errorf("completion of a stage: exit %d\n%s", code, stdout)
+	}
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		if out, _, code := p.run("completion", shell); code != ExitOK || len(out) < 100 {
+			t.Errorf("completion %s: exit %d, %d bytes", shell, code, len(out))
+		}
+	}
+}

@@ -83,7 +83,13 @@ live by one atomic rename of the current symlink; rollback is the same switch ba
 		newUnlockCmd(g, streams),
 		newCleanupCmd(g, streams),
 		newVersionCmd(streams),
+		newInitCmd(g, streams),
 	)
+	for _, cmd := range root.Commands() {
+		if strings.Contains(cmd.Use, "STAGE") {
+			cmd.ValidArgsFunction = completeStages(g)
+		}
+	}
 	return root
 }
 
