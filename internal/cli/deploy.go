@@ -29,6 +29,7 @@ type deployOptions struct {
 	canary     int
 	noRollback bool
 	json       bool
+	dryRun     bool
 }
 
 func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
@@ -52,6 +53,7 @@ func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
 	f.StringVar(&opts.tag, "tag", "", "git tag to deploy")
 	f.BoolVar(&opts.allowDirty, "allow-dirty", false, "ship uncommitted changes of tracked files (the release is marked dirty)")
 	f.BoolVar(&opts.force, "force", false, "deploy even if the revision is already live on every host, or the hosts disagree on the live release")
+	f.BoolVar(&opts.dryRun, "dry-run", false, "show what the deploy would do on each host and change nothing (same as slipway plan)")
 	f.IntVar(&opts.canary, "canary", 0, "switch this many hosts first and check their health before the rest")
 	f.BoolVar(&opts.noRollback, "no-rollback", false, "leave the release live when its health check fails")
 	f.BoolVar(&opts.json, "json", false, "print NDJSON events on stdout (schema: docs/json-events.md); progress on stderr shows only errors")
@@ -59,6 +61,9 @@ func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
 }
 
 func runDeploy(ctx context.Context, g *globalOptions, streams IO, opts *deployOptions) error {
+	if opts.dryRun {
+		return runPlan(ctx, g, streams, opts)
+	}
 	dopts, err := loadOptions(g, streams, opts.stage, "deploy "+opts.stage)
 	if err != nil {
 		return err

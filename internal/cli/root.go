@@ -84,6 +84,7 @@ live by one atomic rename of the current symlink; rollback is the same switch ba
 		newCleanupCmd(g, streams),
 		newVersionCmd(streams),
 		newInitCmd(g, streams),
+		newPlanCmd(g, streams),
 	)
 	for _, cmd := range root.Commands() {
 		if strings.Contains(cmd.Use, "STAGE") {

@@ -423,12 +423,13 @@ mv -f -- %[2]s.tmp %[2]s || exit
 
 func uploadSummary(delta *source.Delta, entries int, sent int64) string {
 	if delta == nil {
-		return fmt.Sprintf("full upload: %d entries, %s sent", entries, humanBytes(sent))
+		return fmt.Sprintf("full upload: %d entries, %s sent", entries, HumanBytes(sent))
 	}
-	return fmt.Sprintf("delta upload: %d copied on the host, %d sent, %d removed, %s sent", len(delta.Copy), len(delta.Send), delta.Removed, humanBytes(sent))
+	return fmt.Sprintf("delta upload: %d copied on the host, %d sent, %d removed, %s sent", len(delta.Copy), len(delta.Send), delta.Removed, HumanBytes(sent))
 }
 
-func humanBytes(n int64) string {
+// HumanBytes prints a byte count the way people read it.
+func HumanBytes(n int64) string {
 	switch {
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
