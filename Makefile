@@ -35,3 +35,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQuote$$' -fuzztime $(FUZZTIME) ./internal/shell/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./internal/source/
+
+# Measures slipway against Capistrano 3 on fleets of real sshd hosts (10, 50
+# and 100) and writes docs/benchmarks.md and docs/scaling.md. Needs root;
+# takes about half an hour. BENCH_QUICK=1 is a smoke run of a few minutes
+# that prints its report instead; see bench/main.go for the other settings.
+.PHONY: bench
+bench:
+	@bench/install-deps.sh
+	$(GO) run ./bench
