@@ -85,6 +85,8 @@ live by one atomic rename of the current symlink; rollback is the same switch ba
 		newVersionCmd(streams),
 		newInitCmd(g, streams),
 		newPlanCmd(g, streams),
+		newExecCmd(g, streams),
+		newSSHCmd(g, streams),
 	)
 	for _, cmd := range root.Commands() {
 		if strings.Contains(cmd.Use, "STAGE") {

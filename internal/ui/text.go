@@ -127,3 +127,24 @@ func Table(w io.Writer, header []string, rows [][]string) {
 		line(row)
 	}
 }
+
+// HostOutput prints what commands print, each line prefixed by its host,
+// on out (the result of slipway exec), and failures and warnings on err.
+type HostOutput struct {
+	mu       sync.Mutex
+	Out, Err io.Writer
+	Width    int // host column width
+}
+
+func (h *HostOutput) Event(e deploy.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch e.Kind {
+	case deploy.Output:
+		fmt.Fprintf(h.Out, "%-*s | %s\n", h.Width, e.Host, sanitize(e.Line))
+	case deploy.StepFailed:
+		fmt.Fprintf(h.Err, "%-*s   %s FAILED\n", h.Width, e.Host, e.Step)
+	case deploy.Warning:
+		fmt.Fprintf(h.Err, "%-*s   warning: %s\n", h.Width, e.Host, sanitize(e.Line))
+	}
+}
