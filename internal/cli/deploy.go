@@ -81,6 +81,7 @@ func runDeploy(ctx context.Context, g *globalOptions, streams IO, opts *deployOp
 	events := jsonEvents(&dopts, streams, opts.json, "deploy")
 	started := time.Now()
 	res, err := deploy.Deploy(ctx, dopts, src)
+	endProgress(dopts.Events)
 	events.finished(res, err)
 	if res != nil {
 		res.Revision = cmp.Or(res.Revision, src.Revision)

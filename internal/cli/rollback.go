@@ -45,6 +45,7 @@ func runRollback(ctx context.Context, g *globalOptions, streams IO, opts *rollba
 	events := jsonEvents(&dopts, streams, opts.json, "rollback")
 	started := time.Now()
 	res, err := deploy.Rollback(ctx, dopts, opts.to)
+	endProgress(dopts.Events)
 	events.finished(res, err)
 	notifyOutcome(ctx, dopts, "rollback", started, res, err, streams)
 	printDeployResult(streams.Err, "rollback", res, err)

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/deploy"
@@ -26,6 +27,9 @@ type IO struct {
 	In  io.Reader
 	Out io.Writer // results: tables, JSON
 	Err io.Writer // progress, warnings, errors
+	// ErrTerminal says Err is a terminal: progress is then drawn live,
+	// in colour unless NO_COLOR is set.
+	ErrTerminal bool
 }
 
 // globalOptions are the flags every command accepts, before or after its name.
@@ -36,12 +40,16 @@ type globalOptions struct {
 	roles             []string
 	parallel          int
 	quiet             bool
+	verbose           bool
 }
 
 // Main runs slipway with args and returns the exit code.
 func Main(ctx context.Context, args []string, streams IO) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if f, ok := streams.Err.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		streams.ErrTerminal = true
+	}
 	root := newRootCmd(streams)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -73,6 +81,7 @@ live by one atomic rename of the current symlink; rollback is the same switch ba
 	pf.StringSliceVar(&g.roles, "roles", nil, "only the hosts with one of these roles (comma-separated)")
 	pf.IntVar(&g.parallel, "parallel", 16, "hosts worked on at once")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors, warnings and the result")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "show each remote command and what it printed")
 	root.AddCommand(
 		newDeployCmd(g, streams),
 		newRollbackCmd(g, streams),
@@ -132,7 +141,21 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 	for i, h := range hosts {
 		names[i] = h.Name
 	}
+	var events deploy.Observer = ui.NewProgress(streams.Err, names, g.quiet)
+	if streams.ErrTerminal && !g.quiet && !g.verbose {
+		events = ui.NewLive(streams.Err, names, os.Getenv("NO_COLOR") == "")
+	}
 	faults := host.Faults()
+	wrap := func(ex host.Executor) host.Executor {
+		ex = host.WithFaults(ex, faults)
+		if g.verbose {
+			name := ex.Name()
+			ex = host.Verbose(ex, func(line string) {
+				events.Event(deploy.Event{Kind: deploy.Output, Host: name, Step: "-v", Line: line})
+			})
+		}
+		return ex
+	}
 	sshOpts := host.SSHOptions{AcceptNewHostKeys: g.acceptNewHostKeys, ForwardAgent: cfg.ForwardAgent}
 	return deploy.Options{
 		Config:   cfg,
@@ -140,17 +163,17 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 		Hosts:    hosts,
 		Parallel: g.parallel,
 		LockTTL:  cfg.LockTTL,
-		Events:   ui.NewProgress(streams.Err, names, g.quiet),
+		Events:   events,
 		Command:  command,
 		Dial: func(ctx context.Context, h config.Host) (host.Executor, error) {
 			if h.Local {
-				return host.WithFaults(host.NewLocal(), faults), nil
+				return wrap(host.NewLocal()), nil
 			}
 			ex, err := host.DialSSH(ctx, host.SSHTarget{Name: h.Name, Host: h.Host, User: h.User, Port: h.Port}, sshOpts)
 			if err != nil {
 				return nil, err
 			}
-			return host.WithFaults(ex, faults), nil
+			return wrap(ex), nil
 		},
 	}, nil
 }
@@ -185,6 +208,14 @@ func selectHosts(stage *config.Stage, only []string) ([]config.Host, error) {
 		}
 	}
 	return out, nil
+}
+
+// endProgress leaves a live progress view's last state on screen, before
+// the summary is printed under it.
+func endProgress(o deploy.Observer) {
+	if c, ok := o.(interface{ Close() }); ok {
+		c.Close()
+	}
 }
 
 // selectRoles keeps the hosts with one of roles.

@@ -378,7 +378,13 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 		extra = append(extra, source.Extra{Name: ".slipway-check", Data: check})
 	}
 	pr, pw := io.Pipe()
-	counter := &countingReader{r: pr}
+	total := tree.Size
+	if delta != nil {
+		total = delta.Bytes
+	}
+	counter := &countingReader{r: pr, progress: func(n int64) {
+		d.emit(Event{Kind: Progress, Host: t.Name(), Step: "upload", Bytes: n, Total: total})
+	}}
 	go func() { pw.CloseWithError(tree.WriteTarOf(pw, files, extra)) }()
 	defer pr.Close()
 	sum := sha256.Sum256(sealed)
@@ -439,15 +445,22 @@ func HumanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// countingReader counts the bytes read through it.
+// countingReader counts the bytes read through it and reports progress at
+// most every 200 ms.
 type countingReader struct {
-	r io.Reader
-	n atomic.Int64
+	r        io.Reader
+	n        atomic.Int64
+	progress func(int64)
+	last     time.Time
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
+	total := c.n.Add(int64(n))
+	if c.progress != nil && time.Since(c.last) > 200*time.Millisecond {
+		c.last = time.Now()
+		c.progress(total)
+	}
 	return n, err
 }
 

@@ -10,9 +10,10 @@ const (
 	StepDone
 	StepFailed
 	StepSkipped
-	Output  // a line a hook printed
-	Warning // something the user should know that did not fail the run
-	Info    // a fleet-wide fact worth a line (switch skew, a pause)
+	Output   // a line a hook printed
+	Warning  // something the user should know that did not fail the run
+	Info     // a fleet-wide fact worth a line (switch skew, a pause)
+	Progress // bytes sent so far by a running step (Bytes of Total)
 )
 
 // Event is one thing that happened during a run. Domain code never prints;
@@ -25,6 +26,7 @@ type Event struct {
 	Err      error
 	Line     string // Output and Warning
 	Bytes    int64  // bytes sent by the step, when it sent any
+	Total    int64  // Progress: the bytes the step expects to send
 }
 
 // Observer receives events. Implementations must be safe for concurrent
