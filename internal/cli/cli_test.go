@@ -263,3 +263,16 @@ func TestCompletionOffersStages(t *testing.T) {
 		}
 	}
 }
+
+func TestVerboseShowsRemoteCommandsAndQuietOnlyTheEnd(t *testing.T) {
+	p := newLocalProject(t, "")
+	_, stderr, code := p.run("deploy", "demo", "-v")
+	if code != ExitOK || !strings.Contains(stderr, "|   tar -x -p") || !strings.Contains(stderr, "| $ rename ") {
+		t.Errorf("-v does not show the commands (exit %d):\n%s", code, stderr)
+	}
+	p.write("site/index.html", "v2")
+	_, stderr, code = p.run("deploy", "demo", "-q")
+	if code != ExitOK || strings.Contains(stderr, " ok ") || !strings.Contains(stderr, "deploy done") {
+		t.Errorf("-q output (exit %d):\n%s", code, stderr)
+	}
+}

@@ -58,7 +58,7 @@ func (v verbose) Exec(ctx context.Context, cmd Command) (Result, error) {
 
 func (v verbose) Rename(ctx context.Context, oldpath, newpath string) error {
 	err := v.Executor.Rename(ctx, oldpath, newpath)
-	v.report("$ rename " + oldpath + " " + newpath + " (SFTP posix-rename)")
+	v.report("$ rename " + oldpath + " " + newpath + " (one rename(2))")
 	if err != nil {
 		v.report("! " + err.Error())
 	}

@@ -66,3 +66,28 @@ func TestJSONEvents(t *testing.T) {
 		t.Errorf("finished event = %v %v", e, err)
 	}
 }
+
+func TestLiveDrawsOneLinePerHost(t *testing.T) {
+	var b bytes.Buffer
+	l := NewLive(&b, []string{"web1", "web2"}, false)
+	l.Event(deploy.Event{Kind: deploy.StepStarted, Host: "web1", Step: "upload"})
+	l.Event(deploy.Event{Kind: deploy.Progress, Host: "web1", Step: "upload", Bytes: 512, Total: 1024})
+	l.Event(deploy.Event{Kind: deploy.Output, Host: "web2", Line: "migrating"})
+	l.Event(deploy.Event{Kind: deploy.StepFailed, Host: "web2", Step: "before_switch: x"})
+	l.Close()
+	out := b.String()
+	for _, want := range []string{"[##########..........] 512 B", "web2   | migrating", "web2   FAILED before_switch: x", "\x1b[2A"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in %q", want, out)
+		}
+	}
+	if strings.Contains(out, "\x1b[3") {
+		t.Error("colour without colour")
+	}
+	var c bytes.Buffer
+	colored := NewLive(&c, []string{"web1"}, true)
+	colored.Event(deploy.Event{Kind: deploy.StepDone, Host: "web1", Step: "upload"})
+	if !strings.Contains(c.String(), green+"ok"+reset) {
+		t.Errorf("no colour when asked: %q", c.String())
+	}
+}
