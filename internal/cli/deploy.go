@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/deploy"
@@ -48,10 +49,7 @@ func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.revision, "revision", "", "git revision to deploy (commit, tag or branch; default HEAD, or source.branch)")
-	f.StringVar(&opts.branch, "branch", "", "git branch to deploy")
-	f.StringVar(&opts.tag, "tag", "", "git tag to deploy")
-	f.BoolVar(&opts.allowDirty, "allow-dirty", false, "ship uncommitted changes of tracked files (the release is marked dirty)")
+	addRevisionFlags(f, opts)
 	f.BoolVar(&opts.force, "force", false, "deploy even if the revision is already live on every host, or the hosts disagree on the live release")
 	f.BoolVar(&opts.dryRun, "dry-run", false, "show what the deploy would do on each host and change nothing (same as slipway plan)")
 	f.IntVar(&opts.canary, "canary", 0, "switch this many hosts first and check their health before the rest")
@@ -93,6 +91,14 @@ func runDeploy(ctx context.Context, g *globalOptions, streams IO, opts *deployOp
 	}
 	printDeployResult(streams.Err, "deploy", res, err)
 	return err
+}
+
+// addRevisionFlags adds the flags that pick what is deployed (deploy, plan).
+func addRevisionFlags(f *pflag.FlagSet, opts *deployOptions) {
+	f.StringVar(&opts.revision, "revision", "", "git revision to deploy (commit, tag or branch; default HEAD, or source.branch)")
+	f.StringVar(&opts.branch, "branch", "", "git branch to deploy")
+	f.StringVar(&opts.tag, "tag", "", "git tag to deploy")
+	f.BoolVar(&opts.allowDirty, "allow-dirty", false, "ship uncommitted changes of tracked files (the release is marked dirty)")
 }
 
 // deploySource turns the config's source and the revision flags into what

@@ -30,12 +30,8 @@ any host: its connections refuse every write. deploy --dry-run is the same.`,
 			return runPlan(cmd.Context(), g, streams, opts)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&opts.revision, "revision", "", "git revision to plan for")
-	f.StringVar(&opts.branch, "branch", "", "git branch to plan for")
-	f.StringVar(&opts.tag, "tag", "", "git tag to plan for")
-	f.BoolVar(&opts.allowDirty, "allow-dirty", false, "plan with uncommitted changes")
-	f.BoolVar(&opts.json, "json", false, "print the plan as JSON")
+	addRevisionFlags(cmd.Flags(), opts)
+	cmd.Flags().BoolVar(&opts.json, "json", false, "print the plan as JSON")
 	return cmd
 }
 
