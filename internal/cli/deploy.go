@@ -83,6 +83,7 @@ func runDeploy(ctx context.Context, g *globalOptions, streams IO, opts *deployOp
 	events.finished(res, err)
 	if res != nil {
 		res.Revision = cmp.Or(res.Revision, src.Revision)
+		res.Duration = time.Since(started)
 	}
 	notifyOutcome(ctx, dopts, "deploy", started, res, err, streams)
 	if err == nil && res.AlreadyLive {
@@ -219,7 +220,11 @@ func printDeployResult(w io.Writer, verb string, res *deploy.Result, err error) 
 	var rolledBack *deploy.RolledBackError
 	switch {
 	case err == nil:
-		fmt.Fprintf(w, "%s done: release %s is live on %d host(s)\n", verb, res.ReleaseID, len(res.Hosts))
+		fmt.Fprintf(w, "%s done: release %s is live on %d host(s)", verb, res.ReleaseID, len(res.Hosts))
+		if res.Duration > 0 {
+			fmt.Fprintf(w, " in %s", res.Duration.Round(10*time.Millisecond))
+		}
+		fmt.Fprintln(w)
 	case errors.As(err, &rolledBack):
 		fmt.Fprintf(w, "%s: release %s went live, failed, and every host it reached was switched back to its previous release\n", verb, rolledBack.ReleaseID)
 	case errors.As(err, &switched):

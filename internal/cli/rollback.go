@@ -47,6 +47,9 @@ func runRollback(ctx context.Context, g *globalOptions, streams IO, opts *rollba
 	res, err := deploy.Rollback(ctx, dopts, opts.to)
 	endProgress(dopts.Events)
 	events.finished(res, err)
+	if res != nil {
+		res.Duration = time.Since(started)
+	}
 	notifyOutcome(ctx, dopts, "rollback", started, res, err, streams)
 	printDeployResult(streams.Err, "rollback", res, err)
 	return err

@@ -12,9 +12,10 @@ var Version = "dev"
 
 func newVersionCmd(streams IO) *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print slipway's version and commit",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print slipway's version and commit",
+		Example: "  slipway version",
+		Args:    cobra.NoArgs,
 		Run: func(*cobra.Command, []string) {
 			commit := "unknown"
 			if info, ok := debug.ReadBuildInfo(); ok {

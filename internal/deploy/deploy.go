@@ -64,6 +64,8 @@ type Result struct {
 	// SkewHosts is the size of the largest batch switched together: skew
 	// means something only when it is above one.
 	SkewHosts int
+	// Duration is the whole run, as the caller measured it.
+	Duration time.Duration
 }
 
 // SwitchTime is when one host's current was renamed, by our clock (the
