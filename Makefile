@@ -30,6 +30,13 @@ unit:
 e2e:
 	$(GO) test -count=1 -timeout 25m ./e2e/...
 
+# Runs the fault-injection suite (e2e/faults_test.go: slipway killed at
+# every step, lost connections, a full disk) and writes its matrix to
+# docs/reliability.md.
+.PHONY: reliability
+reliability:
+	SLIPWAY_WRITE_RELIABILITY=1 $(GO) test -count=1 -timeout 10m -run '^TestFaultInjection$$' ./e2e/
+
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQuote$$' -fuzztime $(FUZZTIME) ./internal/shell/

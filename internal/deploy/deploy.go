@@ -255,8 +255,7 @@ func (createReleaseStep) Name() string { return "create release" }
 func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 	l := s.d.layout
 	release := shell.Quote(l.ReleaseDir(s.d.releaseID))
-	script := fmt.Sprintf("umask 022 && mkdir -p -- %s %s && mkdir -- %s && %s",
-		shell.Quote(l.ReleasesDir()), shell.Quote(l.SharedDir()), release, writeMetaScript(l, s.d.meta(StatePreparing)))
+	fill := writeMetaScript(l, s.d.meta(StatePreparing))
 	t.State.Delta = s.d.planDelta(t)
 	var stdin io.Reader
 	if delta := t.State.Delta; delta != nil && len(delta.Copy) > 0 {
@@ -266,10 +265,16 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 		}
 		// The paths come on stdin, NUL-separated: any byte may be in a
 		// name, and the list may be long.
-		script += fmt.Sprintf(" && cd -- %s && xargs -0 -r cp %s --parents -t %s --",
+		fill += fmt.Sprintf(" && cd -- %s && xargs -0 -r cp %s --parents -t %s --",
 			shell.Quote(l.ReleaseDir(t.State.Current)), copyFlags, release)
 		stdin = strings.NewReader(strings.Join(delta.Copy, "\x00"))
 	}
+	// Undo only reaches hosts where this step succeeded: where it fails
+	// (a full disk), the script removes what it made itself, so no
+	// half-copied release, or one without metadata that cleanup would
+	// never touch, stays behind.
+	script := fmt.Sprintf("umask 022 && mkdir -p -- %s %s && mkdir -- %s || exit\n{ %s; } || { status=$?; rm -rf -- %s %s; exit $status; }",
+		shell.Quote(l.ReleasesDir()), shell.Quote(l.SharedDir()), release, fill, release, shell.Quote(l.HistoryFile(s.d.releaseID)+".tmp"))
 	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: stdin})
 	return err
 }
@@ -286,11 +291,12 @@ func (d *deployRun) planDelta(t *Target) *source.Delta {
 	return &delta
 }
 
-// Undo removes the release directory and marks it failed in history.
+// Undo removes the release directory and its manifest and marks it failed
+// in history.
 func (s createReleaseStep) Undo(ctx context.Context, t *Target) error {
 	l := s.d.layout
 	m := s.d.meta(StateFailed)
-	script := fmt.Sprintf("rm -rf -- %s %s && %s", shell.Quote(l.ReleaseDir(s.d.releaseID)), shell.Quote(l.SwitchTempLink(s.d.releaseID)), writeMetaScript(l, m))
+	script := fmt.Sprintf("rm -rf -- %s %s %s && %s", shell.Quote(l.ReleaseDir(s.d.releaseID)), shell.Quote(l.SwitchTempLink(s.d.releaseID)), shell.Quote(l.ManifestFile(s.d.releaseID)), writeMetaScript(l, m))
 	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -73,7 +74,9 @@ func Acquire(ctx context.Context, ex host.Executor, l layout.Layout, owner LockO
 	if err != nil {
 		return err
 	}
-	script := fmt.Sprintf(`umask 022 && mkdir -p -- %[1]s && if mkdir -- %[2]s 2>/dev/null; then printf '%%s\n' %[3]s > %[4]s; else head -c 65536 -- %[4]s 2>/dev/null; exit %[5]d; fi`,
+	// A lock whose owner could not be written (a full disk) would be
+	// nobody's, never stale, and refuse every later run: it goes at once.
+	script := fmt.Sprintf(`umask 022 && mkdir -p -- %[1]s && if mkdir -- %[2]s 2>/dev/null; then printf '%%s\n' %[3]s > %[4]s || { status=$?; rm -rf -- %[2]s; exit $status; }; else head -c 65536 -- %[4]s 2>/dev/null; exit %[5]d; fi`,
 		shell.Quote(l.MetaDir()), shell.Quote(l.LockDir()), shell.Quote(string(body)), shell.Quote(l.LockOwnerFile()), lockedStatus)
 	res, err := ex.Exec(ctx, host.Command{Script: script})
 	var exitErr *host.ExitError
@@ -122,6 +125,13 @@ func (r *run) acquire(ctx context.Context, t *Target) error {
 	r.locked = append(r.locked, t)
 	r.lockMu.Unlock()
 	return nil
+}
+
+// holdsLock reports whether this run holds the lock on t.
+func (r *run) holdsLock(t *Target) bool {
+	r.lockMu.Lock()
+	defer r.lockMu.Unlock()
+	return slices.Contains(r.locked, t)
 }
 
 // release stops refreshing and removes the lock on t.

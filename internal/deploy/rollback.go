@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/shell"
@@ -123,12 +124,35 @@ type rollbackPrepareStep struct{ rb *rollbackRun }
 
 func (rollbackPrepareStep) Name() string { return "prepare switch" }
 
+// Run prepares the switch and marks the release rolled back from, before
+// the switch: a rollback that dies after its switch, before its record
+// step, must not leave that release looking like one to go back to. If the
+// rollback stops before its switch, Undo marks it deployed again (as does
+// the next run that finds it live, see inspectStep).
 func (s rollbackPrepareStep) Run(ctx context.Context, t *Target) error {
-	return prepareSwitch(ctx, t.Exec, s.rb.layout, t.State.SwitchTo, false)
+	if err := prepareSwitch(ctx, t.Exec, s.rb.layout, t.State.SwitchTo, false); err != nil {
+		return err
+	}
+	m := t.State.Meta[t.State.Previous]
+	if m == nil || m.State != StateDeployed {
+		return nil
+	}
+	marked := *m
+	marked.State, marked.RolledBack = StateRolledBack, s.rb.opts.Now().UTC()
+	if _, err := t.Exec.Exec(ctx, host.Command{Script: writeMetaScript(s.rb.layout, &marked)}); err != nil {
+		return err
+	}
+	*m = marked
+	return nil
 }
 
 func (s rollbackPrepareStep) Undo(ctx context.Context, t *Target) error {
-	_, err := t.Exec.Exec(ctx, host.Command{Script: "rm -f -- " + shell.Quote(s.rb.layout.SwitchTempLink(t.State.SwitchTo))})
+	script := "rm -f -- " + shell.Quote(s.rb.layout.SwitchTempLink(t.State.SwitchTo))
+	if m := t.State.Meta[t.State.Previous]; m != nil && m.State == StateRolledBack {
+		m.State, m.RolledBack = StateDeployed, time.Time{}
+		script += " && " + writeMetaScript(s.rb.layout, m)
+	}
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
 	return err
 }
 
@@ -158,6 +182,12 @@ func (s rollbackRecordStep) Run(ctx context.Context, t *Target) error {
 	if m, ok := t.State.Meta[t.State.Previous]; ok {
 		m.State = StateRolledBack
 		m.RolledBack = s.rb.opts.Now().UTC()
+		script = writeMetaScript(l, m) + " && " + script
+	}
+	// A release rolled back to after it was rolled back from is live, and
+	// so deployed, again.
+	if m, ok := t.State.Meta[t.State.Current]; ok && m.State == StateRolledBack {
+		m.State, m.RolledBack = StateDeployed, time.Time{}
 		script = writeMetaScript(l, m) + " && " + script
 	}
 	_, err := t.Exec.Exec(ctx, host.Command{Script: script})

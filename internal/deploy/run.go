@@ -195,6 +195,21 @@ func (s inspectStep) Run(ctx context.Context, t *Target) error {
 	if s.forSwitch && len(st.MissingShared) > 0 {
 		return missingShared(t, s.r.layout, st.MissingShared)
 	}
+	if m := st.Meta[st.Current]; m != nil && (m.State == StatePreparing || m.State == StateRolledBack) && s.r.holdsLock(t) {
+		// The live release went live, so it counts as deployed: the
+		// rollback target once a newer release is live, never a leftover
+		// to delete. A run that died after its switch left it preparing; a
+		// rollback from it that died before its switch, rolled back.
+		why := "the run that switched to it died before recording it"
+		if m.State == StateRolledBack {
+			why = "it is recorded as rolled back from (a rollback from it stopped before its switch)"
+		}
+		m.State, m.RolledBack = StateDeployed, time.Time{}
+		if _, err := t.Exec.Exec(ctx, host.Command{Script: writeMetaScript(s.r.layout, m)}); err != nil {
+			return fmt.Errorf("recording live release %s as deployed: %w", m.ID, err)
+		}
+		s.r.warn(t, "release %s is live, but %s; recorded as deployed now", m.ID, why)
+	}
 	if st.ManifestErr != nil {
 		s.r.warn(t, "the live release's manifest is unreadable (%v) and is not trusted: this host gets a full upload", st.ManifestErr)
 	}

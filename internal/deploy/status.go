@@ -165,8 +165,8 @@ func (e *DriftError) Error() string {
 	if stage == "" {
 		stage = "STAGE"
 	}
-	return fmt.Sprintf("hosts disagree on the live release: %s; deploy with --force to go ahead anyway, or roll the odd hosts back/forward first (slipway status %s shows the details)",
-		strings.Join(parts, "; "), stage)
+	return fmt.Sprintf("hosts disagree on the live release: %s; to deploy anyway, run: slipway deploy %s --force (or roll the odd hosts back/forward first; slipway status %s shows the details)",
+		strings.Join(parts, "; "), stage, stage)
 }
 
 // groups orders the groups for people: the largest first, so the odd hosts

@@ -50,7 +50,7 @@ func TestDriftGroupsAndMessage(t *testing.T) {
 	}
 	d.Stage = "production"
 	msg := "hosts disagree on the live release: 20261122103015 on web1, web2; 20261121090000 on web3; " +
-		"deploy with --force to go ahead anyway, or roll the odd hosts back/forward first (slipway status production shows the details)"
+		"to deploy anyway, run: slipway deploy production --force (or roll the odd hosts back/forward first; slipway status production shows the details)"
 	if d.Error() != msg {
 		t.Errorf("Error() =\n%s\nwant\n%s", d.Error(), msg)
 	}
