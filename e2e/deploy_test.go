@@ -61,8 +61,27 @@ func TestFirstDeployAndRedeploy(t *testing.T) {
 		}
 	}
 
+	// Nothing slipway creates is world-writable, even from a world-writable
+	// source file or directory.
 	p.writeApp("v2")
+	p.write("app/open/file.txt", "open")
+	for path, mode := range map[string]os.FileMode{"app/open/file.txt": 0o666, "app/open": 0o777} {
+		if err := os.Chmod(filepath.Join(p.dir, path), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
 	p.mustRun("deploy", "production")
+	for _, h := range p.fleet.Hosts {
+		filepath.WalkDir(h.Path(deployTo), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.Type()&os.ModeSymlink != 0 {
+				return nil
+			}
+			if info, _ := d.Info(); info != nil && info.Mode().Perm()&0o002 != 0 {
+				t.Errorf("%s: %s is world-writable (%v)", h.Name, path, info.Mode())
+			}
+			return nil
+		})
+	}
 	second := p.fleetLive()
 	if second <= first {
 		t.Fatalf("second release %s is not newer than %s", second, first)

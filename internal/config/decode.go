@@ -397,10 +397,31 @@ func (d *decoder) checkDeployDir(dd *deployDir, app string) {
 		d.fail(dd.at, "write a plain directory path, e.g. "+example, "%s %q contains a control character", dd.path, dd.value)
 	case path.Clean(dd.value) == "/":
 		d.fail(dd.at, "deploy into a directory of its own, such as "+example, "%s must not be the root directory /", dd.path)
+	case insideRelease(dd.value):
+		d.fail(dd.at, "deploy into a directory of its own, such as "+example+", not into a release of another deploy", "%s %q is inside a release directory (releases/<id>/ or current/)", dd.path, dd.value)
 	default:
 		return
 	}
 	dd.ok = false
+}
+
+// releaseIDRE is a release directory name: Capistrano's timestamp.
+var releaseIDRE = regexp.MustCompile(`^[0-9]{14}$`)
+
+// insideRelease reports whether dir lies inside some deploy's release (a
+// .../releases/<id>/... or .../current/... path): a deploy there would put
+// releases inside a release that cleanup may delete.
+func insideRelease(dir string) bool {
+	parts := strings.Split(path.Clean(dir), "/")
+	for i, p := range parts {
+		if p == "current" && i > 0 {
+			return true
+		}
+		if releaseIDRE.MatchString(p) && i > 0 && parts[i-1] == "releases" {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *decoder) config(root ast.Node) *Config {

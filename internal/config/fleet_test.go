@@ -71,3 +71,15 @@ func TestRolloutAndHealthErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestDeployToInsideAReleaseIsRefused(t *testing.T) {
+	for _, dir := range []string{"/var/www/shop/releases/20261122103015/sub", "/var/www/shop/current", "/var/www/shop/current/nested"} {
+		_, err := Parse("slipway.yml", []byte("app: shop\ndeploy_to: "+dir+"\nstages:\n  p:\n    hosts: [web1]\n"))
+		if err == nil || !strings.Contains(err.Error(), "inside a release") || !strings.Contains(err.Error(), "slipway.yml:2:") {
+			t.Errorf("%s: err = %v", dir, err)
+		}
+	}
+	if _, err := Parse("slipway.yml", []byte("app: shop\ndeploy_to: /srv/releases/app\nstages:\n  p:\n    hosts: [web1]\n")); err != nil {
+		t.Errorf("a directory merely named releases was refused: %v", err)
+	}
+}
