@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -263,11 +264,16 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 		if s.d.opts.Config.Source.Hardlink {
 			copyFlags = "-a -l"
 		}
-		// The paths come on stdin, NUL-separated: any byte may be in a
-		// name, and the list may be long.
-		fill += fmt.Sprintf(" && cd -- %s && xargs -0 -r cp %s --parents -t %s --",
+		// The paths come on stdin, NUL-separated (any byte may be in a
+		// name) and gzipped: thousands of paths would otherwise cost more
+		// bytes on the wire than a small change itself.
+		fill += fmt.Sprintf(" && cd -- %s && gzip -dc | xargs -0 -r cp %s --parents -t %s --",
 			shell.Quote(l.ReleaseDir(t.State.Current)), copyFlags, release)
-		stdin = strings.NewReader(strings.Join(delta.Copy, "\x00"))
+		var list bytes.Buffer
+		zw := gzip.NewWriter(&list)
+		_, _ = zw.Write([]byte(strings.Join(delta.Copy, "\x00")))
+		_ = zw.Close() // writes to memory cannot fail
+		stdin = &list
 	}
 	// Undo only reaches hosts where this step succeeded: where it fails
 	// (a full disk), the script removes what it made itself, so no
@@ -378,7 +384,7 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	// checks it against our hash. That needs the live manifest to be in
 	// the canonical form we would write; otherwise it goes whole.
 	manifest := source.Extra{Name: ".slipway-manifest", Data: sealed}
-	if delta != nil && bytes.Equal(source.EncodeManifest(t.State.LiveManifest), t.State.LiveManifestRaw) {
+	if delta != nil && t.State.ManifestCanonical {
 		manifest = source.Extra{Name: ".slipway-manifest-patch", Data: tree.Patch(t.State.LiveManifest)}
 	}
 	extra := []source.Extra{manifest}

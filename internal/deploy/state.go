@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -59,9 +61,11 @@ type State struct {
 
 	// LiveManifest is the live release's manifest, when asked for and
 	// readable; ManifestErr says why a present one was not trusted.
-	LiveManifest    map[string]source.Entry
-	LiveManifestRaw []byte
-	ManifestErr     error
+	LiveManifest map[string]source.Entry
+	// ManifestCanonical: the host's file is exactly what slipway would
+	// write for LiveManifest, so a delta may send the manifest as a patch.
+	ManifestCanonical bool
+	ManifestErr       error
 
 	// Filled in during a run.
 	Previous string        // the release that was live before this run
@@ -122,8 +126,7 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 	s := &State{Meta: map[string]*ReleaseMeta{}}
 	if before, manifest, found := bytes.Cut(out, []byte("manifest-begin\n")); found {
 		out = before
-		s.LiveManifestRaw = manifest
-		s.LiveManifest, s.ManifestErr = source.ParseManifest(manifest)
+		s.LiveManifest, s.ManifestCanonical, s.ManifestErr = parseManifestOnce(manifest)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64*1024), 256*1024)
@@ -197,4 +200,34 @@ func (s *State) RollbackTarget() string {
 		return id
 	}
 	return ""
+}
+
+// manifestCache parses each distinct live manifest once per process. The
+// hosts of a fleet normally hold the same one: fifty copies of a
+// 3,000-entry manifest would otherwise cost fifty parses and fifty maps.
+var manifestCache = struct {
+	sync.Mutex
+	byDigest map[[32]byte]*parsedManifest
+}{byDigest: map[[32]byte]*parsedManifest{}}
+
+type parsedManifest struct {
+	entries   map[string]source.Entry
+	canonical bool
+	err       error
+}
+
+func parseManifestOnce(raw []byte) (map[string]source.Entry, bool, error) {
+	digest := sha256.Sum256(raw)
+	manifestCache.Lock()
+	defer manifestCache.Unlock()
+	p, ok := manifestCache.byDigest[digest]
+	if !ok {
+		p = &parsedManifest{}
+		p.entries, p.err = source.ParseManifest(raw)
+		if p.err == nil {
+			p.canonical = bytes.Equal(source.EncodeManifest(p.entries), raw)
+		}
+		manifestCache.byDigest[digest] = p
+	}
+	return p.entries, p.canonical, p.err
 }
