@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// The relay counts exactly the bytes that cross it, both ways, and the
+// turns of the conversation.
+func TestRelayCountsBytesAndExchanges(t *testing.T) {
+	server, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	go func() {
+		for {
+			conn, err := server.Accept()
+			if err != nil {
+				return
+			}
+			// A server that speaks first, then answers each request of
+			// 1,000 bytes with 10 bytes.
+			go func() {
+				defer conn.Close()
+				conn.Write([]byte("SSH-2.0-x\r\n"))
+				buf := make([]byte, 1000)
+				for {
+					if _, err := io.ReadFull(conn, buf); err != nil {
+						return
+					}
+					conn.Write(bytes.Repeat([]byte("k"), 10))
+				}
+			}()
+		}
+	}()
+	r, err := startRelay(server.Addr().(*net.TCPAddr).Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.stop()
+
+	client, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	banner := make([]byte, 11)
+	if _, err := io.ReadFull(client, banner); err != nil {
+		t.Fatal(err)
+	}
+	const requests = 5
+	for range requests {
+		if _, err := client.Write(bytes.Repeat([]byte("x"), 1000)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(client, make([]byte, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client.Close()
+	for deadline := time.Now().Add(5 * time.Second); r.active() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := r.snapshot()
+	want := counts{conns: 1, up: requests * 1000, down: 11 + requests*10, exchanges: requests}
+	if got != want {
+		t.Errorf("relay counted %+v, want %+v", got, want)
+	}
+}
+
+// The app is the same for the same seed, about the size asked for, and
+// its one-file change touches one line.
+func TestGenerateAppIsDeterministic(t *testing.T) {
+	spec := appSpec{Files: 300, Bytes: 2e6, Seed: 7}
+	a, b := t.TempDir(), t.TempDir()
+	filesA, err := generateApp(a, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := generateApp(b, spec); err != nil {
+		t.Fatal(err)
+	}
+	if len(filesA) != spec.Files {
+		t.Errorf("%d files, want %d", len(filesA), spec.Files)
+	}
+	var total int64
+	for _, f := range filesA {
+		x, err := os.ReadFile(filepath.Join(a, f.rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := os.ReadFile(filepath.Join(b, f.rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(x, y) {
+			t.Fatalf("%s differs between two generations with one seed", f.rel)
+		}
+		total += int64(len(x))
+	}
+	if float64(total) < 0.9*float64(spec.Bytes) || float64(total) > 1.1*float64(spec.Bytes) {
+		t.Errorf("%d bytes, want about %d", total, spec.Bytes)
+	}
+	if d := lineDiff(appConfig(0), appConfig(1)); d != 1 {
+		t.Errorf("the one-file change touches %d lines, want 1", d)
+	}
+}
+
+func lineDiff(a, b string) int {
+	x, y := bytes.Split([]byte(a), []byte("\n")), bytes.Split([]byte(b), []byte("\n"))
+	if len(x) != len(y) {
+		return -1
+	}
+	n := 0
+	for i := range x {
+		if !bytes.Equal(x[i], y[i]) {
+			n++
+		}
+	}
+	return n
+}
