@@ -128,8 +128,9 @@ slipway process (and the git it runs); **CPU: hosts** that of everything the hos
 All hosts run on this one machine: every host's sshd decrypts and writes its copy on the same few
 cores that run slipway. Where the machine is busy close to 100% of the time, the per-host slope is
 mostly the hosts' own work (the CPU: hosts column) queued on these cores. On real servers each
-host does its share on its own CPU and disk, in parallel; what stays with the deploying machine is slipway's own CPU per host (the column above),
-its memory, the bytes it sends and the round trips it waits for.
+host does its share on its own CPU and disk, in parallel; what stays with the deploying machine
+is slipway's own CPU per host (the column above), its memory, the bytes it sends and the round
+trips it waits for.
 `)
 
 	// The bigger app.
