@@ -607,15 +607,8 @@ func switchTo(ctx context.Context, ex host.Executor, l layout.Layout, id string)
 	if err := ex.Rename(ctx, l.SwitchTempLink(id), l.CurrentLink()); err != nil {
 		return fmt.Errorf("rename %s over %s: %w", l.SwitchTempLink(id), l.CurrentLink(), err)
 	}
-	res, err := ex.Exec(ctx, host.Command{Script: fmt.Sprintf("{ sync -- %s 2>/dev/null || sync; } && readlink -- %s",
-		shell.Quote(l.DeployTo), shell.Quote(l.CurrentLink()))})
-	if err != nil {
-		return err
-	}
-	if got := strings.TrimSpace(string(res.Stdout)); got != l.CurrentTarget(id) {
-		return fmt.Errorf("%s points at %q after the switch, want %q", l.CurrentLink(), got, l.CurrentTarget(id))
-	}
-	return nil
+	_, err := verifySwitch(ctx, ex, l, id)
+	return err
 }
 
 // Switch points current at release id on one host with the same two-step

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -92,7 +93,7 @@ func releaseRows(targets []*Target) []ReleaseRow {
 			row.Removed = true
 		}
 		for _, t := range targets {
-			if !contains(row.Hosts, t.Name()) && len(row.Hosts) > 0 {
+			if !slices.Contains(row.Hosts, t.Name()) && len(row.Hosts) > 0 {
 				row.Missing = append(row.Missing, t.Name())
 			}
 		}
@@ -138,15 +139,6 @@ func summarizeStates(row *ReleaseRow) string {
 		parts = append(parts, row.States[i]+" on "+h)
 	}
 	return strings.Join(parts, ", ")
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Unlock removes the deploy lock on every selected host and returns who held

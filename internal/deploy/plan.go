@@ -82,11 +82,11 @@ func PlanDeploy(ctx context.Context, opts Options, src Source) (*Plan, error) {
 					hp.Locked = ""
 				}
 			}
+			delta := d.planDelta(t)
 			switch {
 			case src.Git != nil:
 				hp.Upload = "git export"
-			case d.planDelta(t) != nil:
-				delta := d.planDelta(t)
+			case delta != nil:
 				hp.Upload, hp.Copy, hp.Removed, hp.SendBytes = "delta", len(delta.Copy), delta.Removed, delta.Bytes
 				for _, f := range delta.Send {
 					hp.Send = append(hp.Send, f.Rel)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
 
@@ -173,7 +174,7 @@ func (d *deployRun) switchBatch(ctx context.Context, batch []*Target) ([]*Target
 	// Make the renames durable and check them; read the host's clock.
 	var mu sync.Mutex
 	verifyErr := d.runner.parallel(ctx, "switch", switched, func(ctx context.Context, t *Target) error {
-		remote, err := verifySwitch(ctx, t.Exec, d.run, d.releaseID)
+		remote, err := verifySwitch(ctx, t.Exec, d.layout, d.releaseID)
 		mu.Lock()
 		defer mu.Unlock()
 		st := times[t.Name()]
@@ -209,8 +210,7 @@ func (d *deployRun) switchBatch(ctx context.Context, batch []*Target) ([]*Target
 
 // verifySwitch syncs the deploy directory, so the rename survives a crash,
 // reads current back, and returns the host's time of the rename.
-func verifySwitch(ctx context.Context, ex host.Executor, r *run, id string) (time.Time, error) {
-	l := r.layout
+func verifySwitch(ctx context.Context, ex host.Executor, l layout.Layout, id string) (time.Time, error) {
 	script := fmt.Sprintf("{ sync -- %[1]s 2>/dev/null || sync; } && readlink -- %[2]s && date -r %[1]s +%%s.%%N",
 		shell.Quote(l.DeployTo), shell.Quote(l.CurrentLink()))
 	res, err := ex.Exec(ctx, host.Command{Script: script})
