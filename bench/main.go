@@ -129,11 +129,16 @@ func run() (code int) {
 	// Waiting for a busy machine to quiet down costs 5 minutes at most.
 	quiet := &quietWait{left: 5 * time.Minute}
 
+	if n, _ := strconv.Atoi(os.Getenv("BENCH_PROBE")); n > 0 {
+		probe(n, app, res.slipwayBin, quiet)
+		return 0
+	}
+
 	// Slipway and Capistrano side by side, on the same hosts.
 	func() {
 		b := newBench(p.compareHosts, app, res.slipwayBin, quiet)
 		defer b.close()
-		res.compare = b.run(p.reps, b.slipwayTool(slipwayDeployTo), b.capistranoTool(capDeployTo))
+		res.compare = b.run(p.reps, b.slipwayTool(slipwayDeployTo), b.capistranoTool(capDeployTo), b.floorTool())
 		res.scale = append(res.scale, res.compare.slipwayOnly())
 	}()
 	// Slipway alone, on bigger fleets.

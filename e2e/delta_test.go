@@ -94,6 +94,13 @@ func TestDeltaSendsAboutTheChangeAndBuildsTheSameRelease(t *testing.T) {
 	p := newProject(t, 3, testutil.Options{})
 	writeBigApp(p, 300, 8<<10)
 	p.write("app/odd \xff name 'q' $(x)\n.txt", "hostile but legal")
+	// Copied on the host by name: a leading dash, a backslash (which
+	// tar would unquote unless told not to), a directory with its own mode.
+	p.write(`-leading dash \\ back\nslash\t.txt`, "kept")
+	p.write("private/keys.txt", "kept")
+	if err := os.Chmod(filepath.Join(p.dir, "private"), 0o750); err != nil {
+		t.Fatal(err)
+	}
 	p.config("")
 	res := p.mustRun("deploy", "production")
 	for h, n := range sentPerHost(t, res.stderr) {

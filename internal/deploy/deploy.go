@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -259,21 +257,9 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 	fill := writeMetaScript(l, s.d.meta(StatePreparing))
 	t.State.Delta = s.d.planDelta(t)
 	var stdin io.Reader
-	if delta := t.State.Delta; delta != nil && len(delta.Copy) > 0 {
-		copyFlags := "-a --reflink=auto"
-		if s.d.opts.Config.Source.Hardlink {
-			copyFlags = "-a -l"
-		}
-		// The paths come on stdin, NUL-separated (any byte may be in a
-		// name) and gzipped: thousands of paths would otherwise cost more
-		// bytes on the wire than a small change itself.
-		fill += fmt.Sprintf(" && cd -- %s && gzip -dc | xargs -0 -r cp %s --parents -t %s --",
-			shell.Quote(l.ReleaseDir(t.State.Current)), copyFlags, release)
-		var list bytes.Buffer
-		zw := gzip.NewWriter(&list)
-		_, _ = zw.Write([]byte(strings.Join(delta.Copy, "\x00")))
-		_ = zw.Close() // writes to memory cannot fail
-		stdin = &list
+	if delta := t.State.Delta; delta != nil && len(delta.CopyTree) > 0 {
+		fill += fmt.Sprintf(" && (\n%s\n)", copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink))
+		stdin = copyList(delta.CopyTree)
 	}
 	// Undo only reaches hosts where this step succeeded: where it fails
 	// (a full disk), the script removes what it made itself, so no

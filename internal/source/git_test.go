@@ -571,3 +571,85 @@ func TestResolveSubmoduleURL(t *testing.T) {
 		t.Error("an option-like submodule URL was accepted")
 	}
 }
+
+// An export kept in memory ships exactly what the same export on disk
+// ships: names (any bytes), modes, sizes, contents, link targets, digest;
+// one that outgrows the limit goes to disk instead.
+func TestExportInMemoryMatchesDisk(t *testing.T) {
+	gitTestEnv(t)
+	allowFileProtocol(t)
+	_, app := submoduleRepos(t)
+	writeFile(t, app, "bin/run", "#!/bin/sh\n", 0o755)
+	writeFile(t, app, "deep/a/b/c/d.txt", "deep", 0o644)
+	writeFile(t, app, "odd \"name\" \\n\xff.txt", "odd", 0o644)
+	if err := os.Symlink("a/b/c/d.txt", filepath.Join(app, "deep/link.txt")); err != nil {
+		t.Fatal(err)
+	}
+	testCommit(t, app, "more")
+
+	scan := func(t *testing.T, opts GitExport) *Tree {
+		t.Helper()
+		e := testExport(t, opts)
+		if inMemory := e.Dir == ""; inMemory != (opts.MemoryLimit > 1) {
+			t.Fatalf("MemoryLimit %d: export in memory = %v", opts.MemoryLimit, inMemory)
+		}
+		tree, err := e.Scan([]string{"deep/a/b/c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tree
+	}
+	for name, opts := range map[string]GitExport{
+		"plain":      {RepoDir: app},
+		"submodules": {RepoDir: app, Submodules: true},
+		"subdir":     {RepoDir: app, Subdir: "deep"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			disk := scan(t, opts)
+			opts.MemoryLimit = 1 << 20
+			mem := scan(t, opts)
+			opts.MemoryLimit = 1 // too small: on disk after all
+			fallback := scan(t, opts)
+			for _, other := range []*Tree{mem, fallback} {
+				if other.Digest != disk.Digest || len(other.Files) != len(disk.Files) {
+					t.Fatalf("digest %s with %d entries, want %s with %d", other.Digest, len(other.Files), disk.Digest, len(disk.Files))
+				}
+				for i, f := range other.Files {
+					want := disk.Files[i]
+					if f.Rel != want.Rel || f.Mode != want.Mode || f.Size != want.Size || f.Link != want.Link || f.SHA256 != want.SHA256 ||
+						(f.Mode.IsRegular() && !f.ModTime.Equal(want.ModTime)) {
+						t.Errorf("entry %d: %+v, want %+v", i, f, want)
+					}
+				}
+				// The same tar for a file (directories and links have the
+				// times of their creation on disk).
+				last := len(disk.Files) - 1
+				for !disk.Files[last].Mode.IsRegular() {
+					last--
+				}
+				var a, b strings.Builder
+				if err := other.WriteTarOf(&a, other.Files[last:last+1], nil); err != nil {
+					t.Fatal(err)
+				}
+				if err := disk.WriteTarOf(&b, disk.Files[last:last+1], nil); err != nil {
+					t.Fatal(err)
+				}
+				if a.String() != b.String() {
+					t.Errorf("the tar of %s differs", disk.Files[last].Rel)
+				}
+			}
+			if name == "plain" && !slicesContainRel(mem.Files, "odd \"name\" \\n\xff.txt") {
+				t.Errorf("the odd name is missing from the export in memory")
+			}
+		})
+	}
+}
+
+func slicesContainRel(files []File, rel string) bool {
+	for _, f := range files {
+		if f.Rel == rel {
+			return true
+		}
+	}
+	return false
+}

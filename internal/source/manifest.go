@@ -243,10 +243,14 @@ func checkRel(rel string) error {
 // (shared links in the live release) are always sent, never copied, so no
 // copy ever reads or writes through a link.
 type Delta struct {
-	Copy    []string // unchanged files and symlinks, copied from the live release
-	Send    []File   // entries to write from the upload stream
-	Removed int      // entries of the live release the new one no longer has
-	Bytes   int64    // content bytes of Send
+	Copy []string // unchanged files and symlinks, copied from the live release
+	// CopyTree is Copy with the unchanged directories, in tree order
+	// (every directory before what it holds): the list for a copier that
+	// does not make parent directories itself.
+	CopyTree []string
+	Send     []File // entries to write from the upload stream
+	Removed  int    // entries of the live release the new one no longer has
+	Bytes    int64  // content bytes of Send
 }
 
 // Diff compares the tree with the live release's manifest; keepOut lists
@@ -264,8 +268,10 @@ func (t *Tree) Diff(live map[string]Entry, keepOut []string) Delta {
 		switch {
 		case f.Mode.IsDir() && unchanged:
 			dirs = append(dirs, f)
+			d.CopyTree = append(d.CopyTree, f.Rel)
 		case unchanged:
 			d.Copy = append(d.Copy, f.Rel)
+			d.CopyTree = append(d.CopyTree, f.Rel)
 			for dir := path.Dir(f.Rel); dir != "."; dir = path.Dir(dir) {
 				madeByCopy[dir] = true
 			}

@@ -16,6 +16,7 @@ func TestManifestRoundTripAndDiff(t *testing.T) {
 	writeFile(t, root, "odd \"name\"\n\xff.txt", "odd", 0o644)
 	writeFile(t, root, "storage/logs/.keep", "", 0o644)
 	writeFile(t, root, "gone.txt", "bye", 0o644)
+	writeFile(t, root, "lib/util.php", "u", 0o644)
 	if err := os.Symlink("index.php", filepath.Join(root, "link.php")); err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +55,13 @@ func TestManifestRoundTripAndDiff(t *testing.T) {
 		t.Errorf("sent %q, want %q (changed, added, directories, and everything under shared paths)", sent, wantSent)
 	}
 	slices.Sort(d.Copy)
-	if want := []string{"link.php", "odd \"name\"\n\xff.txt"}; !slices.Equal(d.Copy, want) {
+	if want := []string{"lib/util.php", "link.php", "odd \"name\"\n\xff.txt"}; !slices.Equal(d.Copy, want) {
 		t.Errorf("copied %q, want %q", d.Copy, want)
+	}
+	// Unchanged directories too, each before what it holds (bin is
+	// unchanged, only bin/run changed; storage is a keep-out path).
+	if want := []string{"bin", "lib", "lib/util.php", "link.php", "odd \"name\"\n\xff.txt"}; !slices.Equal(d.CopyTree, want) {
+		t.Errorf("copy tree %q, want %q", d.CopyTree, want)
 	}
 	if d.Removed != 1 {
 		t.Errorf("removed = %d, want 1", d.Removed)

@@ -35,6 +35,11 @@ type Prepared struct {
 	temp     string  // the build copy of a directory, if any
 }
 
+// MemoryExportLimit is the size up to which a git export with nothing to
+// build is kept in memory rather than written to a temporary directory.
+// Bigger ones (and every export a build runs in) go to disk.
+const MemoryExportLimit = 128 << 20
+
 // Prepare exports or copies the source, runs the build in the copy, and
 // scans the result. Nothing here touches a host, so a failing build or an
 // unknown revision stops the deploy before any host changes.
@@ -49,12 +54,20 @@ func Prepare(ctx context.Context, req Request) (p *Prepared, err error) {
 	dir := req.Dir
 	switch {
 	case dir == "":
-		export, err := ExportGit(ctx, req.Git)
+		opts := req.Git
+		if len(req.Build) == 0 {
+			opts.MemoryLimit = MemoryExportLimit
+		}
+		export, err := ExportGit(ctx, opts)
 		if err != nil {
 			return p, err
 		}
 		p.export, dir = export, export.Dir
 		p.Revision, p.Ref, p.Dirty = export.Commit, export.Ref, export.Dirty
+		if dir == "" { // in memory, and nothing to build
+			p.Tree, err = export.Scan(req.Exclude)
+			return p, err
+		}
 	case len(req.Build) > 0:
 		// Build in a copy, so the build never writes into the user's
 		// directory and what ships is exactly what the build produced.

@@ -40,6 +40,8 @@ type Tree struct {
 	Size   int64  // bytes of regular file content
 	Digest string // "sha256:<hex>", the same for the same content anywhere
 
+	fsys fs.FS // where the content is read from: Root, or memory
+
 	indexOnce sync.Once
 	byRel     map[string]Entry // the entries of Files by path, built on first use
 }
@@ -48,10 +50,6 @@ type Tree struct {
 // safely: symlinks that point out of the tree (they would break or, worse,
 // expose the host once deployed) and special files.
 func Scan(root string, exclude []string) (*Tree, error) {
-	ex, err := NewExcluder(exclude)
-	if err != nil {
-		return nil, err
-	}
 	info, err := os.Stat(root)
 	if err != nil {
 		return nil, fmt.Errorf("source directory: %w", err)
@@ -59,19 +57,35 @@ func Scan(root string, exclude []string) (*Tree, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("source path %s is not a directory", root)
 	}
-	t := &Tree{Root: root}
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	return scanFS(dirFS(root), root, exclude)
+}
+
+// dirFS is a directory as an fs.FS. Unlike os.DirFS it opens any name a
+// walk of the directory found, including names that are not UTF-8.
+type dirFS string
+
+func (d dirFS) path(name string) string { return filepath.Join(string(d), filepath.FromSlash(name)) }
+
+func (d dirFS) Open(name string) (fs.File, error)          { return os.Open(d.path(name)) }
+func (d dirFS) ReadDir(name string) ([]fs.DirEntry, error) { return os.ReadDir(d.path(name)) }
+func (d dirFS) Lstat(name string) (fs.FileInfo, error)     { return os.Lstat(d.path(name)) }
+func (d dirFS) ReadLink(name string) (string, error)       { return os.Readlink(d.path(name)) }
+
+// scanFS is Scan of a file system (a directory, or an export in memory);
+// root names it in messages.
+func scanFS(fsys fs.FS, root string, exclude []string) (*Tree, error) {
+	ex, err := NewExcluder(exclude)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tree{Root: root, fsys: fsys}
+	err = fs.WalkDir(fsys, ".", func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if p == root {
+		if rel == "." {
 			return nil
 		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
 		for _, r := range Reserved {
 			if rel == r {
 				return fmt.Errorf("%s: this name is reserved for slipway's own files in a release; rename it or exclude it", rel)
@@ -79,7 +93,7 @@ func Scan(root string, exclude []string) (*Tree, error) {
 		}
 		if ex.Excluded(rel, d.IsDir()) {
 			if d.IsDir() {
-				return filepath.SkipDir
+				return fs.SkipDir
 			}
 			return nil
 		}
@@ -94,7 +108,7 @@ func Scan(root string, exclude []string) (*Tree, error) {
 			t.Size += f.Size
 		case info.IsDir():
 		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
+			target, err := fs.ReadLink(fsys, rel)
 			if err != nil {
 				return err
 			}
@@ -163,7 +177,7 @@ func (t *Tree) digest() (string, error) {
 }
 
 func (t *Tree) copyFile(w io.Writer, f File) error {
-	src, err := os.Open(filepath.Join(t.Root, filepath.FromSlash(f.Rel)))
+	src, err := t.fsys.Open(f.Rel)
 	if err != nil {
 		return err
 	}
@@ -190,7 +204,9 @@ type Extra struct {
 
 // Reserved names at the root of a release: slipway's own files travel in
 // the upload stream under these names and are moved out on the host.
-var Reserved = []string{".slipway-manifest", ".slipway-manifest-patch", ".slipway-check"}
+// The delta copy's work files (internal/deploy) are here too.
+var Reserved = []string{".slipway-manifest", ".slipway-manifest-patch", ".slipway-check",
+	".slipway-copy-list", ".slipway-copy-status", ".slipway-reflink-probe"}
 
 // WriteTarOf writes the given entries of the tree, then extra files.
 func (t *Tree) WriteTarOf(w io.Writer, files []File, extra []Extra) error {

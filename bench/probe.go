@@ -1,0 +1,33 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// probe starts a fleet of n hosts with the app and both tools set up, prints
+// how to run them by hand, and waits for Ctrl-C: for profiling a deploy
+// step by step (BENCH_PROBE=10 go run ./bench).
+func probe(n int, app *appRepo, slipwayBin string, quiet *quietWait) {
+	b := newBench(n, app, slipwayBin, quiet)
+	defer b.close()
+	sw := b.slipwayTool(slipwayDeployTo)
+	_ = b.capistranoTool(capDeployTo)
+	_ = sw
+	var env []string
+	for _, kv := range b.env() {
+		if strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "TMPDIR=") {
+			env = append(env, kv)
+		}
+	}
+	fmt.Printf("fleet of %d ready. In another shell:\n  cd %s\n  export %s\n  %s -c %s deploy production\n  (cd capistrano && cap production deploy)\n  app: %s (change: edit %s, commit, push origin main)\n",
+		n, b.confDir, strings.Join(env, " "), slipwayBin, filepath.Join(b.confDir, "slipway-srv-slipway-app.yml"), app.work, changedFile)
+	wait := make(chan os.Signal, 1)
+	signal.Notify(wait, syscall.SIGUSR1)
+	fmt.Printf("kill -USR1 %d to stop\n", os.Getpid())
+	<-wait
+}
