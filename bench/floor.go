@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -65,11 +66,13 @@ mv -T ` + floorDeployTo + `/.current.tmp ` + floorDeployTo + `/current`
 			if _, err := os.Lstat(b.fleet.Hosts[0].Path(floorDeployTo + "/current")); err == nil {
 				args = append(args, "--", changedFile)
 			}
-			cmd := exec.Command("git", args...)
-			cmd.Dir, cmd.Env = b.app.work, b.app.env
-			data, err := cmd.Output()
+			// Straight to the file: the benchmark's own memory must stay
+			// small (see selfPeakRSS).
+			f, err := os.Create(stream)
 			must(b.sc, err)
-			must(b.sc, os.WriteFile(stream, data, 0o644))
+			cmd := exec.Command("git", args...)
+			cmd.Dir, cmd.Env, cmd.Stdout = b.app.work, b.app.env, f
+			must(b.sc, errors.Join(cmd.Run(), f.Close()))
 			return b.measure("floor-deploy", b.confDir, "sh", fanOut(onHost, stream)...)
 		},
 		rollback: func() sample {

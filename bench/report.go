@@ -59,6 +59,14 @@ func field[T any](samples []sample, f func(sample) T) []T {
 func medianWall(s []sample) time.Duration {
 	return median(field(s, func(s sample) time.Duration { return s.wall }))
 }
+// rssCell prints a peak RSS, or — where none was measured.
+func rssCell(n int64) string {
+	if n == 0 {
+		return "—"
+	}
+	return size(float64(n))
+}
+
 func maxRSS(s []sample) int64 { return slices.Max(field(s, func(s sample) int64 { return s.maxRSS })) }
 
 // perHost is the median of f over the samples, divided by hosts.
@@ -273,7 +281,7 @@ func (r *results) detailTable(fr fleetResult, tools []string) string {
 				secs(median(field(s, func(s sample) time.Duration { return s.hostsCPU }))),
 				secs(median(field(s, func(s sample) time.Duration { return s.kernelCPU }))),
 				secs(median(field(s, func(s sample) time.Duration { return s.otherCPU }))),
-				size(float64(maxRSS(s))),
+				rssCell(maxRSS(s)),
 				size(perHost(s, fr.hosts, func(s sample) int64 { return s.traffic.up })),
 				size(perHost(s, fr.hosts, func(s sample) int64 { return s.traffic.down })),
 				perHost(s, fr.hosts, func(s sample) int64 { return s.traffic.conns }),

@@ -10,6 +10,7 @@ import (
 
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
+	"github.com/slipway-deploy/slipway/internal/source"
 )
 
 // Names of the copy's work files inside the new release (reserved in
@@ -22,8 +23,10 @@ const (
 )
 
 // copyUnchanged is the part of the create-release script that fills the new
-// release with the entries of the live one that did not change. Its
-// standard input is copyList(delta.CopyTree).
+// release with the entries of the live one that did not change: those
+// pick selects from the live manifest's lines plus the ones listed on
+// standard input (copyList(pick.odd)), or, with no pick, all of them
+// listed there (copyList(delta.CopyTree)).
 //
 // Which copier runs is decided on the host, because it depends on the
 // host's file system:
@@ -41,7 +44,7 @@ const (
 // (cp makes their parents with the live release's attributes); tar gets
 // the directories too, each before its contents, so it restores their
 // modes and times.
-func copyUnchanged(l layout.Layout, live, id string, hardlink bool) string {
+func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manifestPick) string {
 	release := shell.Quote(l.ReleaseDir(id))
 	list := shell.Quote(path.Join(l.ReleaseDir(id), copyListName))
 	status := shell.Quote(path.Join(l.ReleaseDir(id), copyStatusName))
@@ -49,7 +52,18 @@ func copyUnchanged(l layout.Layout, live, id string, hardlink bool) string {
 	// Directories out of the list, for cp, which would copy one whole.
 	filesOnly := `xargs -0 -r sh -c 'for p do [ -d "$p" ] && [ ! -L "$p" ] || printf "%s\000" "$p"; done' sh`
 	var b strings.Builder
-	fmt.Fprintf(&b, "cd -- %s && gzip -dc > %s || exit\n", shell.Quote(l.ReleaseDir(live)), list)
+	fmt.Fprintf(&b, "cd -- %s || exit\n", shell.Quote(l.ReleaseDir(live)))
+	if pick == nil {
+		fmt.Fprintf(&b, "gzip -dc > %s || exit\n", list)
+	} else {
+		// Plain names come from the live manifest's lines (what is
+		// between the first two double quotes), the others on stdin.
+		names := shell.Quote(path.Join(l.ReleaseDir(id), copyListName+".names"))
+		fmt.Fprintf(&b, `LC_ALL=C awk '%[1]s { i = index($0, "\""); s = substr($0, i + 1); print substr(s, 1, index(s, "\"") - 1) }' %[2]s > %[3]s || exit
+n=$(wc -l < %[3]s) && [ $n -eq %[4]d ] || { echo "the live release's manifest changed during the deploy; deploy again" >&2; exit 1; }
+tr '\n' '\000' < %[3]s > %[5]s && rm -f -- %[3]s && gzip -dc >> %[5]s || exit
+`, pick.cond, shell.Quote(l.ManifestFile(live)), names, pick.lines, list)
+	}
 	if hardlink {
 		fmt.Fprintf(&b, "%s < %s | xargs -0 -r cp -a -l --parents -t %s -- || exit\n", filesOnly, list, release)
 	} else {
@@ -67,6 +81,61 @@ fi
 	}
 	fmt.Fprintf(&b, "rm -f -- %s %s", list, status)
 	return b.String()
+}
+
+// manifestPick selects the unchanged entries from the lines of the live
+// release's manifest on the host, so a small change costs a small
+// message whatever the size of the app: an awk condition on line numbers
+// (cond) that selects lines entries, and the names that are not plain
+// (source.PlainName) listed on stdin.
+type manifestPick struct {
+	cond  string
+	lines int
+	odd   []string
+}
+
+// maxPickRanges bounds the awk condition (a command line is at most
+// 128 KiB on Linux); more scattered changes send the list itself.
+const maxPickRanges = 2000
+
+// pickFromManifest selects paths (the delta's CopyTree) by the line
+// numbers of the host's live manifest, whose paths in line order are
+// order. It returns nil when the list itself is the smaller message.
+func pickFromManifest(order, paths []string) *manifestPick {
+	want := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		want[p] = true
+	}
+	var ranges [][2]int
+	pick := &manifestPick{}
+	for i, rel := range order {
+		if !want[rel] {
+			continue
+		}
+		if !source.PlainName(rel) {
+			pick.odd = append(pick.odd, rel)
+			continue
+		}
+		line := i + 2 // line 1 is the header
+		if n := len(ranges); n > 0 && ranges[n-1][1] == line-1 {
+			ranges[n-1][1] = line
+		} else {
+			ranges = append(ranges, [2]int{line, line})
+		}
+		pick.lines++
+	}
+	if len(ranges) > maxPickRanges {
+		return nil
+	}
+	var cond []string
+	for _, r := range ranges {
+		cond = append(cond, fmt.Sprintf("NR>=%d&&NR<=%d", r[0], r[1]))
+	}
+	pick.cond = strings.Join(cond, "||")
+	if pick.cond == "" {
+		pick.cond = "0"
+	}
+	return pick
 }
 
 // copyList is the copier's standard input: the paths NUL-separated (any

@@ -258,8 +258,18 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 	t.State.Delta = s.d.planDelta(t)
 	var stdin io.Reader
 	if delta := t.State.Delta; delta != nil && len(delta.CopyTree) > 0 {
-		fill += fmt.Sprintf(" && (\n%s\n)", copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink))
-		stdin = copyList(delta.CopyTree)
+		// With the live manifest on the host exactly as we read it, the
+		// host picks the entries from it; else they are listed.
+		var pick *manifestPick
+		if t.State.ManifestCanonical {
+			pick = pickFromManifest(t.State.LiveOrder, delta.CopyTree)
+		}
+		fill += fmt.Sprintf(" && (\n%s\n)", copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, pick))
+		if pick != nil {
+			stdin = copyList(pick.odd)
+		} else {
+			stdin = copyList(delta.CopyTree)
+		}
 	}
 	// Undo only reaches hosts where this step succeeded: where it fails
 	// (a full disk), the script removes what it made itself, so no

@@ -65,7 +65,9 @@ type State struct {
 	// ManifestCanonical: the host's file is exactly what slipway would
 	// write for LiveManifest, so a delta may send the manifest as a patch.
 	ManifestCanonical bool
-	ManifestErr       error
+	// LiveOrder, for a canonical manifest, is its paths in line order.
+	LiveOrder   []string
+	ManifestErr error
 
 	// Filled in during a run.
 	Previous string        // the release that was live before this run
@@ -126,7 +128,8 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 	s := &State{Meta: map[string]*ReleaseMeta{}}
 	if before, manifest, found := bytes.Cut(out, []byte("manifest-begin\n")); found {
 		out = before
-		s.LiveManifest, s.ManifestCanonical, s.ManifestErr = parseManifestOnce(manifest)
+		p, err := parseManifestOnce(manifest)
+		s.LiveManifest, s.ManifestCanonical, s.LiveOrder, s.ManifestErr = p.entries, p.canonical, p.order, err
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64*1024), 256*1024)
@@ -213,10 +216,11 @@ var manifestCache = struct {
 type parsedManifest struct {
 	entries   map[string]source.Entry
 	canonical bool
+	order     []string // paths in line order, when canonical
 	err       error
 }
 
-func parseManifestOnce(raw []byte) (map[string]source.Entry, bool, error) {
+func parseManifestOnce(raw []byte) (*parsedManifest, error) {
 	digest := sha256.Sum256(raw)
 	manifestCache.Lock()
 	defer manifestCache.Unlock()
@@ -227,7 +231,10 @@ func parseManifestOnce(raw []byte) (map[string]source.Entry, bool, error) {
 		if p.err == nil {
 			p.canonical = bytes.Equal(source.EncodeManifest(p.entries), raw)
 		}
+		if p.canonical {
+			p.order = source.ManifestOrder(p.entries)
+		}
 		manifestCache.byDigest[digest] = p
 	}
-	return p.entries, p.canonical, p.err
+	return p, p.err
 }

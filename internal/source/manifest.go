@@ -67,6 +67,30 @@ func encodeEntries(entries map[string]Entry, sealed bool) []byte {
 	return b.Bytes()
 }
 
+// ManifestOrder lists the paths of entries in the order of their lines in
+// the canonical manifest (EncodeManifest): line n+2 of the file is the
+// entry of the n-th path (line 1 is the header).
+func ManifestOrder(entries map[string]Entry) []string {
+	type line struct{ text, rel string }
+	lines := make([]line, 0, len(entries))
+	for rel, e := range entries {
+		lines = append(lines, line{entryLine(rel, e), rel})
+	}
+	slices.SortFunc(lines, func(a, b line) int { return strings.Compare(a.text, b.text) })
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = l.rel
+	}
+	return out
+}
+
+// PlainName reports whether rel stands in a manifest line as itself
+// between double quotes: printable ASCII without quotes or backslashes,
+// so a shell tool on a host can read it without unquoting.
+func PlainName(rel string) bool {
+	return strconv.QuoteToASCII(rel) == `"`+rel+`"`
+}
+
 // entryLine is one manifest line; names are quoted to plain ASCII, so
 // shell tools on the host handle every line the same way.
 func entryLine(rel string, e Entry) string {

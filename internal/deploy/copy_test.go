@@ -1,0 +1,40 @@
+package deploy
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+)
+
+func TestPickFromManifest(t *testing.T) {
+	order := []string{"a", "b", "c \"q\"", "d", "e", "f\n", "g"}
+	pick := pickFromManifest(order, []string{"a", "b", "c \"q\"", "e", "f\n", "g"})
+	if pick == nil {
+		t.Fatal("no pick")
+	}
+	// Lines start at 2: a=2 b=3 (c is odd) d=5 is not copied, e=6 g=8.
+	if want := "NR>=2&&NR<=3||NR>=6&&NR<=6||NR>=8&&NR<=8"; pick.cond != want {
+		t.Errorf("cond %q, want %q", pick.cond, want)
+	}
+	if pick.lines != 4 {
+		t.Errorf("lines %d, want 4", pick.lines)
+	}
+	if want := []string{"c \"q\"", "f\n"}; !slices.Equal(pick.odd, want) {
+		t.Errorf("odd %q, want %q", pick.odd, want)
+	}
+	if p := pickFromManifest(order, nil); p == nil || p.cond != "0" || p.lines != 0 {
+		t.Errorf("nothing to copy: %+v", p)
+	}
+	// Every other line: too many ranges for a command line.
+	var many, every []string
+	for i := range 2*maxPickRanges + 2 {
+		name := fmt.Sprint(i)
+		many = append(many, name)
+		if i%2 == 0 {
+			every = append(every, name)
+		}
+	}
+	if p := pickFromManifest(many, every); p != nil {
+		t.Errorf("%d ranges picked, want the list sent instead", maxPickRanges+1)
+	}
+}
