@@ -59,6 +59,7 @@ func field[T any](samples []sample, f func(sample) T) []T {
 func medianWall(s []sample) time.Duration {
 	return median(field(s, func(s sample) time.Duration { return s.wall }))
 }
+
 // rssCell prints a peak RSS, or — where none was measured.
 func rssCell(n int64) string {
 	if n == 0 {
