@@ -60,10 +60,15 @@ func medianWall(s []sample) time.Duration {
 	return median(field(s, func(s sample) time.Duration { return s.wall }))
 }
 
-// rssCell prints a peak RSS, or — where none was measured.
-func rssCell(n int64) string {
-	if n == 0 {
+// rssCell prints the highest peak RSS of samples, "≤ X" when that is an
+// upper bound (see sample.rssBound), or — where none was measured.
+func rssCell(samples []sample) string {
+	n := maxRSS(samples)
+	switch {
+	case n == 0:
 		return "—"
+	case slices.ContainsFunc(samples, func(s sample) bool { return s.maxRSS == n && s.rssBound }):
+		return "≤ " + size(float64(n))
 	}
 	return size(float64(n))
 }
@@ -282,7 +287,7 @@ func (r *results) detailTable(fr fleetResult, tools []string) string {
 				secs(median(field(s, func(s sample) time.Duration { return s.hostsCPU }))),
 				secs(median(field(s, func(s sample) time.Duration { return s.kernelCPU }))),
 				secs(median(field(s, func(s sample) time.Duration { return s.otherCPU }))),
-				rssCell(maxRSS(s)),
+				rssCell(s),
 				size(perHost(s, fr.hosts, func(s sample) int64 { return s.traffic.up })),
 				size(perHost(s, fr.hosts, func(s sample) int64 { return s.traffic.down })),
 				perHost(s, fr.hosts, func(s sample) int64 { return s.traffic.conns }),
@@ -350,7 +355,9 @@ created by the same 2 cores in the same file system, so the fleet pays for them 
 - **peak RSS**: the maximum resident set size of the tool's process, from wait4's rusage
   (ru_maxrss) when it exits: exact, not sampled. For slipway it includes the git it runs to export
   the revision (rusage counts waited-for children), so it is an upper bound for slipway itself.
-  For Capistrano it is the ruby process.
+  For Capistrano it is the ruby process. Linux counts in a child's peak the memory of the process
+  that started it (the benchmark, which the child is a copy of until it runs the tool), so a
+  figure no higher than the benchmark's own peak is shown as "≤": the tool used at most that.
 
 ## What runs, exactly
 

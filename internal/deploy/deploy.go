@@ -139,11 +139,9 @@ type deployRun struct {
 // steps is the whole deploy, in order.
 func (d *deployRun) steps() []any {
 	cfg := d.opts.Config
-	steps := []any{
-		connectStep{d.run},
-		lockSteps(d.run)[0], lockSteps(d.run)[1],
-		inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, forSwitch: true, manifest: d.src.Tree != nil && cfg.Source.Delta},
-	}
+	inspect := inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, forSwitch: true, manifest: d.src.Tree != nil && cfg.Source.Delta}
+	steps := append([]any{connectStep{d.run}}, lockSteps(d.run, &inspect)...)
+	steps = append(steps, inspect)
 	steps = append(steps, driftStep{d})
 	if d.src.Git != nil {
 		steps = append(steps, fetchStep{d}, resolveStep{d})

@@ -70,22 +70,33 @@ const lockedStatus = 75
 // Acquire takes the lock on one host. mkdir is atomic on every filesystem,
 // so of two runs racing for the lock exactly one creates the directory.
 func Acquire(ctx context.Context, ex host.Executor, l layout.Layout, owner LockOwner) error {
+	_, err := acquireThen(ctx, ex, l, owner, "")
+	return err
+}
+
+// acquireThen takes the lock and, once it holds it, runs then in the same
+// round trip (a run reads the host's state right after locking it),
+// returning its output. Whatever then does, the lock stays taken.
+func acquireThen(ctx context.Context, ex host.Executor, l layout.Layout, owner LockOwner, then string) ([]byte, error) {
 	body, err := json.Marshal(owner)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// A lock whose owner could not be written (a full disk) would be
 	// nobody's, never stale, and refuse every later run: it goes at once.
 	script := fmt.Sprintf(`umask 022 && mkdir -p -- %[1]s && if mkdir -- %[2]s 2>/dev/null; then printf '%%s\n' %[3]s > %[4]s || { status=$?; rm -rf -- %[2]s; exit $status; }; else head -c 65536 -- %[4]s 2>/dev/null; exit %[5]d; fi`,
 		shell.Quote(l.MetaDir()), shell.Quote(l.LockDir()), shell.Quote(string(body)), shell.Quote(l.LockOwnerFile()), lockedStatus)
+	if then != "" {
+		script += "\n( " + then + "\n) || true"
+	}
 	res, err := ex.Exec(ctx, host.Command{Script: script})
 	var exitErr *host.ExitError
 	if errors.As(err, &exitErr) && exitErr.Code == lockedStatus {
 		var holder LockOwner
 		_ = json.Unmarshal([]byte(strings.TrimSpace(string(res.Stdout))), &holder)
-		return &LockedError{Host: ex.Name(), Owner: holder}
+		return nil, &LockedError{Host: ex.Name(), Owner: holder}
 	}
-	return err
+	return res.Stdout, err
 }
 
 // Release removes the lock on one host.
@@ -94,17 +105,19 @@ func Release(ctx context.Context, ex host.Executor, l layout.Layout) error {
 	return err
 }
 
-// acquire takes the lock on t, taking over a stale one (with a warning).
-func (r *run) acquire(ctx context.Context, t *Target) error {
+// acquire takes the lock on t, taking over a stale one (with a warning),
+// and runs then once it holds it, keeping the output in t.prefetched.
+func (r *run) acquire(ctx context.Context, t *Target, then string) error {
 	owner := r.owner
 	if r.opts.LockTTL > 0 {
 		owner.Expires = r.opts.Now().Add(r.opts.LockTTL).UTC()
 	}
-	err := Acquire(ctx, t.Exec, r.layout, owner)
+	out, err := acquireThen(ctx, t.Exec, r.layout, owner, then)
 	if err == nil {
 		r.lockMu.Lock()
 		r.locked = append(r.locked, t)
 		r.lockMu.Unlock()
+		t.prefetched = out
 	}
 	var locked *LockedError
 	if !errors.As(err, &locked) {
@@ -118,12 +131,14 @@ func (r *run) acquire(ctx context.Context, t *Target) error {
 	if err := Release(ctx, t.Exec, r.layout); err != nil {
 		return err
 	}
-	if err := Acquire(ctx, t.Exec, r.layout, owner); err != nil {
+	out, err = acquireThen(ctx, t.Exec, r.layout, owner, then)
+	if err != nil {
 		return err
 	}
 	r.lockMu.Lock()
 	r.locked = append(r.locked, t)
 	r.lockMu.Unlock()
+	t.prefetched = out
 	return nil
 }
 

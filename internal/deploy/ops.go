@@ -168,7 +168,8 @@ func Cleanup(ctx context.Context, opts Options) (map[string]PruneResult, error) 
 		r.reportPrune(t, res, nil)
 		return err
 	}}
-	err := r.runner.Run(ctx, append(append([]any{connectStep{r}}, lockSteps(r)...), inspectStep{r: r}, prune), r.targets)
+	inspect := inspectStep{r: r}
+	err := r.runner.Run(ctx, append(append([]any{connectStep{r}}, lockSteps(r, &inspect)...), inspect, prune), r.targets)
 	out := map[string]PruneResult{}
 	for _, t := range r.targets {
 		out[t.Name()] = results[t.Index]

@@ -47,15 +47,15 @@ type rollbackRun struct {
 }
 
 func (rb *rollbackRun) steps() []any {
-	steps := []any{
-		connectStep{rb.run},
-		lockSteps(rb.run)[0], lockSteps(rb.run)[1],
-		inspectStep{r: rb.run, forSwitch: true},
+	inspect := inspectStep{r: rb.run, forSwitch: true}
+	steps := append([]any{connectStep{rb.run}}, lockSteps(rb.run, &inspect)...)
+	steps = append(steps, []any{
+		inspect,
 		chooseTargetStep{rb},
 		agreeStep{rb},
 		rollbackPrepareStep{rb},
 		rollbackSwitchStep{rb},
-	}
+	}...)
 	for i, h := range rb.opts.Config.Hooks.AfterRollback {
 		steps = append(steps, hookStep{run: rb.run, phase: "after_rollback", index: i, hook: h, releaseFor: rb.releaseFor})
 	}

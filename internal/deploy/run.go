@@ -134,13 +134,17 @@ func (connectStep) Finish(_ context.Context, t *Target) error {
 // gets the primary's lock, so exactly one goes on (in parallel, each could
 // win a different host and all would fail). Finish releases the lock
 // whether the run succeeded or not.
-func lockSteps(r *run) []any {
-	return []any{lockStep{r: r, primary: true}, lockStep{r: r}}
+//
+// With inspect, each host's state is read in the same round trip as its
+// lock is taken, and the inspect step that follows uses it.
+func lockSteps(r *run, inspect *inspectStep) []any {
+	return []any{lockStep{r: r, primary: true, inspect: inspect}, lockStep{r: r, inspect: inspect}}
 }
 
 type lockStep struct {
 	r       *run
 	primary bool // lock the primary host only; else every other host
+	inspect *inspectStep
 }
 
 func (lockStep) Name() string { return "lock" }
@@ -151,7 +155,11 @@ func (s lockStep) Applies(t *Target) bool {
 }
 
 func (s lockStep) Run(ctx context.Context, t *Target) error {
-	return s.r.acquire(ctx, t)
+	then := ""
+	if s.inspect != nil {
+		then = s.inspect.script()
+	}
+	return s.r.acquire(ctx, t, then)
 }
 
 func (s lockStep) Finish(ctx context.Context, t *Target) error {
@@ -181,8 +189,20 @@ type inspectStep struct {
 
 func (inspectStep) Name() string { return "inspect" }
 
+func (s inspectStep) script() string {
+	return inspectScript(s.r.layout, s.sharedFiles, s.manifest)
+}
+
 func (s inspectStep) Run(ctx context.Context, t *Target) error {
-	st, err := Inspect(ctx, t, s.r.layout, s.sharedFiles, s.manifest)
+	var st *State
+	var err error
+	if raw := t.prefetched; raw != nil {
+		// Read with the lock (lockSteps).
+		t.prefetched = nil
+		st, err = parseState(s.r.layout, raw)
+	} else {
+		st, err = Inspect(ctx, t, s.r.layout, s.sharedFiles, s.manifest)
+	}
 	if err != nil {
 		return err
 	}

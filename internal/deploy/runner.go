@@ -21,6 +21,9 @@ type Target struct {
 	State *State
 
 	rolledBack bool // switched to the new release, then back (health failure)
+	// prefetched is the host's state as read with its lock, for the
+	// inspect step to parse (lockSteps); nil once used.
+	prefetched []byte
 }
 
 // Name is the host as the user wrote it.
