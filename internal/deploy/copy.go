@@ -86,8 +86,9 @@ fi
 // manifestPick selects the unchanged entries from the lines of the live
 // release's manifest on the host, so a small change costs a small
 // message whatever the size of the app: an awk condition on line numbers
-// (cond) that selects lines entries, and the names that are not plain
-// (source.PlainName) listed on stdin.
+// (cond) selecting the lines of the entries with plain names
+// (source.PlainName), how many there are (lines), and the other names
+// (odd), which go on stdin.
 type manifestPick struct {
 	cond  string
 	lines int
