@@ -22,7 +22,8 @@ const floorDeployTo = "/srv/floor-app"
 //   - redeploy: the live release copied on the host (`cp -a`, the
 //     fastest whole-tree copy on this file system) and the changed file
 //     unpacked over it;
-//   - rollback: current renamed to the release before the live one.
+//   - rollback: current renamed to the release live before the last
+//     deploy.
 //
 // Then current is switched with a rename. No lock, no history, no
 // checks, no sync (slipway's sync before the switch makes the release
@@ -40,13 +41,12 @@ r=` + floorDeployTo + `/releases
 mkdir -p "$r"
 new="$r/$(date +%Y%m%d%H%M%S%N)"
 mkdir "$new"
-if live=$(readlink ` + floorDeployTo + `/current); then cp -a "$live/." "$new/"; fi
+if live=$(readlink ` + floorDeployTo + `/current); then cp -a "$live/." "$new/"; printf '%s\n' "$live" > ` + floorDeployTo + `/previous; fi
 tar -x -C "$new"
 ln -s "$new" ` + floorDeployTo + `/.current.tmp
 mv -T ` + floorDeployTo + `/.current.tmp ` + floorDeployTo + `/current`
 	const rollbackOnHost = `set -e
-live=$(readlink ` + floorDeployTo + `/current)
-prev=$(ls -d ` + floorDeployTo + `/releases/* | awk -v live="$live" '$0 == live { print last; exit } { last = $0 }')
+prev=$(cat ` + floorDeployTo + `/previous)
 ln -s "$prev" ` + floorDeployTo + `/.current.tmp
 mv -T ` + floorDeployTo + `/.current.tmp ` + floorDeployTo + `/current`
 	fanOut := func(remote string, stdin string) []string {
