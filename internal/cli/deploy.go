@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -160,6 +161,13 @@ func deploySource(ctx context.Context, cfg *config.Config, opts *deployOptions, 
 	prepared, err := source.Prepare(ctx, req)
 	if err != nil {
 		return deploy.Source{}, nil, &SourceError{Err: err}
+	}
+	if prepared.InMemory() > 0 && os.Getenv("GOGC") == "" {
+		// The export is most of the heap and lives as long as the run:
+		// collect when the heap has grown by a quarter, not by all of
+		// it (Go's default), so peak memory stays near what is live.
+		// The export's bytes hold no pointers, so collections stay cheap.
+		debug.SetGCPercent(25)
 	}
 	return deploy.Source{Tree: prepared.Tree, Revision: prepared.Revision, Branch: prepared.Ref, Dirty: prepared.Dirty}, prepared, nil
 }

@@ -101,6 +101,15 @@ func Prepare(ctx context.Context, req Request) (p *Prepared, err error) {
 	return p, nil
 }
 
+// InMemory is how many bytes of file content the export holds in memory
+// (0 when the files are on disk).
+func (p *Prepared) InMemory() int64 {
+	if p == nil || p.export == nil || p.export.mem == nil {
+		return 0
+	}
+	return p.export.mem.size
+}
+
 // Remove deletes the temporary copy, if there is one.
 func (p *Prepared) Remove() error {
 	if p == nil {
