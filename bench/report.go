@@ -323,6 +323,8 @@ and unpack the changed file (redeploy), rename current (rollback); no lock, hist
 no local export. Beside it, the time the goal allows slipway. Where the floor is above that time, no
 tool that writes a release per host can meet the goal on this machine: every host's files are
 created by the same 2 cores in the same file system, so the fleet pays for them one after another.
+(The floor's sessions end with the command, before the hosts' sshd reap them, so its hosts' CPU
+shows under *kernel* in the table below.)
 
 ## Every measurement, %d hosts
 
