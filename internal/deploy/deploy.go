@@ -130,10 +130,14 @@ type deployRun struct {
 	switched  atomic.Bool // some host switched: failures no longer undo
 	live      atomic.Bool // some host is live on the new release now (after any switch back)
 
-	mu          sync.Mutex
-	switchTimes map[string]SwitchTime
-	skew        time.Duration
-	skewHosts   int
+	mu     sync.Mutex
+	deltas map[*parsedManifest]*deltaPlan // by the live manifest the hosts hold
+
+	fullCheckOnce sync.Once
+	fullCheck     []byte
+	switchTimes   map[string]SwitchTime
+	skew          time.Duration
+	skewHosts     int
 }
 
 // steps is the whole deploy, in order.
@@ -253,20 +257,19 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 	l := s.d.layout
 	release := shell.Quote(l.ReleaseDir(s.d.releaseID))
 	fill := writeMetaScript(l, s.d.meta(StatePreparing))
-	t.State.Delta = s.d.planDelta(t)
+	plan := s.d.deltaPlan(t)
 	var stdin io.Reader
-	if delta := t.State.Delta; delta != nil && len(delta.CopyTree) > 0 {
+	if plan != nil {
+		t.State.Delta = plan.delta
+	}
+	if plan != nil && len(plan.delta.CopyTree) > 0 {
 		// With the live manifest on the host exactly as we read it, the
 		// host picks the entries from it; else they are listed.
-		var pick *manifestPick
-		if t.State.ManifestCanonical {
-			pick = pickFromManifest(t.State.LiveOrder, delta.CopyTree)
-		}
-		fill += fmt.Sprintf(" && (\n%s\n)", copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, pick))
-		if pick != nil {
-			stdin = copyList(pick.odd)
+		fill += fmt.Sprintf(" && (\n%s\n)", copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, plan.pick))
+		if plan.pick != nil {
+			stdin = copyList(plan.pick.odd)
 		} else {
-			stdin = copyList(delta.CopyTree)
+			stdin = copyList(plan.delta.CopyTree)
 		}
 	}
 	// Undo only reaches hosts where this step succeeded: where it fails
@@ -282,13 +285,62 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 // planDelta decides whether t gets a delta upload: it needs the upload
 // strategy, delta enabled, and a trusted manifest of the live release.
 func (d *deployRun) planDelta(t *Target) *source.Delta {
+	if p := d.deltaPlan(t); p != nil {
+		return p.delta
+	}
+	return nil
+}
+
+// deltaPlan is what a delta upload to t sends, nil for a full upload. The
+// hosts that hold the same live manifest share one plan (a fleet normally
+// holds one manifest): fifty hosts do not cost fifty diffs, lists and
+// patches of the whole app.
+func (d *deployRun) deltaPlan(t *Target) *deltaPlan {
 	src := d.opts.Config.Source
-	if d.src.Tree == nil || !src.Delta || t.State.LiveManifest == nil || !t.State.HasRelease(t.State.Current) {
+	if d.src.Tree == nil || !src.Delta || t.State.live == nil || !t.State.HasRelease(t.State.Current) {
 		return nil
 	}
-	shared := append(append([]string{}, d.opts.Config.Shared.Dirs...), d.opts.Config.Shared.Files...)
-	delta := d.src.Tree.Diff(t.State.LiveManifest, shared)
-	return &delta
+	d.mu.Lock()
+	if d.deltas == nil {
+		d.deltas = map[*parsedManifest]*deltaPlan{}
+	}
+	p, ok := d.deltas[t.State.live]
+	if !ok {
+		p = &deltaPlan{}
+		d.deltas[t.State.live] = p
+	}
+	d.mu.Unlock()
+	p.once.Do(func() {
+		shared := append(append([]string{}, d.opts.Config.Shared.Dirs...), d.opts.Config.Shared.Files...)
+		delta := d.src.Tree.Diff(t.State.LiveManifest, shared)
+		p.delta = &delta
+		if t.State.ManifestCanonical {
+			p.pick = pickFromManifest(t.State.LiveOrder, delta.CopyTree)
+			p.patch = d.src.Tree.Patch(t.State.LiveManifest)
+		}
+	})
+	return p
+}
+
+// checklist is source.Checklist(files); the whole tree's (what full
+// uploads and verify: all check) is made once for every host.
+func (d *deployRun) checklist(files []source.File) []byte {
+	all := d.src.Tree.Files
+	if len(files) == 0 || len(files) != len(all) || &files[0] != &all[0] {
+		return source.Checklist(files)
+	}
+	d.fullCheckOnce.Do(func() { d.fullCheck = source.Checklist(files) })
+	return d.fullCheck
+}
+
+// deltaPlan is a delta upload's content for the hosts holding one live
+// manifest: the diff, the pick of unchanged entries from the manifest's
+// lines, and the manifest patch (both only for a canonical manifest).
+type deltaPlan struct {
+	once  sync.Once
+	delta *source.Delta
+	pick  *manifestPick
+	patch []byte
 }
 
 // Undo removes the release directory and its manifest and marks it failed
@@ -371,15 +423,15 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	if d.opts.Config.Source.Verify == "all" {
 		toVerify = tree.Files
 	}
-	check := source.Checklist(toVerify)
+	check := d.checklist(toVerify)
 	sealed := tree.Sealed()
 	// A delta sends the manifest as a patch of the live one, so a one-file
 	// change costs about one file; the host rebuilds the manifest and
 	// checks it against our hash. That needs the live manifest to be in
 	// the canonical form we would write; otherwise it goes whole.
 	manifest := source.Extra{Name: ".slipway-manifest", Data: sealed}
-	if delta != nil && t.State.ManifestCanonical {
-		manifest = source.Extra{Name: ".slipway-manifest-patch", Data: tree.Patch(t.State.LiveManifest)}
+	if p := d.deltaPlan(t); delta != nil && p != nil && p.patch != nil {
+		manifest = source.Extra{Name: ".slipway-manifest-patch", Data: p.patch}
 	}
 	extra := []source.Extra{manifest}
 	if len(check) > 0 {

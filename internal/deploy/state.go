@@ -68,6 +68,10 @@ type State struct {
 	// LiveOrder, for a canonical manifest, is its paths in line order.
 	LiveOrder   []string
 	ManifestErr error
+	// live is the parsed manifest LiveManifest comes from, shared by the
+	// hosts that hold the same one: what a deploy derives from it is
+	// derived once for all of them.
+	live *parsedManifest
 
 	// Filled in during a run.
 	Previous string        // the release that was live before this run
@@ -130,6 +134,9 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 		out = before
 		p, err := parseManifestOnce(manifest)
 		s.LiveManifest, s.ManifestCanonical, s.LiveOrder, s.ManifestErr = p.entries, p.canonical, p.order, err
+		if err == nil {
+			s.live = p
+		}
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64*1024), 256*1024)

@@ -155,8 +155,10 @@ func ParseManifest(data []byte) (map[string]Entry, error) {
 
 // Sealed is the manifest with its end marker, as stored on hosts: a
 // manifest cut short by a full disk or a lost connection lacks it.
+// It is built once: every host of a fleet gets the same bytes.
 func (t *Tree) Sealed() []byte {
-	return append(t.Manifest(), "end\n"...)
+	t.sealedOnce.Do(func() { t.sealed = append(t.Manifest(), "end\n"...) })
+	return t.sealed
 }
 
 // Patch turns the live release's manifest into the tree's: the lines to

@@ -44,6 +44,9 @@ type Tree struct {
 
 	indexOnce sync.Once
 	byRel     map[string]Entry // the entries of Files by path, built on first use
+
+	sealedOnce sync.Once
+	sealed     []byte // Sealed, built on first use
 }
 
 // Scan walks root, dropping excluded paths, and refuses what cannot ship
