@@ -240,10 +240,14 @@ func TestConcurrentDeployIsRefusedAndUnlock(t *testing.T) {
 func TestCleanupKeepsNAndNeverTheLiveOne(t *testing.T) {
 	p := newProject(t, 3, testutil.Options{})
 	p.config("keep_releases: 2\n")
+	// One host at a time: the simulated hosts share this machine's /proc,
+	// so one host's rm -rf of releases/X (its open directory fds) would
+	// make the same path look in use to another host's cleanup.
+	serial := []string{"--parallel", "1"}
 	var ids []string
 	for i := 0; i < 4; i++ {
 		p.writeApp(fmt.Sprintf("v%d", i))
-		p.mustRun("deploy", "production")
+		p.mustRun(append([]string{"deploy", "production"}, serial...)...)
 		ids = append(ids, p.fleetLive())
 	}
 	for _, h := range p.fleet.Hosts {
@@ -253,8 +257,8 @@ func TestCleanupKeepsNAndNeverTheLiveOne(t *testing.T) {
 	}
 	// Roll back to the oldest kept release: now the live one is the oldest.
 	// A further cleanup keeps it and the release rolled back from.
-	p.mustRun("rollback", "production")
-	p.mustRun("cleanup", "production")
+	p.mustRun(append([]string{"rollback", "production"}, serial...)...)
+	p.mustRun(append([]string{"cleanup", "production"}, serial...)...)
 	for _, h := range p.fleet.Hosts {
 		if got := live(t, h); got != ids[2] {
 			t.Errorf("%s: live = %s", h.Name, got)
@@ -267,7 +271,7 @@ func TestCleanupKeepsNAndNeverTheLiveOne(t *testing.T) {
 	h := p.fleet.Hosts[0]
 	h.Run(t, "mkdir -p "+deployTo+"/releases/20000101000000 && touch "+deployTo+"/releases/20000101000000/keep-me")
 	for i := 0; i < 3; i++ {
-		p.mustRun("deploy", "production", "--force")
+		p.mustRun(append([]string{"deploy", "production", "--force"}, serial...)...)
 	}
 	if _, err := os.Stat(h.Path(deployTo + "/releases/20000101000000/keep-me")); err != nil {
 		t.Errorf("cleanup deleted a release slipway did not create: %v", err)
