@@ -173,19 +173,29 @@ func (r *results) header(title string) string {
 // relayShare is the share of the machine's busy time, over every measured
 // command, that the benchmark's own process (the relays) used.
 func (r *results) relayShare() string {
-	var relay, machine time.Duration
+	share, _ := r.machineShare(func(s sample) time.Duration { return s.relayCPU })
+	if share < 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%.1f%%", 100*share)
+}
+
+// machineShare sums part over every measured command and returns its
+// share of the machine's busy time (-1 when nothing was measured) and the sum.
+func (r *results) machineShare(part func(sample) time.Duration) (float64, time.Duration) {
+	var sum, machine time.Duration
 	for _, fr := range r.allFleets() {
 		for _, samples := range fr.samples {
 			for _, s := range samples {
-				relay += s.relayCPU
+				sum += part(s)
 				machine += s.machineCPU
 			}
 		}
 	}
 	if machine == 0 {
-		return "none"
+		return -1, sum
 	}
-	return fmt.Sprintf("%.1f%%", 100*float64(relay)/float64(machine))
+	return float64(sum) / float64(machine), sum
 }
 
 // allFleets is every fleet measured, each once.
@@ -201,19 +211,11 @@ func (r *results) allFleets() []fleetResult {
 // command, spent outside the tools, the hosts and the benchmark; and that
 // time.
 func (r *results) otherShare() (float64, time.Duration) {
-	var other, machine time.Duration
-	for _, fr := range r.allFleets() {
-		for _, samples := range fr.samples {
-			for _, s := range samples {
-				other += s.otherCPU
-				machine += s.machineCPU
-			}
-		}
-	}
-	if machine == 0 {
+	share, other := r.machineShare(func(s sample) time.Duration { return s.otherCPU })
+	if share < 0 {
 		return 0, 0
 	}
-	return float64(other) / float64(machine), other
+	return share, other
 }
 
 // summaryTable is the goals table of issue 6.

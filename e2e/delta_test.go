@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,40 +34,15 @@ func sentPerHost(t *testing.T, stderr string) map[string]float64 {
 	return out
 }
 
-// treeHashes hashes every file under dir (symlinks by target), by path.
+// treeHashes hashes every file under dir (symlinks by target), by path,
+// after resolving dir (current is a link: the release is walked).
 func treeHashes(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	dir, err := filepath.EvalSymlinks(dir) // current is a link: walk the release
+	dir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]string{}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, _ := d.Info()
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			out[rel] = "link:" + target
-		case d.IsDir():
-			out[rel] = fmt.Sprintf("dir %o", info.Mode().Perm())
-		default:
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			out[rel] = fmt.Sprintf("%o %s", info.Mode().Perm(), hex.EncodeToString(sum[:]))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return hashTree(t, dir)
 }
 
 func sameTree(t *testing.T, what string, got, want map[string]string) {

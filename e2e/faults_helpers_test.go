@@ -760,9 +760,9 @@ func fileSize(path string) int64 {
 	return info.Size()
 }
 
-// hashTree is treeHashes (delta_test.go) for a directory given by its real
-// path: it does not resolve dir in this process, so a path through
-// /proc/PID/root, into a host's own mounts, stays in the host.
+// hashTree hashes every file under dir (symlinks by target), by path. It
+// does not resolve dir in this process, so a path through /proc/PID/root,
+// into a host's own mounts, stays in the host (treeHashes resolves first).
 func hashTree(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}

@@ -259,9 +259,6 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 	fill := writeMetaScript(l, s.d.meta(StatePreparing))
 	plan := s.d.deltaPlan(t)
 	var stdin io.Reader
-	if plan != nil {
-		t.State.Delta = plan.delta
-	}
 	if plan != nil && len(plan.delta.CopyTree) > 0 {
 		// With the live manifest on the host exactly as we read it, the
 		// host picks the entries from it; else they are listed.
@@ -416,8 +413,10 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	l := d.layout
 	tree := d.src.Tree
 	files, toVerify := tree.Files, tree.Files
-	delta := t.State.Delta
-	if delta != nil {
+	plan := d.deltaPlan(t)
+	var delta *source.Delta
+	if plan != nil {
+		delta = plan.delta
 		files, toVerify = delta.Send, delta.Send
 	}
 	if d.opts.Config.Source.Verify == "all" {
@@ -430,8 +429,8 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	// checks it against our hash. That needs the live manifest to be in
 	// the canonical form we would write; otherwise it goes whole.
 	manifest := source.Extra{Name: ".slipway-manifest", Data: sealed}
-	if p := d.deltaPlan(t); delta != nil && p != nil && p.patch != nil {
-		manifest = source.Extra{Name: ".slipway-manifest-patch", Data: p.patch}
+	if plan != nil && plan.patch != nil {
+		manifest = source.Extra{Name: ".slipway-manifest-patch", Data: plan.patch}
 	}
 	extra := []source.Extra{manifest}
 	if len(check) > 0 {

@@ -74,9 +74,8 @@ type State struct {
 	live *parsedManifest
 
 	// Filled in during a run.
-	Previous string        // the release that was live before this run
-	SwitchTo string        // the release this run switches to
-	Delta    *source.Delta // the upload builds on the live release; nil for a full upload
+	Previous string // the release that was live before this run
+	SwitchTo string // the release this run switches to
 }
 
 // HasRelease reports whether the release directory id exists.
