@@ -26,7 +26,7 @@ func writeBigApp(p *project, n, size int) {
 func sentPerHost(t *testing.T, stderr string) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
-	re := regexp.MustCompile(`(?m)^(host\d+)\s+(full|delta) upload: .* ([0-9.]+) (B|KB|MB) sent$`)
+	re := regexp.MustCompile(`(?m)^(host\d+)\s+(full|delta) upload: .* ([0-9.]+) (B|KB|MB) sent(?: \(gzip\))?$`)
 	for _, m := range re.FindAllStringSubmatch(stderr, -1) {
 		v, _ := strconv.ParseFloat(m[3], 64)
 		out[m[1]] = v * map[string]float64{"B": 1, "KB": 1 << 10, "MB": 1 << 20}[m[4]]
@@ -114,6 +114,60 @@ func TestDeltaSendsAboutTheChangeAndBuildsTheSameRelease(t *testing.T) {
 		}
 		sameTree(t, h.Name, got, local)
 	}
+}
+
+func TestCompressedUploads(t *testing.T) {
+	if uploadMode() != "" {
+		t.Skip("sets source.compress itself; runs in the default mode")
+	}
+	p := newProject(t, 2, testutil.Options{})
+	writeBigApp(p, 200, 8<<10) // 1.6 MB of text
+	p.write("app/odd \xff name 'q' $(x)\n.txt", "hostile but legal")
+	check := func(what string) {
+		t.Helper()
+		local := treeHashes(t, filepath.Join(p.dir, "app"))
+		delete(local, "tests")
+		delete(local, "tests/ExampleTest.php")
+		local["REVISION"] = ""
+		for _, h := range p.fleet.Hosts {
+			got := treeHashes(t, h.Path(deployTo+"/current"))
+			got["REVISION"] = ""
+			sameTree(t, h.Name+": "+what, got, local)
+		}
+	}
+
+	// auto: the hosts are on loopback addresses, so nothing is compressed.
+	p.config("")
+	res := p.mustRun("deploy", "production")
+	if strings.Contains(res.stderr, "(gzip)") {
+		t.Errorf("compress: auto compressed for a host on a loopback address:\n%s", res.stderr)
+	}
+	plain := sentPerHost(t, res.stderr)
+	check("auto")
+
+	// gzip: a full upload, then a delta, both compressed, same content.
+	p.config("  compress: gzip\n  delta: false\n")
+	p.write("app/VERSION", "v2\n")
+	res = p.mustRun("deploy", "production")
+	zipped := sentPerHost(t, res.stderr)
+	if len(zipped) != 2 || strings.Count(res.stderr, "full upload") != 2 || strings.Count(res.stderr, "(gzip)") != 2 {
+		t.Fatalf("want two gzipped full uploads:\n%s", res.stderr)
+	}
+	for h, n := range zipped {
+		t.Logf("%s: full upload %.0f bytes plain, %.0f gzipped", h, plain[h], n)
+		if n > plain[h]/3 {
+			t.Errorf("%s: gzipped upload sent %.0f bytes, plain %.0f: want under a third for this text", h, n, plain[h])
+		}
+	}
+	check("gzip, full")
+
+	p.config("  compress: gzip\n")
+	p.write("app/src/mod03/file0003.php", strings.Repeat("changed ", 1280))
+	res = p.mustRun("deploy", "production")
+	if strings.Count(res.stderr, "delta upload") != 2 || strings.Count(res.stderr, "(gzip)") != 2 {
+		t.Fatalf("want two gzipped delta uploads:\n%s", res.stderr)
+	}
+	check("gzip, delta")
 }
 
 func TestHardlinkDeltaNeverChangesAnOlderRelease(t *testing.T) {

@@ -181,6 +181,17 @@ func waitHostIdle(t *testing.T, h *testutil.Host) {
 	})
 }
 
+// waitQuiet waits until no connection is served on any host: after
+// slipway is killed, the commands it had already sent (a rename the host's
+// sshd has read but not yet run) still take effect, so the fleet is looked
+// at once they have.
+func (f *faultFleet) waitQuiet() {
+	f.t.Helper()
+	for _, h := range f.fleet.Hosts {
+		waitFor(f.t, func() bool { return len(hostProcesses(f.t, h)) == 0 })
+	}
+}
+
 // mountTmpfs mounts a tmpfs of size bytes, owned by the deploy user, on dir
 // (a path under /srv) inside h's mount namespace only, and returns the
 // directory through which this machine sees the host's /srv (its sshd's
@@ -405,13 +416,13 @@ func sha(s string) string {
 
 // checkAfterFault checks the invariants that must hold the moment a fault
 // ends a run, before anything recovers: on every host current resolves to
-// a complete release, one of those allowed (each with its expected
+// a complete release, one allowed on that host (with its expected
 // content), and shared/ is unchanged.
-func (f *faultFleet) checkAfterFault(allowed map[string]func(*testutil.Host) map[string]string) {
+func (f *faultFleet) checkAfterFault(allowed allowedReleases) {
 	f.t.Helper()
 	for _, h := range f.fleet.Hosts {
 		s := f.state(h)
-		want, ok := allowed[s.live]
+		want, ok := allowed(h, s.live)
 		switch {
 		case s.live == "":
 			f.t.Errorf("%s: current is gone (it held %q)", h.Name, s.target)
@@ -423,8 +434,25 @@ func (f *faultFleet) checkAfterFault(allowed map[string]func(*testutil.Host) map
 			f.t.Errorf("%s: current -> %s, which is neither the release live before nor the one the run made complete", h.Name, s.live)
 			continue
 		}
-		sameTree(f.t, h.Name+": live release "+s.live, f.tree(h, s.live), want(h))
+		sameTree(f.t, h.Name+": live release "+s.live, f.tree(h, s.live), want)
 		f.checkShared(h)
+	}
+}
+
+// allowedReleases says which releases a host may serve after a fault: for
+// release id on host h, the content it must have, and whether h may serve
+// it at all.
+type allowedReleases func(h *testutil.Host, id string) (tree map[string]string, ok bool)
+
+// fleetWide allows the same releases on every host: each id with the
+// content its function gives for the host.
+func fleetWide(ids map[string]func(*testutil.Host) map[string]string) allowedReleases {
+	return func(h *testutil.Host, id string) (map[string]string, bool) {
+		want, ok := ids[id]
+		if !ok {
+			return nil, false
+		}
+		return want(h), true
 	}
 }
 

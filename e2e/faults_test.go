@@ -231,6 +231,7 @@ func (f *faultFleet) killDeploy(class string, kp killPoint) matrixRow {
 	if !run.killed {
 		t.Fatalf("the deploy never reached %s:\n%s", kp.label, run.result)
 	}
+	f.waitQuiet()
 	after := f.states()
 	allowed := map[string]func(*testutil.Host) map[string]string{
 		old: func(h *testutil.Host) map[string]string { return oldTrees[h.Name] },
@@ -242,7 +243,7 @@ func (f *faultFleet) killDeploy(class string, kp killPoint) matrixRow {
 			names[id] = "the new release"
 		}
 	}
-	f.checkAfterFault(allowed)
+	f.checkAfterFault(fleetWide(allowed))
 	desc := describe(f.fleet.Hosts, after, names, allReleases(before))
 	recovery := f.recover(after)
 	f.checkRecovered(after)
@@ -256,14 +257,21 @@ func (f *faultFleet) killRollback(class string, kp killPoint, flags ...string) m
 	before := f.states()
 	from := before[f.fleet.Hosts[0].Name].live
 	trees := f.trees()
-	rollbackTo := ""
-	for _, id := range before[f.fleet.Hosts[0].Name].releases {
-		if id < from && f.metaState(f.fleet.Hosts[0], id) == "deployed" {
-			rollbackTo = id
+	// Each host rolls back to its own newest release older than the live
+	// one that went live: after a recovery from a split fleet, hosts can
+	// differ there (the split's odd hosts keep the release they served).
+	rollbackTo := map[string]string{}
+	names := map[string]string{from: "the release rolled back from"}
+	for _, h := range f.fleet.Hosts {
+		for _, id := range before[h.Name].releases {
+			if id < from && f.metaState(h, id) == "deployed" {
+				rollbackTo[h.Name] = id
+			}
 		}
-	}
-	if rollbackTo == "" {
-		t.Fatalf("no release to roll back to from %s: %v", from, before)
+		if rollbackTo[h.Name] == "" {
+			t.Fatalf("%s: no release to roll back to from %s: %v", h.Name, from, before)
+		}
+		names[rollbackTo[h.Name]] = "the rollback target"
 	}
 	run := f.runWatched(func(e ui.JSONEvent, kill func()) {
 		if kp.match(e) {
@@ -273,13 +281,15 @@ func (f *faultFleet) killRollback(class string, kp killPoint, flags ...string) m
 	if !run.killed {
 		t.Fatalf("the rollback never reached %s:\n%s", kp.label, run.result)
 	}
+	f.waitQuiet()
 	after := f.states()
-	allowed := map[string]func(*testutil.Host) map[string]string{}
-	for _, id := range []string{from, rollbackTo} {
-		allowed[id] = func(h *testutil.Host) map[string]string { return trees[h.Name][id] }
-	}
-	f.checkAfterFault(allowed)
-	desc := describe(f.fleet.Hosts, after, map[string]string{from: "the release rolled back from", rollbackTo: "the rollback target"}, allReleases(before))
+	f.checkAfterFault(func(h *testutil.Host, id string) (map[string]string, bool) {
+		if id != from && id != rollbackTo[h.Name] {
+			return nil, false
+		}
+		return trees[h.Name][id], true
+	})
+	desc := describe(f.fleet.Hosts, after, names, allReleases(before))
 	f.nextVersion()
 	recovery := f.recover(after)
 	f.checkRecovered(after)
@@ -475,7 +485,7 @@ func (f *faultFleet) networkCase(class, where string, run watchedRun, before map
 			allowed[id] = func(h *testutil.Host) map[string]string { return f.wantTree(h, id) }
 		}
 	}
-	f.checkAfterFault(allowed)
+	f.checkAfterFault(fleetWide(allowed))
 	outcome := fmt.Sprintf("exit %d", run.code)
 	if fin := run.finished(); fin != nil {
 		outcome += " (" + fin.Outcome + ")"
@@ -557,9 +567,9 @@ func (f *faultFleet) diskCase(class, where, step string, prepare func()) matrixR
 		t.Errorf("the failure does not say no host was switched:\n%s", res.stderr)
 	}
 	after := f.states()
-	f.checkAfterFault(map[string]func(*testutil.Host) map[string]string{
+	f.checkAfterFault(fleetWide(map[string]func(*testutil.Host) map[string]string{
 		old: func(h *testutil.Host) map[string]string { return oldTrees[h.Name] },
-	})
+	}))
 	for _, h := range f.fleet.Hosts {
 		s := after[h.Name]
 		if !slices.Equal(s.releases, before[h.Name].releases) || s.locked || len(s.tempLinks) > 0 {

@@ -213,12 +213,14 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// uploadMode forces full uploads when SLIPWAY_E2E_UPLOAD=full: make test
-// runs the suite both ways, so the full path and the delta path (the
-// default for every deploy after the first) pass every scenario.
+// uploadMode forces full, gzipped uploads when SLIPWAY_E2E_UPLOAD=full:
+// make test runs the suite both ways, so the full path and the delta path
+// (the default for every deploy after the first), and the compressed
+// stream (which compress: auto never picks for these loopback hosts) and
+// the plain one, pass every scenario.
 func uploadMode() string {
 	if os.Getenv("SLIPWAY_E2E_UPLOAD") == "full" {
-		return "  delta: false\n"
+		return "  delta: false\n  compress: gzip\n"
 	}
 	return ""
 }

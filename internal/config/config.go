@@ -70,9 +70,13 @@ type Source struct {
 	// and sends only what changed; Hardlink makes that copy with hard links
 	// instead of a full copy (fast, but see README); Verify is "changed"
 	// (default: check what was sent) or "all" (check every file).
+	// Compress is how an upload's stream travels: "auto" (default: gzip,
+	// except to a host on a loopback address, where there is no link to
+	// save and the CPU is the cost), "gzip" or "none".
 	Delta    bool
 	Hardlink bool
 	Verify   string
+	Compress string
 	Repo     string
 	Branch   string
 	Where    string // "slipway.yml:LINE:COL" of the source: key, or just the file when there is none

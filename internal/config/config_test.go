@@ -65,6 +65,7 @@ func TestParseFull(t *testing.T) {
 			Strategy:    "git",
 			Delta:       true,
 			Verify:      "changed",
+			Compress:    "auto",
 			Path:        dir,
 			Subdir:      "app",
 			Exclude:     []string{".git", "tests/", "phpunit.xml*"},
@@ -144,7 +145,7 @@ func TestParseUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Source{
-		Strategy: "upload", Path: dir, Subdir: "public", Submodules: true, Branch: "main", Delta: true, Verify: "changed",
+		Strategy: "upload", Path: dir, Subdir: "public", Submodules: true, Branch: "main", Delta: true, Verify: "changed", Compress: "gzip",
 		Build: []string{"npm ci && npm run build"}, Exclude: []string{"node_modules/", "*.map"},
 		Where: filepath.Join("testdata", "upload.yml") + ":4:1",
 	}
@@ -661,6 +662,16 @@ func TestErrors(t *testing.T) {
 			name: "git_parallel zero",
 			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource: {strategy: git, repo: /srv/git/shop.git, git_parallel: 0}\n" + validStages,
 			at:   "3:64", msg: "source.git_parallel must be at least 1, not 0", fix: "git_parallel: 4",
+		},
+		{
+			name: "compress unknown",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource:\n  compress: zstd\n" + validStages,
+			at:   "4:13", msg: `source.compress`, fix: "gzip",
+		},
+		{
+			name: "compress with git",
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource: {strategy: git, repo: /srv/git/shop.git, compress: gzip}\n" + validStages,
+			at:   "3:50", msg: "source.compress applies to strategy upload, not git", fix: "remove compress:",
 		},
 		{
 			name: "forward_agent not a boolean",

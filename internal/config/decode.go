@@ -31,7 +31,7 @@ var (
 	cleanupSection  = &section{keys: []string{"sudo"}, label: "under cleanup:", example: "{sudo: true}"}
 	writableSection = &section{keys: []string{"dirs", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
 	layoutSection   = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
-	sourceSection   = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel", "delta", "hardlink", "verify"}, label: "under source:", example: "{strategy: upload, path: .}"}
+	sourceSection   = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel", "delta", "hardlink", "verify", "compress"}, label: "under source:", example: "{strategy: upload, path: .}"}
 	sharedSection   = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
 	hooksSection    = &section{keys: []string{"before_switch", "after_switch", "after_rollback"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
 	hookSection     = &section{keys: []string{"run", "once", "roles"}, label: "in a hook"}
@@ -428,7 +428,7 @@ func (d *decoder) config(root ast.Node) *Config {
 	c := &Config{
 		File: d.file, Dir: d.dir, KeepReleases: 5, Symlink: "relative", LockTTL: 15 * time.Minute,
 		Layout: Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
-		Source: Source{Strategy: "upload", Path: d.dir, Delta: true, Verify: "changed", Where: d.file},
+		Source: Source{Strategy: "upload", Path: d.dir, Delta: true, Verify: "changed", Compress: "auto", Where: d.file},
 	}
 	fields, ok := d.fields(root, "", topSection)
 	if !ok {
@@ -596,6 +596,7 @@ var strategyOnly = []struct{ key, strategy, fix string }{
 	{"git_parallel", "git", "remove git_parallel: (it limits hosts fetching with strategy: git)"},
 	{"delta", "upload", "remove delta: (it applies to uploads; strategy git exports on the hosts)"},
 	{"hardlink", "upload", "remove hardlink: (it applies to delta uploads)"},
+	{"compress", "upload", "remove compress: (it applies to uploads; strategy git fetches on the hosts)"},
 }
 
 func (d *decoder) source(f field, s Source) Source {
@@ -661,6 +662,10 @@ func (d *decoder) source(f field, s Source) Source {
 		case "verify":
 			if v, ok := d.oneOf(sf, "changed", "all"); ok {
 				s.Verify = v
+			}
+		case "compress":
+			if v, ok := d.oneOf(sf, "auto", "gzip", "none"); ok {
+				s.Compress = v
 			}
 		case "git_parallel":
 			if n, ok := d.number(sf, "4"); ok {

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -436,34 +437,70 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	if len(check) > 0 {
 		extra = append(extra, source.Extra{Name: ".slipway-check", Data: check})
 	}
-	pr, pw := io.Pipe()
 	total := tree.Size
 	if delta != nil {
 		total = delta.Bytes
 	}
-	counter := &countingReader{r: pr, progress: func(n int64) {
-		d.emit(Event{Kind: Progress, Host: t.Name(), Step: "upload", Bytes: n, Total: total})
-	}}
-	go func() { pw.CloseWithError(tree.WriteTarOf(pw, files, extra)) }()
+	compress := d.compressFor(t)
+	pr, pw := io.Pipe()
+	go func() {
+		// Progress counts the content, before compression.
+		content := &countingWriter{w: pw, progress: func(n int64) {
+			d.emit(Event{Kind: Progress, Host: t.Name(), Step: "upload", Bytes: n, Total: total})
+		}}
+		if !compress {
+			pw.CloseWithError(tree.WriteTarOf(content, files, extra))
+			return
+		}
+		zw, err := gzip.NewWriterLevel(pw, gzip.BestSpeed)
+		if err == nil {
+			content.w = zw
+			err = tree.WriteTarOf(content, files, extra)
+		}
+		if err == nil {
+			err = zw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
 	defer pr.Close()
+	sent := &countingReader{r: pr}
 	sum := sha256.Sum256(sealed)
-	script := uploadScript(l, d.releaseID, t.State.Current, hex.EncodeToString(sum[:]), len(check) > 0, d.src.Revision)
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: counter})
-	d.emit(Event{Kind: Info, Host: t.Name(), Step: "upload", Bytes: counter.n.Load(), Line: uploadSummary(delta, len(files), counter.n.Load())})
+	script := uploadScript(l, d.releaseID, t.State.Current, hex.EncodeToString(sum[:]), len(check) > 0, compress, d.src.Revision)
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: sent})
+	d.emit(Event{Kind: Info, Host: t.Name(), Step: "upload", Bytes: sent.n.Load(), Line: uploadSummary(delta, len(files), sent.n.Load(), compress)})
 	return err
+}
+
+// compressFor says whether t's upload goes gzipped: source.compress, where
+// auto compresses for every host reached over a network link and not for
+// one on a loopback address (this machine), where the link costs nothing
+// to save and compressing costs CPU on both ends (docs/benchmarks.md has
+// the measurements).
+func (d *deployRun) compressFor(t *Target) bool {
+	switch d.opts.Config.Source.Compress {
+	case "gzip":
+		return true
+	case "none":
+		return false
+	}
+	return !host.OnLoopback(t.Exec)
 }
 
 // uploadScript extracts the stream into the release, stores its manifest
 // (rebuilding it from a patch of the live one if that is what came), and
 // verifies the release's files against their checksums, all before the
 // switch.
-func uploadScript(l layout.Layout, id, live, manifestSHA string, verify bool, revision string) string {
+func uploadScript(l layout.Layout, id, live, manifestSHA string, verify, gzipped bool, revision string) string {
 	release := shell.Quote(l.ReleaseDir(id))
 	// Changed files are never copied from the live release, so nothing
 	// sent lands on an inode an older release shares (and GNU tar
 	// replaces an existing file rather than writing into it).
 	var b strings.Builder
-	fmt.Fprintf(&b, "umask 022\ntar -x -p --no-same-owner -f - -C %s || exit\n", release)
+	z := ""
+	if gzipped {
+		z = "-z "
+	}
+	fmt.Fprintf(&b, "umask 022\ntar -x %s-p --no-same-owner -f - -C %s || exit\n", z, release)
 	fmt.Fprintf(&b, "mkdir -p -- %[1]s && cd -- %[1]s || exit\n", shell.Quote(l.ManifestsDir()))
 	fmt.Fprintf(&b, `if [ -e %[1]s/.slipway-manifest-patch ]; then
   mv -f -- %[1]s/.slipway-manifest-patch %[2]s.patch &&
@@ -486,11 +523,15 @@ mv -f -- %[2]s.tmp %[2]s || exit
 	return b.String()
 }
 
-func uploadSummary(delta *source.Delta, entries int, sent int64) string {
-	if delta == nil {
-		return fmt.Sprintf("full upload: %d entries, %s sent", entries, HumanBytes(sent))
+func uploadSummary(delta *source.Delta, entries int, sent int64, gzipped bool) string {
+	how := ""
+	if gzipped {
+		how = " (gzip)"
 	}
-	return fmt.Sprintf("delta upload: %d copied on the host, %d sent, %d removed, %s sent", len(delta.Copy), len(delta.Send), delta.Removed, HumanBytes(sent))
+	if delta == nil {
+		return fmt.Sprintf("full upload: %d entries, %s sent%s", entries, HumanBytes(sent), how)
+	}
+	return fmt.Sprintf("delta upload: %d copied on the host, %d sent, %d removed, %s sent%s", len(delta.Copy), len(delta.Send), delta.Removed, HumanBytes(sent), how)
 }
 
 // HumanBytes prints a byte count the way people read it.
@@ -504,21 +545,33 @@ func HumanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// countingReader counts the bytes read through it and reports progress at
-// most every 200 ms.
+// countingReader counts the bytes read through it.
 type countingReader struct {
-	r        io.Reader
-	n        atomic.Int64
-	progress func(int64)
-	last     time.Time
+	r io.Reader
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	total := c.n.Add(int64(n))
-	if c.progress != nil && time.Since(c.last) > 200*time.Millisecond {
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// countingWriter counts the bytes written through it and reports the
+// count at most every 200 ms.
+type countingWriter struct {
+	w        io.Writer
+	n        int64
+	progress func(int64)
+	last     time.Time
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if time.Since(c.last) > 200*time.Millisecond {
 		c.last = time.Now()
-		c.progress(total)
+		c.progress(c.n)
 	}
 	return n, err
 }

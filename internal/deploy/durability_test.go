@@ -53,7 +53,7 @@ func TestDurabilityOrder(t *testing.T) {
 	cfg := &config.Config{
 		App: "demo", KeepReleases: 5, Symlink: "relative",
 		Layout: config.Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
-		Source: config.Source{Strategy: "upload", Path: site, Delta: true, Verify: "changed"},
+		Source: config.Source{Strategy: "upload", Path: site, Delta: true, Verify: "changed", Compress: "auto"},
 	}
 	stage := &config.Stage{Name: "demo", DeployTo: deployTo, Hosts: []config.Host{{Name: "local", Host: "local", Local: true}}}
 	cfg.Stages = []*config.Stage{stage}

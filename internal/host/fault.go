@@ -88,3 +88,5 @@ func (f *faulty) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	return nil, fmt.Errorf("%s: cannot open connections from the host", f.Name())
 }
+
+func (f *faulty) Loopback() bool { return OnLoopback(f.Executor) }

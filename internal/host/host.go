@@ -43,6 +43,21 @@ type TCPDialer interface {
 	DialTCP(ctx context.Context, addr string) (net.Conn, error)
 }
 
+// LoopbackReporter is an Executor that knows whether it reaches its host
+// without a network link: this machine itself, or an SSH connection to a
+// loopback address. Compressing an upload saves nothing there and costs
+// CPU on both ends.
+type LoopbackReporter interface {
+	Loopback() bool
+}
+
+// OnLoopback reports whether ex reaches its host without a network link;
+// false when ex cannot tell.
+func OnLoopback(ex Executor) bool {
+	l, ok := ex.(LoopbackReporter)
+	return ok && l.Loopback()
+}
+
 // Command is one script to run.
 type Command struct {
 	Script string

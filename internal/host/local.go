@@ -20,6 +20,9 @@ func NewLocal() *Local { return &Local{} }
 
 func (*Local) Name() string { return "local" }
 
+// Loopback is true: this machine is reached without a network.
+func (*Local) Loopback() bool { return true }
+
 func (l *Local) Query(ctx context.Context, cmd Command) (Result, error) { return l.run(ctx, cmd) }
 
 func (l *Local) Exec(ctx context.Context, cmd Command) (Result, error) { return l.run(ctx, cmd) }

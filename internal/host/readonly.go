@@ -27,3 +27,5 @@ func (r readOnly) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	return nil, fmt.Errorf("%s: cannot open connections from the host", r.Name())
 }
+
+func (r readOnly) Loopback() bool { return OnLoopback(r.Executor) }

@@ -87,6 +87,7 @@ type SSH struct {
 	jumps  []*ssh.Client // the hosts the connection goes through, first dialled first
 
 	forwardAgent bool
+	loopback     bool          // dialled directly, to a loopback address
 	sessions     chan struct{} // a slot per open session, see maxSessions
 
 	sftpMu sync.Mutex
@@ -155,6 +156,7 @@ func DialSSH(ctx context.Context, t SSHTarget, opts SSHOptions) (*SSH, error) {
 		name:     name,
 		client:   client,
 		jumps:    jumps,
+		loopback: len(jumps) == 0 && isLoopback(client.RemoteAddr()),
 		sessions: make(chan struct{}, maxSessions),
 		lost:     make(chan struct{}),
 	}
@@ -302,6 +304,15 @@ func (s *SSH) keepAlive(interval time.Duration) {
 		}
 	}
 }
+
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+// Loopback reports whether the host was dialled directly on a loopback
+// address (the same machine): no network link between us.
+func (s *SSH) Loopback() bool { return s.loopback }
 
 // Name is the host as the user named it.
 func (s *SSH) Name() string { return s.name }

@@ -104,6 +104,34 @@ func TestSSHExecOutputAndExitStatus(t *testing.T) {
 	}
 }
 
+func TestLoopbackThroughWrappers(t *testing.T) {
+	env := newSSHTestEnv(t)
+	srv := env.knownServer(t)
+	conn := env.dial(t, targetFor(srv)) // 127.0.0.1
+	for name, ex := range map[string]Executor{
+		"ssh": conn, "local": &Local{},
+		"verbose": Verbose(conn, func(string) {}), "read-only": ReadOnly(conn),
+		"verbose read-only": Verbose(ReadOnly(&Local{}), func(string) {}),
+	} {
+		if !OnLoopback(ex) {
+			t.Errorf("%s: not on loopback", name)
+		}
+	}
+	// An executor that cannot tell counts as over a network.
+	unknown := struct{ Executor }{conn}
+	if OnLoopback(unknown) || OnLoopback(Verbose(unknown, func(string) {})) {
+		t.Error("an executor that cannot tell is taken as on loopback")
+	}
+	// verbose keeps the optional abilities of what it wraps.
+	v := Verbose(conn, func(string) {})
+	if _, ok := v.(TCPDialer); !ok {
+		t.Error("verbose hides DialTCP: an HTTP health check would fail with -v")
+	}
+	if _, ok := v.(RenamePreparer); !ok {
+		t.Error("verbose hides PrepareRename")
+	}
+}
+
 func TestSSHStreamsStdin(t *testing.T) {
 	env := newSSHTestEnv(t)
 	conn := env.dial(t, targetFor(env.knownServer(t)))
@@ -566,6 +594,11 @@ func TestSSHProxyJump(t *testing.T) {
 		}
 		if j, d, tgt := env.jump.accepts.Load(), env.jump.directTCPIP.Load(), env.target.accepts.Load(); j != 1 || d != 1 || tgt != 1 {
 			t.Errorf("jump accepted %d, forwarded %d; target accepted %d; want 1 each", j, d, tgt)
+		}
+		// Behind a jump host there is a network link, wherever the
+		// addresses point.
+		if OnLoopback(conn) {
+			t.Error("a connection through a jump host reports itself on loopback")
 		}
 	})
 	t.Run("unknown jump host key", func(t *testing.T) {

@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"strconv"
 	"strings"
 )
@@ -64,3 +66,23 @@ func (v verbose) Rename(ctx context.Context, oldpath, newpath string) error {
 	}
 	return err
 }
+
+// The wrapped executor's optional abilities pass through: without them a
+// verbose run would lose the HTTP health check and the prepared rename.
+
+func (v verbose) PrepareRename(ctx context.Context) error {
+	if p, ok := v.Executor.(RenamePreparer); ok {
+		return p.PrepareRename(ctx)
+	}
+	return nil
+}
+
+func (v verbose) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	if d, ok := v.Executor.(TCPDialer); ok {
+		v.report("$ connect to " + addr + " from the host")
+		return d.DialTCP(ctx, addr)
+	}
+	return nil, fmt.Errorf("%s: cannot open connections from the host", v.Name())
+}
+
+func (v verbose) Loopback() bool { return OnLoopback(v.Executor) }

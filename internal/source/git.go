@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -508,6 +509,7 @@ type exporter struct {
 // inside the export directory, then its submodules if asked.
 func (x *exporter) export(ctx context.Context, repo *repository, commit, subdir, base string, depth int) error {
 	spec := commit
+	var mtime time.Time
 	if subdir != "" {
 		spec = commit + ":" + subdir
 		kind, err := repo.git(ctx, "cat-file", "-t", spec)
@@ -517,8 +519,21 @@ func (x *exporter) export(ctx context.Context, repo *repository, commit, subdir,
 		if kind != "tree" {
 			return fmt.Errorf("%s at commit %s of %s is a file, not a directory", subdir, short(commit), repo.name)
 		}
+		// git archive of a tree stamps every entry with the current time;
+		// of a commit, with the commit's. Take the commit's here too, so
+		// the same commit exports the same times (and a web server's
+		// ETags, made of size and time, survive a redeploy).
+		ct, err := repo.git(ctx, "show", "-s", "--format=%ct", commit)
+		if err != nil {
+			return err
+		}
+		sec, err := strconv.ParseInt(strings.TrimSpace(ct), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: commit time of %s is %q: %w", repo.name, short(commit), ct, err)
+		}
+		mtime = time.Unix(sec, 0)
 	}
-	if err := x.archive(ctx, repo, spec, base); err != nil {
+	if err := x.archive(ctx, repo, spec, base, mtime); err != nil {
 		return err
 	}
 	if !x.submodules {
@@ -545,8 +560,9 @@ func (x *exporter) export(ctx context.Context, repo *repository, commit, subdir,
 	return nil
 }
 
-// archive extracts git archive's tar stream of spec at base.
-func (x *exporter) archive(parent context.Context, repo *repository, spec, base string) error {
+// archive extracts git archive's tar stream of spec at base, with every
+// entry's time mtime unless that is zero.
+func (x *exporter) archive(parent context.Context, repo *repository, spec, base string, mtime time.Time) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	args := append(slices.Clone(repo.args), "archive", "--format=tar", spec)
@@ -560,7 +576,7 @@ func (x *exporter) archive(parent context.Context, repo *repository, spec, base 
 	if err := cmd.Start(); err != nil {
 		return gitStartError(err)
 	}
-	files, extractErr := extractTar(stdout, x.sink, base)
+	files, extractErr := extractTar(stdout, x.sink, base, mtime)
 	if extractErr != nil {
 		cancel()
 	}
@@ -581,8 +597,9 @@ func (x *exporter) archive(parent context.Context, repo *repository, spec, base 
 
 // extractTar writes a tar stream under base into the export. The files get
 // git's own modes (0644, or 0755 for executables) whatever the umask, so the
-// same commit exports the same tree on every machine.
-func extractTar(r io.Reader, out exportSink, base string) (files int, err error) {
+// same commit exports the same tree on every machine. A non-zero mtime
+// replaces the times in the stream.
+func extractTar(r io.Reader, out exportSink, base string, mtime time.Time) (files int, err error) {
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -602,6 +619,9 @@ func extractTar(r io.Reader, out exportSink, base string) (files int, err error)
 			return files, fmt.Errorf("archive entry %q is outside the export directory", hdr.Name)
 		}
 		name = path.Join(base, name)
+		if !mtime.IsZero() {
+			hdr.ModTime = mtime
+		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if err := out.mkdir(name, hdr.ModTime); err != nil {

@@ -349,8 +349,21 @@ func TestExportSubdir(t *testing.T) {
 	gitTestEnv(t)
 	repo := t.TempDir()
 	newTestRepo(t, repo, map[string]string{"public/index.html": "hi", "public/css/site.css": "body{}", "README": "r"})
+	t.Setenv("GIT_COMMITTER_DATE", "@1600000000")
+	testGit(t, repo, "commit", "-q", "--amend", "--no-edit")
 	e := testExport(t, GitExport{RepoDir: repo, Subdir: "./public/"})
 	wantExported(t, e.Dir, map[string]string{"index.html": "hi", "css/site.css": "body{}"})
+	// The commit's time, as git archive gives a whole commit, not the
+	// time of the export (which git archive gives a tree).
+	for _, rel := range []string{"index.html", "css/site.css"} {
+		info, err := os.Stat(filepath.Join(e.Dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.ModTime().Unix(); got != 1600000000 {
+			t.Errorf("%s: time %d, want the commit's, 1600000000", rel, got)
+		}
+	}
 
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
