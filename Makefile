@@ -11,7 +11,7 @@ build:
 # Installs what the end-to-end suite needs (OpenSSH server, git, nginx,
 # php-fpm), then runs every test: unit tests, the end-to-end suite against
 # real sshd hosts (once with delta uploads, the default, and once forcing
-# full uploads), and short runs of the fuzz targets.
+# full, gzipped uploads), and short runs of the fuzz targets.
 test: test-deps vet
 	$(GO) test -count=1 -timeout 25m ./...
 	SLIPWAY_E2E_UPLOAD=full $(GO) test -count=1 -timeout 25m ./e2e/

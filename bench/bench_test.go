@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -124,4 +125,26 @@ func lineDiff(a, b string) int {
 		}
 	}
 	return n
+}
+
+func TestUplinkCarriesItsBandwidth(t *testing.T) {
+	// 100 Mbit/s is 12.5 MB/s: 2.5 MB in 64 kB chunks takes 200 ms, less
+	// the burst allowance, from two writers sharing the link.
+	u := newUplink(100e6)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				u.carry(1250000 / 20)
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	if took < 200*time.Millisecond-uplinkBurst || took > time.Second {
+		t.Errorf("2.5 MB over 100 Mbit/s took %v, want about 200 ms", took)
+	}
 }

@@ -140,6 +140,7 @@ func run() (code int) {
 		defer b.close()
 		res.compare = b.run(p.reps, b.slipwayTool(slipwayDeployTo), b.capistranoTool(capDeployTo), b.floorTool())
 		res.scale = append(res.scale, res.compare.slipwayOnly())
+		res.compression = b.compression(p.reps)
 	}()
 	// Slipway alone, on bigger fleets.
 	for _, n := range append([]int{p.goalHosts}, p.extraHosts...) {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // relay stands between the clients (slipway, Capistrano) and one host's
@@ -22,6 +23,9 @@ type relay struct {
 	down      atomic.Int64 // bytes host → client
 	exchanges atomic.Int64 // client → host bursts that follow host → client data
 	live      atomic.Int64 // connections being relayed
+	// uplink, when set, carries the client → host bytes: one link that
+	// all the fleet's relays share, as a deploy machine's uplink is.
+	uplink atomic.Pointer[uplink]
 
 	mu   sync.Mutex
 	open map[net.Conn]struct{}
@@ -115,6 +119,9 @@ func (r *relay) serve(client net.Conn) {
 	done := make(chan struct{}, 2)
 	go func() {
 		copyCounting(server, client, func(n int) {
+			if u := r.uplink.Load(); u != nil {
+				u.carry(n)
+			}
 			r.up.Add(int64(n))
 			if lastFromServer.Swap(false) {
 				r.exchanges.Add(1)
@@ -172,3 +179,33 @@ func (r *relay) stop() {
 
 // active is the number of relayed connections not yet closed.
 func (r *relay) active() int { return int(r.live.Load()) }
+
+// uplink is a link of a fixed bandwidth: bytes queue for it in the order
+// they come, whichever host they go to, and each chunk leaves once the
+// ones before it have. It stands for the deploy machine's network link,
+// which every host's upload shares (the hosts' own links are faster).
+type uplink struct {
+	bytesPerSec float64
+	mu          sync.Mutex
+	free        time.Time // when the link has sent everything queued
+}
+
+func newUplink(bitsPerSec float64) *uplink { return &uplink{bytesPerSec: bitsPerSec / 8} }
+
+// uplinkBurst is how far the link's schedule may lag the clock: a link
+// idle for longer has lost that time, but the few milliseconds a sleep
+// oversleeps are made up, so the link carries its rated bandwidth.
+const uplinkBurst = 20 * time.Millisecond
+
+// carry waits until n bytes have crossed the link.
+func (u *uplink) carry(n int) {
+	u.mu.Lock()
+	now := time.Now()
+	if u.free.Before(now.Add(-uplinkBurst)) {
+		u.free = now.Add(-uplinkBurst)
+	}
+	u.free = u.free.Add(time.Duration(float64(n) / u.bytesPerSec * float64(time.Second)))
+	done := u.free
+	u.mu.Unlock()
+	time.Sleep(time.Until(done))
+}

@@ -24,6 +24,7 @@ type results struct {
 	compare        fleetResult   // slipway and Capistrano on compareHosts
 	scale          []fleetResult // slipway on compareHosts, then on each of scaleHosts
 	bigScale       fleetResult   // slipway, bigger app, compareHosts
+	compression    compressionResult
 }
 
 // Goals of issue 6.
@@ -363,7 +364,9 @@ shows under *kernel* in the table below.)
   that started it (the benchmark, which the child is a copy of until it runs the tool), so a
   figure no higher than the benchmark's own peak is shown as "≤": the tool used at most that.
 
-## What runs, exactly
+`)
+	b.WriteString(r.compressionMD())
+	b.WriteString(`## What runs, exactly
 
 `)
 	fmt.Fprintf(&b, `- **The app**: generated from a fixed seed (bench/app.go): a Laravel-shaped tree of %s files,

@@ -60,10 +60,18 @@ type tool struct {
 // a clean git export of the app repository's main branch (slipway keeps a
 // mirror of it under HOME/.cache/slipway), storage shared, every host of
 // the fleet in the production stage, the default --parallel.
-func (b *bench) slipwayTool(deployTo string) tool {
+func (b *bench) slipwayTool(deployTo string) tool { return b.slipwayToolWith(deployTo, "") }
+
+// slipwayToolWith is slipwayTool with the source setting compress, unless
+// that is "".
+func (b *bench) slipwayToolWith(deployTo, compress string) tool {
 	var hosts strings.Builder
 	for _, h := range b.fleet.Hosts {
 		fmt.Fprintf(&hosts, "      - %s\n", h.Name)
+	}
+	compressLine := ""
+	if compress != "" {
+		compressLine = "  compress: " + compress + "\n"
 	}
 	config := fmt.Sprintf(`app: shop
 deploy_to: %s
@@ -72,13 +80,13 @@ source:
   strategy: upload
   repo: %s
   branch: main
-shared:
+%sshared:
   dirs: [storage]
 stages:
   production:
     hosts:
-%s`, deployTo, b.app.work, hosts.String())
-	path := filepath.Join(b.confDir, "slipway"+strings.ReplaceAll(deployTo, "/", "-")+".yml")
+%s`, deployTo, b.app.work, compressLine, hosts.String())
+	path := filepath.Join(b.confDir, "slipway"+strings.ReplaceAll(deployTo, "/", "-")+compress+".yml")
 	must(b.sc, os.WriteFile(path, []byte(config), 0o644))
 	return tool{
 		name:     "slipway",
