@@ -151,7 +151,11 @@ func (d *deployRun) steps() []any {
 	if d.src.Git != nil {
 		steps = append(steps, fetchStep{d}, resolveStep{d})
 	}
-	steps = append(steps, alreadyLiveStep{d}, chooseReleaseStep{d}, createReleaseStep{d})
+	steps = append(steps, alreadyLiveStep{d}, chooseReleaseStep{d})
+	if inspect.manifest {
+		steps = append(steps, manifestStep{d.run})
+	}
+	steps = append(steps, createReleaseStep{d})
 	if d.src.Git != nil {
 		steps = append(steps, exportStep{d})
 		for i, command := range d.src.Git.RemoteBuild {

@@ -48,7 +48,11 @@ func PlanDeploy(ctx context.Context, opts Options, src Source) (*Plan, error) {
 	}
 	r := newRun(opts)
 	d := &deployRun{run: r, src: src}
-	steps := []any{connectStep{r}, inspectStep{r: r, sharedFiles: opts.Config.Shared.Files, forSwitch: true, manifest: src.Tree != nil && opts.Config.Source.Delta}}
+	inspect := inspectStep{r: r, sharedFiles: opts.Config.Shared.Files, forSwitch: true, manifest: src.Tree != nil && opts.Config.Source.Delta}
+	steps := []any{connectStep{r}, inspect}
+	if inspect.manifest {
+		steps = append(steps, manifestStep{r})
+	}
 	if err := r.runner.Run(ctx, steps, r.targets); err != nil {
 		return nil, err
 	}

@@ -230,9 +230,6 @@ func (s inspectStep) Run(ctx context.Context, t *Target) error {
 		}
 		s.r.warn(t, "release %s is live, but %s; recorded as deployed now", m.ID, why)
 	}
-	if st.ManifestErr != nil {
-		s.r.warn(t, "the live release's manifest is unreadable (%v) and is not trusted: this host gets a full upload", st.ManifestErr)
-	}
 	for _, f := range st.BadMeta {
 		s.r.warn(t, "release metadata %s/%s is malformed and is ignored (not trusted); delete it if the release is gone", s.r.layout.HistoryDir(), f)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +73,11 @@ type State struct {
 	// hosts that hold the same one: what a deploy derives from it is
 	// derived once for all of them.
 	live *parsedManifest
+	// manifestSum and manifestSize describe the live manifest as the host
+	// read it (its SHA-256, hex); readManifests fetches each distinct one
+	// from one host only.
+	manifestSum  string
+	manifestSize int64
 
 	// Filled in during a run.
 	Previous string // the release that was live before this run
@@ -105,10 +111,11 @@ func inspectScript(l layout.Layout, sharedFiles []string, withManifest bool) str
 	}
 	fmt.Fprintf(&b, "if [ -f %[1]s/lock/owner.json ]; then printf 'lock '; head -c 65536 -- %[1]s/lock/owner.json | tr '\\n' ' '; echo; elif [ -d %[1]s/lock ]; then echo 'lock {}'; fi\n", shell.Quote(layout.MetaDir))
 	if withManifest {
-		// The live release's manifest comes last: everything after the
-		// marker line is its bytes (capped, so a huge file is not trusted).
-		fmt.Fprintf(&b, "if cur=$(readlink -- %s 2>/dev/null); then id=${cur##*/}; case $id in %s) m=%s/manifests/$id; if [ -f \"$m\" ]; then echo manifest-begin; head -c %d -- \"$m\"; fi;; esac; fi\n",
-			shell.Quote(l.Current), strings.Repeat("[0-9]", len(layout.ReleaseIDFormat)), shell.Quote(layout.MetaDir), maxManifest)
+		// The live release's manifest by its checksum and size only: the
+		// hosts of a fleet normally hold the same one, which
+		// readManifests then fetches from one of them.
+		fmt.Fprintf(&b, "if cur=$(readlink -- %s 2>/dev/null); then id=${cur##*/}; case $id in %s) m=%s/manifests/$id; if [ -f \"$m\" ] && sum=$(sha256sum < \"$m\") && size=$(wc -c < \"$m\"); then printf 'manifest %%s %%s\\n' \"${sum%%%% *}\" $size; fi;; esac; fi\n",
+			shell.Quote(l.Current), digits, shell.Quote(layout.MetaDir))
 	}
 	return b.String()
 }
@@ -129,14 +136,6 @@ func Inspect(ctx context.Context, t *Target, l layout.Layout, sharedFiles []stri
 
 func parseState(l layout.Layout, out []byte) (*State, error) {
 	s := &State{Meta: map[string]*ReleaseMeta{}}
-	if before, manifest, found := bytes.Cut(out, []byte("manifest-begin\n")); found {
-		out = before
-		p, err := parseManifestOnce(manifest)
-		s.LiveManifest, s.ManifestCanonical, s.LiveOrder, s.ManifestErr = p.entries, p.canonical, p.order, err
-		if err == nil {
-			s.live = p
-		}
-	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64*1024), 256*1024)
 	for sc.Scan() {
@@ -166,6 +165,14 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 			s.Meta[id] = &m
 		case "missing-shared":
 			s.MissingShared = append(s.MissingShared, rest)
+		case "manifest":
+			sum, size, _ := strings.Cut(rest, " ")
+			n, err := strconv.ParseInt(strings.TrimSpace(size), 10, 64)
+			if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" || err != nil || n < 0 {
+				s.ManifestErr = fmt.Errorf("the host described it as %q", rest)
+				continue
+			}
+			s.manifestSum, s.manifestSize = sum, n
 		case "lock":
 			var o LockOwner
 			if err := json.Unmarshal([]byte(rest), &o); err != nil {

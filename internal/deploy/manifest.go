@@ -1,0 +1,91 @@
+package deploy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync"
+
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/shell"
+)
+
+// manifestStep gives every host the parsed manifest of its live release,
+// for a delta upload. Inspect read only each manifest's checksum and size;
+// this fetches each distinct manifest from one host that holds it (a fleet
+// normally holds one: one transfer instead of one per host, and one copy
+// in memory), checks it against that checksum and parses it. A host whose
+// manifest cannot be had is told why and gets a full upload.
+type manifestStep struct{ r *run }
+
+func (manifestStep) Name() string { return "read manifest" }
+
+func (s manifestStep) RunFleet(ctx context.Context, targets []*Target) error {
+	groups := map[string][]*Target{}
+	var sums []string
+	for _, t := range withState(targets) {
+		st := t.State
+		if st.manifestSum == "" || st.ManifestErr != nil {
+			continue
+		}
+		if st.manifestSize > maxManifest {
+			st.ManifestErr = fmt.Errorf("it is %d bytes, more than the %d read", st.manifestSize, maxManifest)
+			continue
+		}
+		if groups[st.manifestSum] == nil {
+			sums = append(sums, st.manifestSum)
+		}
+		groups[st.manifestSum] = append(groups[st.manifestSum], t)
+	}
+	var wg sync.WaitGroup
+	for _, sum := range sums {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := s.fetch(ctx, sum, groups[sum])
+			for _, t := range groups[sum] {
+				st := t.State
+				if err != nil {
+					st.ManifestErr = err
+					continue
+				}
+				st.LiveManifest, st.ManifestCanonical, st.LiveOrder, st.live = p.entries, p.canonical, p.order, p
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, t := range withState(targets) {
+		if err := t.State.ManifestErr; err != nil {
+			s.r.warn(t, "the live release's manifest is unreadable (%v) and is not trusted: this host gets a full upload", err)
+		}
+	}
+	return nil
+}
+
+// fetch reads the manifest with checksum sum from the first of hosts that
+// gives it whole, and parses it (once per process for each checksum).
+func (s manifestStep) fetch(ctx context.Context, sum string, hosts []*Target) (*parsedManifest, error) {
+	var last error
+	for _, t := range hosts {
+		file := s.r.layout.ManifestFile(t.State.Current)
+		res, err := t.Exec.Query(ctx, host.Command{Script: fmt.Sprintf("head -c %d -- %s", maxManifest, shell.Quote(file))})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			last = fmt.Errorf("reading it from %s: %w", t.Name(), err)
+			continue
+		}
+		got := sha256.Sum256(res.Stdout)
+		if hex.EncodeToString(got[:]) != sum {
+			last = fmt.Errorf("it changed on %s while it was read", t.Name())
+			continue
+		}
+		return parseManifestOnce(res.Stdout)
+	}
+	return nil, last
+}
