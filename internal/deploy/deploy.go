@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bufio"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -448,21 +449,25 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	compress := d.compressFor(t)
 	pr, pw := io.Pipe()
 	go func() {
+		// A read of the pipe returns one write, and each read goes out as
+		// an SSH packet: tar headers and gzip's blocks of a few hundred
+		// bytes would cost the host's sshd a packet each.
+		out := bufio.NewWriterSize(pw, uploadChunk)
 		// Progress counts the content, before compression.
-		content := &countingWriter{w: pw, progress: func(n int64) {
+		content := &countingWriter{w: out, progress: func(n int64) {
 			d.emit(Event{Kind: Progress, Host: t.Name(), Step: "upload", Bytes: n, Total: total})
 		}}
-		if !compress {
-			pw.CloseWithError(tree.WriteTarOf(content, files, extra))
-			return
-		}
-		zw, err := gzip.NewWriterLevel(pw, gzip.BestSpeed)
-		if err == nil {
+		var zw *gzip.Writer
+		if compress {
+			zw, _ = gzip.NewWriterLevel(out, gzip.BestSpeed) // a valid level: no error
 			content.w = zw
-			err = tree.WriteTarOf(content, files, extra)
+		}
+		err := tree.WriteTarOf(content, files, extra)
+		if err == nil && zw != nil {
+			err = zw.Close()
 		}
 		if err == nil {
-			err = zw.Close()
+			err = out.Flush()
 		}
 		pw.CloseWithError(err)
 	}()
@@ -474,6 +479,9 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	d.emit(Event{Kind: Info, Host: t.Name(), Step: "upload", Bytes: sent.n.Load(), Line: uploadSummary(delta, len(files), sent.n.Load(), compress)})
 	return err
 }
+
+// uploadChunk is the size of the writes an upload stream is sent in.
+const uploadChunk = 64 << 10
 
 // compressFor says whether t's upload goes gzipped: source.compress, where
 // auto compresses for every host reached over a network link and not for

@@ -250,7 +250,10 @@ func Check(ctx context.Context, opts Options) ([]CheckReport, error) {
 		rep := &reports[t.Index]
 		rep.Host = t.Name()
 		rep.Current, rep.Releases, rep.Lock = t.State.Current, len(t.State.Releases), t.State.Lock
-		tools := []string{"tar", "readlink", "mkdir", "ln", "mv", "rm", "head", "tr", "sync", "env", "df"}
+		// What the deploy's scripts run: the release copy and upload (tar,
+		// gzip, cp), the manifest and its checks (sha256sum, awk, sort, wc,
+		// cat), the switch and cleanup.
+		tools := []string{"tar", "gzip", "cp", "sha256sum", "awk", "sort", "wc", "cat", "readlink", "mkdir", "ln", "mv", "rm", "head", "tr", "sync", "env", "df"}
 		// The nearest existing ancestor must be writable for a first deploy.
 		script := fmt.Sprintf(`for t in %s; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done
 d=%s; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done
