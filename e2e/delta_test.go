@@ -103,16 +103,21 @@ func TestDeltaSendsAboutTheChangeAndBuildsTheSameRelease(t *testing.T) {
 	if !strings.Contains(res.stderr, "delta upload") {
 		t.Errorf("no delta upload:\n%s", res.stderr)
 	}
-	local := treeHashes(t, filepath.Join(p.dir, "app"))
+	p.servesTheApp("")
+}
+
+// servesTheApp checks that every host's live release holds the project's
+// app/ as shipped (tests/ excluded; REVISION, which slipway adds, aside).
+func (p *project) servesTheApp(what string) {
+	p.t.Helper()
+	local := treeHashes(p.t, filepath.Join(p.dir, "app"))
 	delete(local, "tests")
 	delete(local, "tests/ExampleTest.php")
 	local["REVISION"] = ""
 	for _, h := range p.fleet.Hosts {
-		got := treeHashes(t, h.Path(deployTo+"/current"))
-		if got["REVISION"] != "" {
-			got["REVISION"] = ""
-		}
-		sameTree(t, h.Name, got, local)
+		got := treeHashes(p.t, h.Path(deployTo+"/current"))
+		got["REVISION"] = ""
+		sameTree(p.t, strings.TrimSuffix(h.Name+": "+what, ": "), got, local)
 	}
 }
 
@@ -123,18 +128,6 @@ func TestCompressedUploads(t *testing.T) {
 	p := newProject(t, 2, testutil.Options{})
 	writeBigApp(p, 200, 8<<10) // 1.6 MB of text
 	p.write("app/odd \xff name 'q' $(x)\n.txt", "hostile but legal")
-	check := func(what string) {
-		t.Helper()
-		local := treeHashes(t, filepath.Join(p.dir, "app"))
-		delete(local, "tests")
-		delete(local, "tests/ExampleTest.php")
-		local["REVISION"] = ""
-		for _, h := range p.fleet.Hosts {
-			got := treeHashes(t, h.Path(deployTo+"/current"))
-			got["REVISION"] = ""
-			sameTree(t, h.Name+": "+what, got, local)
-		}
-	}
 
 	// auto: the hosts are on loopback addresses, so nothing is compressed.
 	p.config("")
@@ -143,7 +136,7 @@ func TestCompressedUploads(t *testing.T) {
 		t.Errorf("compress: auto compressed for a host on a loopback address:\n%s", res.stderr)
 	}
 	plain := sentPerHost(t, res.stderr)
-	check("auto")
+	p.servesTheApp("auto")
 
 	// gzip: a full upload, then a delta, both compressed, same content.
 	p.config("  compress: gzip\n  delta: false\n")
@@ -159,7 +152,7 @@ func TestCompressedUploads(t *testing.T) {
 			t.Errorf("%s: gzipped upload sent %.0f bytes, plain %.0f: want under a third for this text", h, n, plain[h])
 		}
 	}
-	check("gzip, full")
+	p.servesTheApp("gzip, full")
 
 	p.config("  compress: gzip\n")
 	p.write("app/src/mod03/file0003.php", strings.Repeat("changed ", 1280))
@@ -167,7 +160,7 @@ func TestCompressedUploads(t *testing.T) {
 	if strings.Count(res.stderr, "delta upload") != 2 || strings.Count(res.stderr, "(gzip)") != 2 {
 		t.Fatalf("want two gzipped delta uploads:\n%s", res.stderr)
 	}
-	check("gzip, delta")
+	p.servesTheApp("gzip, delta")
 }
 
 func TestHardlinkDeltaNeverChangesAnOlderRelease(t *testing.T) {
