@@ -47,11 +47,7 @@ func (b *bench) compression(reps int) compressionResult {
 			b.setUplink(nil)
 		}
 		for i := range reps {
-			modes := compressModes
-			if i%2 == 1 {
-				modes = []string{compressModes[1], compressModes[0]}
-			}
-			for _, mode := range modes {
+			for _, mode := range inTurn(i, compressModes) {
 				b.wipe(slipwayDeployTo)
 				must(b.sc, os.RemoveAll(filepath.Join(b.home, ".cache")))
 				logf("%d hosts: cold deploy over %s, compress: %s, %d/%d", len(b.fleet.Hosts), l.name, mode, i+1, reps)

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -163,16 +164,7 @@ set :ssh_options, {
 // cache.
 func (b *bench) run(reps int, tools ...tool) fleetResult {
 	res := newFleetResult(len(b.fleet.Hosts), b.app.spec.Files, reps)
-	ordered := func(i int) []tool {
-		if i%2 == 0 {
-			return tools
-		}
-		out := make([]tool, len(tools))
-		for j, t := range tools {
-			out[len(tools)-1-j] = t
-		}
-		return out
-	}
+	ordered := func(i int) []tool { return inTurn(i, tools) }
 	for i := range reps {
 		for _, t := range tools {
 			b.wipe(t.deployTo)
@@ -205,6 +197,17 @@ func (b *bench) run(reps int, tools ...tool) fleetResult {
 		}
 	}
 	return res
+}
+
+// inTurn is xs for an even repetition i and xs reversed for an odd one,
+// so that no contender always runs first (on a colder or warmer machine).
+func inTurn[T any](i int, xs []T) []T {
+	if i%2 == 0 {
+		return xs
+	}
+	out := slices.Clone(xs)
+	slices.Reverse(out)
+	return out
 }
 
 func (s sample) String() string {

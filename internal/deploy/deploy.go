@@ -315,11 +315,12 @@ func (d *deployRun) deltaPlan(t *Target) *deltaPlan {
 	d.mu.Unlock()
 	p.once.Do(func() {
 		shared := append(append([]string{}, d.opts.Config.Shared.Dirs...), d.opts.Config.Shared.Files...)
-		delta := d.src.Tree.Diff(t.State.LiveManifest, shared)
+		live := t.State.live
+		delta := d.src.Tree.Diff(live.entries, shared)
 		p.delta = &delta
-		if t.State.ManifestCanonical {
-			p.pick = pickFromManifest(t.State.LiveOrder, delta.CopyTree)
-			p.patch = d.src.Tree.Patch(t.State.LiveManifest)
+		if live.canonical {
+			p.pick = pickFromManifest(live.order, delta.CopyTree)
+			p.patch = d.src.Tree.Patch(live.entries)
 		}
 	})
 	return p

@@ -50,7 +50,7 @@ func (s manifestStep) RunFleet(ctx context.Context, targets []*Target) error {
 					st.ManifestErr = err
 					continue
 				}
-				st.LiveManifest, st.ManifestCanonical, st.LiveOrder, st.live = p.entries, p.canonical, p.order, p
+				st.live = p
 			}
 		}()
 	}

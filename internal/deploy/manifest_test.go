@@ -97,19 +97,19 @@ func TestManifestStepFetchesEachManifestOnce(t *testing.T) {
 		}
 	}
 	shared := targets[0].State.live
-	if shared == nil || len(targets[0].State.LiveManifest) != 2 || !targets[0].State.ManifestCanonical {
-		t.Fatalf("web1: manifest %v (canonical %v), want the two entries of web2's", targets[0].State.LiveManifest, targets[0].State.ManifestCanonical)
+	if shared == nil || len(shared.entries) != 2 || !shared.canonical {
+		t.Fatalf("web1: manifest %v, want the two entries of web2's", shared)
 	}
 	for _, i := range []int{1, 2} {
 		if targets[i].State.live != shared || targets[i].State.ManifestErr != nil {
 			t.Errorf("%s: does not share the one parsed manifest (err %v)", hosts[i].name, targets[i].State.ManifestErr)
 		}
 	}
-	if st := targets[3].State; st.live == nil || st.live == shared || len(st.LiveManifest) != 1 {
-		t.Errorf("web4: its own manifest was not read: %v", st.LiveManifest)
+	if st := targets[3].State; st.live == nil || st.live == shared || len(st.live.entries) != 1 {
+		t.Errorf("web4: its own manifest was not read: %v", st.live)
 	}
 	for _, i := range []int{4, 5} {
-		if st := targets[i].State; st.ManifestErr == nil || st.live != nil || st.LiveManifest != nil {
+		if st := targets[i].State; st.ManifestErr == nil || st.live != nil {
 			t.Errorf("%s: manifest trusted (err %v)", hosts[i].name, st.ManifestErr)
 		}
 	}

@@ -78,7 +78,7 @@ func PlanDeploy(ctx context.Context, opts Options, src Source) (*Plan, error) {
 		hp := HostPlan{Host: t.Name(), Upload: "none"}
 		if t.State != nil {
 			hp.Live = t.State.Current
-			hp.ManifestOK = t.State.LiveManifest != nil
+			hp.ManifestOK = t.State.live != nil
 			if t.State.Lock != nil {
 				hp.Locked = t.State.Lock.String()
 				if why := t.State.Lock.stale(r.owner.Machine, r.opts.Now(), processAlive); why != "" {

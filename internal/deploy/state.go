@@ -60,18 +60,12 @@ type State struct {
 	MissingShared []string // shared files that do not exist
 	Lock          *LockOwner
 
-	// LiveManifest is the live release's manifest, when asked for and
-	// readable; ManifestErr says why a present one was not trusted.
-	LiveManifest map[string]source.Entry
-	// ManifestCanonical: the host's file is exactly what slipway would
-	// write for LiveManifest, so a delta may send the manifest as a patch.
-	ManifestCanonical bool
-	// LiveOrder, for a canonical manifest, is its paths in line order.
-	LiveOrder   []string
+	// ManifestErr says why the live release's manifest, present, was not
+	// trusted.
 	ManifestErr error
-	// live is the parsed manifest LiveManifest comes from, shared by the
-	// hosts that hold the same one: what a deploy derives from it is
-	// derived once for all of them.
+	// live is the live release's manifest, when asked for and readable
+	// (manifestStep), shared by the hosts that hold the same one: what a
+	// deploy derives from it is derived once for all of them.
 	live *parsedManifest
 	// manifestSum and manifestSize describe the live manifest as the host
 	// read it (its SHA-256, hex); readManifests fetches each distinct one
@@ -227,7 +221,10 @@ var manifestCache = struct {
 }{byDigest: map[[32]byte]*parsedManifest{}}
 
 type parsedManifest struct {
-	entries   map[string]source.Entry
+	entries map[string]source.Entry
+	// canonical: the host's file is exactly what slipway would write for
+	// entries, so a delta may send the manifest as a patch and the host
+	// may pick entries from it by line number.
 	canonical bool
 	order     []string // paths in line order, when canonical
 	err       error

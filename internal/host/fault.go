@@ -75,18 +75,10 @@ func (c *cutReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (f *faulty) PrepareRename(ctx context.Context) error {
-	if p, ok := f.Executor.(RenamePreparer); ok {
-		return p.PrepareRename(ctx)
-	}
-	return nil
-}
+func (f *faulty) PrepareRename(ctx context.Context) error { return prepareRename(ctx, f.Executor) }
 
 func (f *faulty) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
-	if d, ok := f.Executor.(TCPDialer); ok {
-		return d.DialTCP(ctx, addr)
-	}
-	return nil, fmt.Errorf("%s: cannot open connections from the host", f.Name())
+	return dialTCP(ctx, f.Executor, addr)
 }
 
 func (f *faulty) Loopback() bool { return OnLoopback(f.Executor) }

@@ -43,6 +43,22 @@ type TCPDialer interface {
 	DialTCP(ctx context.Context, addr string) (net.Conn, error)
 }
 
+// prepareRename is what a wrapper's PrepareRename does: ex's, if it has one.
+func prepareRename(ctx context.Context, ex Executor) error {
+	if p, ok := ex.(RenamePreparer); ok {
+		return p.PrepareRename(ctx)
+	}
+	return nil
+}
+
+// dialTCP is what a wrapper's DialTCP does: ex's, if it has one.
+func dialTCP(ctx context.Context, ex Executor, addr string) (net.Conn, error) {
+	if d, ok := ex.(TCPDialer); ok {
+		return d.DialTCP(ctx, addr)
+	}
+	return nil, fmt.Errorf("%s: cannot open connections from the host", ex.Name())
+}
+
 // LoopbackReporter is an Executor that knows whether it reaches its host
 // without a network link: this machine itself, or an SSH connection to a
 // loopback address. Compressing an upload saves nothing there and costs

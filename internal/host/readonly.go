@@ -22,10 +22,7 @@ func (r readOnly) Rename(_ context.Context, oldpath, newpath string) error {
 }
 
 func (r readOnly) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
-	if d, ok := r.Executor.(TCPDialer); ok {
-		return d.DialTCP(ctx, addr)
-	}
-	return nil, fmt.Errorf("%s: cannot open connections from the host", r.Name())
+	return dialTCP(ctx, r.Executor, addr)
 }
 
 func (r readOnly) Loopback() bool { return OnLoopback(r.Executor) }

@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -70,19 +69,13 @@ func (v verbose) Rename(ctx context.Context, oldpath, newpath string) error {
 // The wrapped executor's optional abilities pass through: without them a
 // verbose run would lose the HTTP health check and the prepared rename.
 
-func (v verbose) PrepareRename(ctx context.Context) error {
-	if p, ok := v.Executor.(RenamePreparer); ok {
-		return p.PrepareRename(ctx)
-	}
-	return nil
-}
+func (v verbose) PrepareRename(ctx context.Context) error { return prepareRename(ctx, v.Executor) }
 
 func (v verbose) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
-	if d, ok := v.Executor.(TCPDialer); ok {
+	if _, ok := v.Executor.(TCPDialer); ok {
 		v.report("$ connect to " + addr + " from the host")
-		return d.DialTCP(ctx, addr)
 	}
-	return nil, fmt.Errorf("%s: cannot open connections from the host", v.Name())
+	return dialTCP(ctx, v.Executor, addr)
 }
 
 func (v verbose) Loopback() bool { return OnLoopback(v.Executor) }
