@@ -67,6 +67,10 @@ func (e *LockedError) Error() string {
 // someone else", distinct from any failure of mkdir itself.
 const lockedStatus = 75
 
+// ownerWaitTries is how many times, a tenth of a second apart, a run
+// looks again for the owner of a lock that has none yet.
+const ownerWaitTries = 30
+
 // Acquire takes the lock on one host. mkdir is atomic on every filesystem,
 // so of two runs racing for the lock exactly one creates the directory.
 func Acquire(ctx context.Context, ex host.Executor, l layout.Layout, owner LockOwner) error {
@@ -82,10 +86,22 @@ func acquireThen(ctx context.Context, ex host.Executor, l layout.Layout, owner L
 	if err != nil {
 		return nil, err
 	}
-	// A lock whose owner could not be written (a full disk) would be
-	// nobody's, never stale, and refuse every later run: it goes at once.
-	script := fmt.Sprintf(`umask 022 && mkdir -p -- %[1]s && if mkdir -- %[2]s 2>/dev/null; then printf '%%s\n' %[3]s > %[4]s || { status=$?; rm -rf -- %[2]s; exit $status; }; else head -c 65536 -- %[4]s 2>/dev/null; exit %[5]d; fi`,
-		shell.Quote(l.MetaDir()), shell.Quote(l.LockDir()), shell.Quote(string(body)), shell.Quote(l.LockOwnerFile()), lockedStatus)
+	// The owner file is written under another name and renamed into
+	// place, so a reader sees no owner or the whole of it, never half. A
+	// run that finds a lock just made, its owner not yet in place, looks
+	// again for up to three seconds rather than refusing with no name to
+	// give; if the lock goes meanwhile, it takes it. A lock whose owner
+	// could not be written (a full disk) would be nobody's, never stale,
+	// and refuse every later run: it goes at once.
+	script := fmt.Sprintf(`umask 022 && mkdir -p -- %[1]s && tries=0 && while :; do
+if mkdir -- %[2]s 2>/dev/null; then
+printf '%%s\n' %[3]s > %[2]s/owner.tmp && mv -f -- %[2]s/owner.tmp %[4]s || { status=$?; rm -rf -- %[2]s; exit $status; }
+break
+fi
+if [ -s %[4]s ] || [ "$tries" -ge %[6]d ]; then head -c 65536 -- %[4]s 2>/dev/null; exit %[5]d; fi
+tries=$((tries + 1)); sleep 0.1 2>/dev/null || sleep 1
+done`,
+		shell.Quote(l.MetaDir()), shell.Quote(l.LockDir()), shell.Quote(string(body)), shell.Quote(l.LockOwnerFile()), lockedStatus, ownerWaitTries)
 	if then != "" {
 		script += "\n( " + then + "\n) || true"
 	}
