@@ -285,16 +285,9 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 	return err
 }
 
-// planDelta decides whether t gets a delta upload: it needs the upload
-// strategy, delta enabled, and a trusted manifest of the live release.
-func (d *deployRun) planDelta(t *Target) *source.Delta {
-	if p := d.deltaPlan(t); p != nil {
-		return p.delta
-	}
-	return nil
-}
-
-// deltaPlan is what a delta upload to t sends, nil for a full upload. The
+// deltaPlan is what a delta upload to t sends, nil for a full upload: a
+// delta needs the upload strategy, delta enabled, and a trusted manifest
+// of the live release. The
 // hosts that hold the same live manifest share one plan (a fleet normally
 // holds one manifest): fifty hosts do not cost fifty diffs, lists and
 // patches of the whole app.

@@ -67,7 +67,7 @@ func (s manifestStep) RunFleet(ctx context.Context, targets []*Target) error {
 }
 
 // fetch reads the manifest with checksum sum from the first of hosts that
-// gives it whole, and parses it (once per process for each checksum).
+// gives it whole, and parses it.
 func (s manifestStep) fetch(ctx context.Context, sum string, hosts []*Target) (*parsedManifest, error) {
 	var last error
 	for _, t := range hosts {
@@ -85,7 +85,7 @@ func (s manifestStep) fetch(ctx context.Context, sum string, hosts []*Target) (*
 			last = fmt.Errorf("it changed on %s while it was read", t.Name())
 			continue
 		}
-		return parseManifestOnce(res.Stdout)
+		return parseManifest(res.Stdout)
 	}
 	return nil, last
 }

@@ -86,11 +86,12 @@ func PlanDeploy(ctx context.Context, opts Options, src Source) (*Plan, error) {
 					hp.Locked = ""
 				}
 			}
-			delta := d.planDelta(t)
+			plan := d.deltaPlan(t)
 			switch {
 			case src.Git != nil:
 				hp.Upload = "git export"
-			case delta != nil:
+			case plan != nil:
+				delta := plan.delta
 				hp.Upload, hp.Copy, hp.Removed, hp.SendBytes = "delta", len(delta.Copy), delta.Removed, delta.Bytes
 				for _, f := range delta.Send {
 					hp.Send = append(hp.Send, f.Rel)

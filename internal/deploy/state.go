@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -68,7 +66,7 @@ type State struct {
 	// deploy derives from it is derived once for all of them.
 	live *parsedManifest
 	// manifestSum and manifestSize describe the live manifest as the host
-	// read it (its SHA-256, hex); readManifests fetches each distinct one
+	// read it (its SHA-256, hex); manifestStep fetches each distinct one
 	// from one host only.
 	manifestSum  string
 	manifestSize int64
@@ -107,7 +105,7 @@ func inspectScript(l layout.Layout, sharedFiles []string, withManifest bool) str
 	if withManifest {
 		// The live release's manifest by its checksum and size only: the
 		// hosts of a fleet normally hold the same one, which
-		// readManifests then fetches from one of them.
+		// manifestStep then fetches from one of them.
 		fmt.Fprintf(&b, "if cur=$(readlink -- %s 2>/dev/null); then id=${cur##*/}; case $id in %s) m=%s/manifests/$id; if [ -f \"$m\" ] && sum=$(sha256sum < \"$m\") && size=$(wc -c < \"$m\"); then printf 'manifest %%s %%s\\n' \"${sum%%%% *}\" $size; fi;; esac; fi\n",
 			shell.Quote(l.Current), digits, shell.Quote(layout.MetaDir))
 	}
@@ -212,14 +210,6 @@ func (s *State) RollbackTarget() string {
 	return ""
 }
 
-// manifestCache parses each distinct live manifest once per process. The
-// hosts of a fleet normally hold the same one: fifty copies of a
-// 3,000-entry manifest would otherwise cost fifty parses and fifty maps.
-var manifestCache = struct {
-	sync.Mutex
-	byDigest map[[32]byte]*parsedManifest
-}{byDigest: map[[32]byte]*parsedManifest{}}
-
 type parsedManifest struct {
 	entries map[string]source.Entry
 	// canonical: the host's file is exactly what slipway would write for
@@ -230,21 +220,15 @@ type parsedManifest struct {
 	err       error
 }
 
-func parseManifestOnce(raw []byte) (*parsedManifest, error) {
-	digest := sha256.Sum256(raw)
-	manifestCache.Lock()
-	defer manifestCache.Unlock()
-	p, ok := manifestCache.byDigest[digest]
-	if !ok {
-		p = &parsedManifest{}
-		p.entries, p.err = source.ParseManifest(raw)
-		if p.err == nil {
-			p.canonical = bytes.Equal(source.EncodeManifest(p.entries), raw)
-		}
-		if p.canonical {
-			p.order = source.ManifestOrder(p.entries)
-		}
-		manifestCache.byDigest[digest] = p
+// parseManifest parses a live manifest as a host holds it.
+func parseManifest(raw []byte) (*parsedManifest, error) {
+	p := &parsedManifest{}
+	p.entries, p.err = source.ParseManifest(raw)
+	if p.err == nil {
+		p.canonical = bytes.Equal(source.EncodeManifest(p.entries), raw)
+	}
+	if p.canonical {
+		p.order = source.ManifestOrder(p.entries)
 	}
 	return p, p.err
 }
