@@ -72,7 +72,7 @@ func runDeploy(ctx context.Context, g *globalOptions, streams IO, opts *deployOp
 		return err
 	}
 	defer prepared.Remove()
-	src.Force = opts.force
+	dopts.Force = opts.force
 	if opts.canary < 0 {
 		return &UserError{Msg: "--canary: give a number of hosts, e.g. --canary 1"}
 	}

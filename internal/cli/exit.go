@@ -35,7 +35,7 @@ func exitCode(err error) int {
 		hostKeyErr  *host.HostKeyError
 		switchedErr *deploy.SwitchedError
 		rolledBack  *deploy.RolledBackError
-		hostErr     *deploy.HostError
+		connectErr  *deploy.ConnectError
 	)
 	switch {
 	case err == nil:
@@ -52,20 +52,9 @@ func exitCode(err error) int {
 		return ExitLocked
 	case errors.As(err, &hostKeyErr):
 		return ExitUnreachable
-	case errors.As(err, &hostErr) && connectFailed(err):
+	case errors.As(err, &connectErr):
 		return ExitUnreachable
 	default:
 		return ExitFailed
 	}
-}
-
-// connectFailed reports whether any part of err is a failure to connect.
-func connectFailed(err error) bool {
-	for _, e := range deploy.Errors(err) {
-		var he *deploy.HostError
-		if errors.As(e, &he) && he.Step == "connect" {
-			return true
-		}
-	}
-	return false
 }

@@ -2,13 +2,77 @@ package deploy
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
+
+// Cleanup prunes old releases on every selected host, under the lock.
+func Cleanup(ctx context.Context, opts Options) (map[string]PruneResult, error) {
+	r := newRun(ctx, opts)
+	results := make([]PruneResult, len(r.targets))
+	prune := stepFunc{name: "cleanup", fn: func(ctx context.Context, t *Target) error {
+		res, err := Prune(ctx, t, r.layout, opts.Config.KeepReleases, opts.Config.Cleanup.Sudo)
+		results[t.Index] = res
+		r.reportPrune(t, res, nil)
+		return err
+	}}
+	inspect := inspectStep{r: r}
+	steps := []Step{perHost(connectStep{r: r})}
+	steps = append(steps, lockSteps(r, &inspect)...)
+	err := r.pipeline(append(steps, perHost(inspect), perHost(prune)))
+	out := map[string]PruneResult{}
+	for _, t := range r.targets {
+		out[t.Name()] = results[t.Index]
+	}
+	return out, err
+}
+
+// cleanupStep prunes old releases after a successful switch. A failure to
+// prune is a warning: the deploy itself succeeded.
+type cleanupStep struct {
+	releaseHosts
+	d *deployRun
+}
+
+func (cleanupStep) Name() string { return "cleanup" }
+
+func (s cleanupStep) Run(ctx context.Context, t *Target) error {
+	cfg := s.d.opts.Config
+	res, err := Prune(ctx, t, s.d.layout, cfg.KeepReleases, cfg.Cleanup.Sudo)
+	s.d.reportPrune(t, res, err)
+	return nil
+}
+
+// Plan notes what cleanup would delete after this deploy: the new release
+// live, the old one its rollback target.
+func (s cleanupStep) Plan(_ context.Context, t *Target) error {
+	id := s.d.releaseID
+	after := *t.State
+	after.Releases = append(append([]string{}, t.State.Releases...), id)
+	after.Meta = map[string]*ReleaseMeta{id: {ID: id, State: StateDeployed}}
+	for k, v := range t.State.Meta {
+		after.Meta[k] = v
+	}
+	after.Current = id
+	s.d.plan.host(t).Cleanup = PlanPrune(&after, s.d.opts.Config.KeepReleases).Delete
+	return nil
+}
+
+// reportPrune warns about releases cleanup kept or could not delete.
+func (r *run) reportPrune(t *Target, res PruneResult, err error) {
+	if err != nil {
+		r.warn(t, "cleanup failed, old releases stay until the next cleanup: %v", err)
+	}
+	if len(res.InUse) > 0 {
+		r.warn(t, "kept %s: a running process still uses it (its working directory, executable or open files); cleanup deletes it once that process is gone", strings.Join(res.InUse, ", "))
+	}
+	if len(res.Failed) > 0 {
+		r.warn(t, "could not delete %s: it holds files the deploy user cannot remove (made by the web server's user?). Set cleanup: {sudo: true} to delete with sudo -n, or give the deploy user rights with a default ACL (setfacl -d -m u:DEPLOY_USER:rwX on the writable directories)", strings.Join(res.Failed, ", "))
+	}
+}
 
 // PrunePlan is what cleanup deletes on one host and why it keeps the rest.
 type PrunePlan struct {
@@ -95,35 +159,7 @@ type PruneResult struct {
 // release path is checked to be a real directory first.
 func Prune(ctx context.Context, t *Target, l layout.Layout, keep int, sudo bool) (PruneResult, error) {
 	plan := PlanPrune(t.State, keep)
-	rm := "rm"
-	if sudo {
-		rm = "sudo -n rm"
-	}
-	var b strings.Builder
-	b.WriteString(inUseFunc)
-	for _, id := range plan.Delete {
-		dir := l.ReleaseDir(id)
-		// The metadata of a release that went live goes with it; a failed
-		// one's stays, so history keeps the failure (see PlanPrune).
-		forget := shell.Quote(l.ManifestFile(id))
-		if m := t.State.Meta[id]; m != nil && m.State != StateFailed && m.State != StatePreparing {
-			forget += " " + shell.Quote(l.HistoryFile(id))
-		}
-		fmt.Fprintf(&b, `d=%[1]s
-if [ -d "$d" ] && [ ! -L "$d" ]; then
-  if in_use "$d" %[2]s; then echo "in-use %[3]s"
-  elif %[4]s -rf -- "$d" 2>/dev/null; then rm -f -- %[5]s; echo "deleted %[3]s"
-  else echo "failed %[3]s"; fi
-else rm -f -- %[5]s; echo "deleted %[3]s"; fi
-`, shell.Quote(dir), shell.Quote(fnmatchEscape(dir)), id, rm, forget)
-	}
-	for _, id := range plan.Forget {
-		fmt.Fprintf(&b, "rm -f -- %s\n", shell.Quote(l.HistoryFile(id)))
-	}
-	// Switch links of runs that died before renaming them. Ours holds the
-	// lock, so none of these is in use.
-	fmt.Fprintf(&b, "for f in %s/.%s.slipway-*; do if [ -L \"$f\" ]; then rm -f -- \"$f\"; fi; done\n", shell.Quote(l.DeployTo), shell.Quote(l.Current))
-	res, err := t.Exec.Exec(ctx, host.Command{Script: b.String()})
+	res, err := t.Exec.Exec(ctx, host.Command{Script: pruneScript(l, plan, t.State.Meta, sudo)})
 	var out PruneResult
 	gone := map[string]bool{}
 	for _, line := range strings.Split(string(res.Stdout), "\n") {
@@ -154,6 +190,45 @@ else rm -f -- %[5]s; echo "deleted %[3]s"; fi
 		}
 	}
 	return out, err
+}
+
+// pruneScript deletes the releases of plan, keeping those in use and
+// reporting one line per release.
+func pruneScript(l layout.Layout, plan PrunePlan, meta map[string]*ReleaseMeta, sudo bool) string {
+	rm := shell.Raw("rm")
+	if sudo {
+		rm = "sudo -n rm"
+	}
+	var b strings.Builder
+	b.WriteString(inUseFunc)
+	for _, id := range plan.Delete {
+		dir := l.ReleaseDir(id)
+		// The metadata of a release that went live goes with it; a failed
+		// one's stays, so history keeps the failure (see PlanPrune).
+		forget := []string{l.ManifestFile(id)}
+		if m := meta[id]; m != nil && m.State != StateFailed && m.State != StatePreparing {
+			forget = append(forget, l.HistoryFile(id))
+		}
+		b.WriteString(shell.Script(`d={{dir}}
+if [ -d "$d" ] && [ ! -L "$d" ]; then
+  if in_use "$d" {{pattern}}; then echo {{in_use}}
+  elif {{rm}} -rf -- "$d" 2>/dev/null; then rm -f -- {{forget}}; echo {{deleted}}
+  else echo {{failed}}; fi
+else rm -f -- {{forget}}; echo {{deleted}}; fi
+`, shell.Args{
+			"dir": dir, "pattern": fnmatchEscape(dir), "rm": rm, "forget": forget,
+			"in_use": "in-use " + id, "deleted": "deleted " + id, "failed": "failed " + id,
+		}))
+	}
+	for _, id := range plan.Forget {
+		b.WriteString(shell.Script("rm -f -- {{file}}\n", shell.Args{"file": l.HistoryFile(id)}))
+	}
+	// Switch links of runs that died before renaming them. Ours holds the
+	// lock, so none of these is in use.
+	b.WriteString(shell.Script(`for f in {{deploy_to}}/.{{current}}.slipway-*; do if [ -L "$f" ]; then rm -f -- "$f"; fi; done`+"\n", shell.Args{
+		"deploy_to": l.DeployTo, "current": l.Current,
+	}))
+	return b.String()
 }
 
 // inUseFunc defines in_use DIR PATTERN: true when a process this user can

@@ -24,9 +24,22 @@ type Event struct {
 	Step     string
 	Duration time.Duration
 	Err      error
-	Line     string // Output and Warning
+	Line     string // Output, Warning and Info
 	Bytes    int64  // bytes sent by the step, when it sent any
 	Total    int64  // Progress: the bytes the step expects to send
+	// Upload is what an upload sent to the host (an Info event of the
+	// upload step, whose Line the printers write from it).
+	Upload *UploadStats
+}
+
+// UploadStats is what an upload sent to one host.
+type UploadStats struct {
+	Delta   bool  // only the changes were sent
+	Entries int   // entries sent
+	Copied  int   // delta: entries copied on the host from the live release
+	Removed int   // delta: entries of the live release left out
+	Bytes   int64 // bytes on the wire
+	Gzip    bool  // the stream was gzipped
 }
 
 // Observer receives events. Implementations must be safe for concurrent

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
 
@@ -17,29 +18,37 @@ import (
 // fetchStep clones the mirror on first use (or when the repository URL
 // changed) and fetches it otherwise. At most GitSource.Parallel hosts fetch
 // at once, so a fleet does not overload the git server.
-type fetchStep struct{ d *deployRun }
+type fetchStep struct {
+	releaseHosts
+	d *deployRun
+}
 
 func (fetchStep) Name() string { return "git fetch" }
 
 func (s fetchStep) Limit() int { return s.d.src.Git.Parallel }
 
 func (s fetchStep) Run(ctx context.Context, t *Target) error {
-	repo := shell.Quote(s.d.layout.RepoDir())
-	url := shell.Quote(s.d.src.Git.URL)
-	// GIT_TERMINAL_PROMPT=0: a repository that asks for a password fails
-	// instead of hanging the deploy. Host key checking stays whatever the
-	// host's ssh does: slipway never turns it off.
-	script := fmt.Sprintf(`export GIT_TERMINAL_PROMPT=0
-if [ -d %[1]s ] && [ "$(git --git-dir=%[1]s config --get remote.origin.url)" = %[2]s ]; then
-  git --git-dir=%[1]s remote update --prune
-else
-  rm -rf -- %[1]s && umask 022 && git clone --quiet --mirror -- %[2]s %[1]s
-fi`, repo, url)
-	res, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	res, err := t.Exec.Exec(ctx, host.Command{Script: fetchScript(s.d.layout.RepoDir(), s.d.src.Git.URL)})
 	if err != nil {
 		return gitError(err, res.Stderr, s.d.src.Git.URL)
 	}
 	return nil
+}
+
+// Plan: a dry run does not fetch.
+func (fetchStep) Plan(context.Context, *Target) error { return nil }
+
+// fetchScript updates the mirror at repo, or clones it from url where it
+// is missing or mirrors another URL. GIT_TERMINAL_PROMPT=0: a repository
+// that asks for a password fails instead of hanging the deploy. Host key
+// checking stays whatever the host's ssh does: slipway never turns it off.
+func fetchScript(repo, url string) string {
+	return shell.Script(`export GIT_TERMINAL_PROMPT=0
+if [ -d {{repo}} ] && [ "$(git --git-dir={{repo}} config --get remote.origin.url)" = {{url}} ]; then
+  git --git-dir={{repo}} remote update --prune
+else
+  rm -rf -- {{repo}} && umask 022 && git clone --quiet --mirror -- {{url}} {{repo}}
+fi`, shell.Args{"repo": repo, "url": url})
 }
 
 // gitError explains the usual reasons a fetch fails on a host.
@@ -71,10 +80,8 @@ func (s resolveStep) RunFleet(ctx context.Context, targets []*Target) error {
 	if want == "" {
 		want = "HEAD"
 	}
-	primary := withState(targets)[0]
-	script := fmt.Sprintf("git --git-dir=%s rev-parse --verify --quiet --end-of-options %s",
-		shell.Quote(s.d.layout.RepoDir()), shell.Quote(want+"^{commit}"))
-	res, err := primary.Exec.Query(ctx, host.Command{Script: script})
+	primary := s.d.primary()
+	res, err := primary.Exec.Query(ctx, host.Command{Script: resolveScript(s.d.layout.RepoDir(), want)})
 	sha := strings.TrimSpace(string(res.Stdout))
 	if err != nil || !shaPattern.MatchString(sha) {
 		return fmt.Errorf("unknown revision %q in %s (resolved on %s); check the name, or list them with: git ls-remote %s",
@@ -84,35 +91,56 @@ func (s resolveStep) RunFleet(ctx context.Context, targets []*Target) error {
 	return nil
 }
 
+// resolveScript prints the commit id want names in the mirror at repo.
+func resolveScript(repo, want string) string {
+	return shell.Script("git --git-dir={{repo}} rev-parse --verify --quiet --end-of-options {{want}}", shell.Args{
+		"repo": repo, "want": want + "^{commit}",
+	})
+}
+
+// PlanFleet: a dry run does not fetch, so the mirror may be behind; the
+// revision is resolved when the deploy runs.
+func (resolveStep) PlanFleet(context.Context, []*Target) error { return nil }
+
 // exportStep writes the commit into the new release directory with
 // git archive, and the REVISION file beside it.
-type exportStep struct{ d *deployRun }
+type exportStep struct {
+	releaseHosts
+	d *deployRun
+}
 
 func (exportStep) Name() string { return "git export" }
 
 func (s exportStep) Run(ctx context.Context, t *Target) error {
-	l := s.d.layout
-	git := s.d.src.Git
-	treeish := s.d.src.Revision
-	if git.Subdir != "" {
-		treeish += ":" + git.Subdir
-	}
-	release := shell.Quote(l.ReleaseDir(s.d.releaseID))
-	repo := shell.Quote(l.RepoDir())
-	// A host that fetched before a push the primary saw lacks the commit:
-	// fetch once more. The archive goes to a file first so a failing git
-	// cannot pass for an empty tar stream.
-	script := fmt.Sprintf(`set -e
-git --git-dir=%[1]s cat-file -e %[2]s 2>/dev/null || GIT_TERMINAL_PROMPT=0 git --git-dir=%[1]s remote update --prune
-git --git-dir=%[1]s cat-file -e %[3]s 2>/dev/null || { printf '%%s is not in the repository\n' %[4]s >&2; exit 1; }
-umask 022
-git --git-dir=%[1]s archive --format=tar -o %[5]s %[3]s
-tar -x -p --no-same-owner -f %[5]s -C %[6]s
-rm -f -- %[5]s
-[ -n "$(ls -A %[6]s)" ] || { echo "the export is empty" >&2; exit 1; }
-%[7]s`,
-		repo, shell.Quote(s.d.src.Revision+"^{commit}"), shell.Quote(treeish), shell.Quote(treeish),
-		shell.Quote(l.ReleaseDir(s.d.releaseID)+".tar"), release, revisionScript(l, s.d.releaseID, s.d.src.Revision))
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	_, err := t.Exec.Exec(ctx, host.Command{Script: exportScript(s.d.layout, s.d.releaseID, s.d.src.Revision, s.d.src.Git.Subdir)})
 	return err
+}
+
+func (s exportStep) Plan(_ context.Context, t *Target) error {
+	s.d.plan.host(t).Upload = "git export"
+	return nil
+}
+
+// exportScript writes commit revision (its subdir, if given) into release
+// id. A host that fetched before a push the primary saw lacks the commit:
+// it fetches once more. The archive goes to a file first so a failing git
+// cannot pass for an empty tar stream.
+func exportScript(l layout.Layout, id, revision, subdir string) string {
+	treeish := revision
+	if subdir != "" {
+		treeish += ":" + subdir
+	}
+	return shell.Script(`set -e
+git --git-dir={{repo}} cat-file -e {{commit}} 2>/dev/null || GIT_TERMINAL_PROMPT=0 git --git-dir={{repo}} remote update --prune
+git --git-dir={{repo}} cat-file -e {{treeish}} 2>/dev/null || { printf '%s is not in the repository\n' {{treeish}} >&2; exit 1; }
+umask 022
+git --git-dir={{repo}} archive --format=tar -o {{archive}} {{treeish}}
+tar -x -p --no-same-owner -f {{archive}} -C {{release}}
+rm -f -- {{archive}}
+[ -n "$(ls -A {{release}})" ] || { echo "the export is empty" >&2; exit 1; }
+{{revision_file}}`, shell.Args{
+		"repo": l.RepoDir(), "commit": revision + "^{commit}", "treeish": treeish,
+		"archive": l.ReleaseDir(id) + ".tar", "release": l.ReleaseDir(id),
+		"revision_file": shell.Raw(revisionScript(l, id, revision)),
+	})
 }

@@ -11,8 +11,20 @@ import (
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/config"
-	"github.com/slipway-deploy/slipway/internal/host"
 )
+
+// healthStep checks one host after its switch.
+type healthStep struct {
+	releaseHosts
+	r      *run
+	health *config.Health
+}
+
+func (healthStep) Name() string { return "health" }
+
+func (s healthStep) Run(ctx context.Context, t *Target) error {
+	return checkHealth(ctx, s.r, t, s.health)
+}
 
 // checkHealth runs the health check on one host until it passes or its
 // attempts are used up.
@@ -47,17 +59,13 @@ func checkHealth(ctx context.Context, r *run, t *Target, h *config.Health) error
 // opened by the host (a direct-tcpip channel of the SSH connection), so
 // 127.0.0.1 is the host's own loopback and no curl is needed there.
 func healthHTTP(ctx context.Context, t *Target, h *config.Health) error {
-	dialer, ok := t.Exec.(host.TCPDialer)
-	if !ok {
-		return fmt.Errorf("this host cannot open connections for an HTTP health check; use health.command")
-	}
 	u, err := url.Parse(h.URL)
 	if err != nil {
 		return err
 	}
 	transport := &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return dialer.DialTCP(ctx, addr)
+			return t.Exec.DialTCP(ctx, addr)
 		},
 		DisableKeepAlives: true,
 	}

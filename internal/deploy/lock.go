@@ -2,11 +2,14 @@ package deploy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -14,6 +17,13 @@ import (
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
+
+// The deploy lock is a directory, .slipway/lock, made with mkdir (atomic
+// on every file system: of two runs racing for it exactly one makes it),
+// holding owner.json: who holds it, and a token no other run has. A run
+// holds the lock of each of its hosts through one Lock, which refreshes
+// them while the run lasts and cancels the run's context when one of them
+// is lost.
 
 // LockOwner says who holds a deploy lock, so a refused run can name them.
 type LockOwner struct {
@@ -26,6 +36,15 @@ type LockOwner struct {
 	// Expires is when the lock lapses unless its holder refreshes it;
 	// zero for a lock that never lapses.
 	Expires time.Time `json:"expires,omitzero"`
+	// Token tells this run's lock from any other's, so a run never
+	// refreshes or removes a lock that is no longer its own.
+	Token string `json:"token,omitempty"`
+}
+
+func newLockToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
 }
 
 // stale says why a lock found on a host can be taken over, or "": its
@@ -63,45 +82,88 @@ func (e *LockedError) Error() string {
 	return fmt.Sprintf("deploy directory is locked by %s", e.Owner)
 }
 
-// lockedStatus is the exit status the lock script uses to say "held by
-// someone else", distinct from any failure of mkdir itself.
-const lockedStatus = 75
+// LockLostError reports a run whose lock on a host was removed or taken
+// over while it ran (slipway unlock, a lapse): it stops, and changes
+// nothing more.
+type LockLostError struct {
+	Host string
+}
+
+func (e *LockLostError) Error() string {
+	return fmt.Sprintf("%s: this run lost its deploy lock (removed by slipway unlock or taken over after it lapsed), so it stopped", e.Host)
+}
+
+// joinLost reports a run stopped by the loss of its lock: the loss, and
+// any failure other than the cancellation it caused.
+func joinLost(lost *LockLostError, err error) error {
+	out := []error{lost}
+	for _, e := range Errors(err) {
+		if !errors.Is(e, context.Canceled) {
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
+}
+
+// Exit statuses of the lock scripts, distinct from any failure of the
+// commands in them: held by someone else, and no longer ours.
+const (
+	lockedStatus = 75
+	lostStatus   = 76
+)
 
 // ownerWaitTries is how many times, a tenth of a second apart, a run
 // looks again for the owner of a lock that has none yet.
 const ownerWaitTries = 30
 
-// Acquire takes the lock on one host. mkdir is atomic on every filesystem,
-// so of two runs racing for the lock exactly one creates the directory.
-func Acquire(ctx context.Context, ex host.Executor, l layout.Layout, owner LockOwner) error {
-	_, err := acquireThen(ctx, ex, l, owner, "")
-	return err
+// acquireScript takes the lock. The owner file is written under another
+// name and renamed into place, so a reader sees no owner or the whole of
+// it, never half. A run that finds a lock just made, its owner not yet in
+// place, looks again for up to three seconds rather than refusing with no
+// name to give; if the lock goes meanwhile, it takes it. A lock whose
+// owner could not be written (a full disk) would be nobody's, never stale,
+// and refuse every later run: it goes at once.
+func acquireScript(l layout.Layout, owner []byte) string {
+	return shell.Script(`umask 022 && mkdir -p -- {{meta}} && tries=0 && while :; do
+if mkdir -- {{lock}} 2>/dev/null; then
+  printf '%s\n' {{owner}} > {{tmp}} && mv -f -- {{tmp}} {{file}} || { status=$?; rm -rf -- {{lock}}; exit $status; }
+  break
+fi
+if [ -s {{file}} ] || [ "$tries" -ge {{tries}} ]; then head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}; fi
+tries=$((tries + 1)); sleep 0.1 2>/dev/null || sleep 1
+done`, shell.Args{
+		"meta": l.MetaDir(), "lock": l.LockDir(), "owner": string(owner),
+		"tmp": l.LockOwnerFile() + ".tmp", "file": l.LockOwnerFile(),
+		"tries": ownerWaitTries, "locked": lockedStatus,
+	})
 }
 
-// acquireThen takes the lock and, once it holds it, runs then in the same
-// round trip (a run reads the host's state right after locking it),
-// returning its output. Whatever then does, the lock stays taken.
-func acquireThen(ctx context.Context, ex host.Executor, l layout.Layout, owner LockOwner, then string) ([]byte, error) {
+// refreshScript pushes the lock's expiry forward, if the lock is still
+// the one with token.
+func refreshScript(l layout.Layout, token string, owner []byte) string {
+	return shell.Script(`grep -qsF -- {{token}} {{file}} || exit {{lost}}
+printf '%s\n' {{owner}} > {{tmp}} && mv -f -- {{tmp}} {{file}}`, shell.Args{
+		"token": `"token":"` + token + `"`, "file": l.LockOwnerFile(), "lost": lostStatus,
+		"owner": string(owner), "tmp": l.LockOwnerFile() + ".tmp",
+	})
+}
+
+// releaseScript removes the lock, if it is still the one with token.
+func releaseScript(l layout.Layout, token string) string {
+	return shell.Script(`if grep -qsF -- {{token}} {{file}}; then rm -rf -- {{lock}}; fi`, shell.Args{
+		"token": `"token":"` + token + `"`, "file": l.LockOwnerFile(), "lock": l.LockDir(),
+	})
+}
+
+// acquire takes the lock on one host and, once it holds it, runs then in
+// the same round trip (a run reads the host's state right after locking
+// it), returning its output. Whatever then does, the lock stays taken.
+func acquire(ctx context.Context, ex host.Executor, l layout.Layout, owner LockOwner, then string) ([]byte, error) {
 	body, err := json.Marshal(owner)
 	if err != nil {
 		return nil, err
 	}
-	// The owner file is written under another name and renamed into
-	// place, so a reader sees no owner or the whole of it, never half. A
-	// run that finds a lock just made, its owner not yet in place, looks
-	// again for up to three seconds rather than refusing with no name to
-	// give; if the lock goes meanwhile, it takes it. A lock whose owner
-	// could not be written (a full disk) would be nobody's, never stale,
-	// and refuse every later run: it goes at once.
-	script := fmt.Sprintf(`umask 022 && mkdir -p -- %[1]s && tries=0 && while :; do
-if mkdir -- %[2]s 2>/dev/null; then
-printf '%%s\n' %[3]s > %[2]s/owner.tmp && mv -f -- %[2]s/owner.tmp %[4]s || { status=$?; rm -rf -- %[2]s; exit $status; }
-break
-fi
-if [ -s %[4]s ] || [ "$tries" -ge %[6]d ]; then head -c 65536 -- %[4]s 2>/dev/null; exit %[5]d; fi
-tries=$((tries + 1)); sleep 0.1 2>/dev/null || sleep 1
-done`,
-		shell.Quote(l.MetaDir()), shell.Quote(l.LockDir()), shell.Quote(string(body)), shell.Quote(l.LockOwnerFile()), lockedStatus, ownerWaitTries)
+	script := acquireScript(l, body)
 	if then != "" {
 		script += "\n( " + then + "\n) || true"
 	}
@@ -115,97 +177,221 @@ done`,
 	return res.Stdout, err
 }
 
-// Release removes the lock on one host.
-func Release(ctx context.Context, ex host.Executor, l layout.Layout) error {
+// removeLock removes the lock on one host, whoever holds it (slipway
+// unlock, and the takeover of a stale lock).
+func removeLock(ctx context.Context, ex host.Executor, l layout.Layout) error {
 	_, err := ex.Exec(ctx, host.Command{Script: "rm -rf -- " + shell.Quote(l.LockDir())})
 	return err
 }
 
-// acquire takes the lock on t, taking over a stale one (with a warning),
-// and runs then once it holds it, keeping the output in t.prefetched.
-func (r *run) acquire(ctx context.Context, t *Target, then string) error {
-	owner := r.owner
-	if r.opts.LockTTL > 0 {
-		owner.Expires = r.opts.Now().Add(r.opts.LockTTL).UTC()
+// Lock is one run's hold on the deploy locks of its hosts. It owns their
+// lifetime: Acquire takes a host's lock (taking over a stale one), the
+// Lock refreshes every lock it holds while the run lasts (when locks have
+// a TTL), Release gives one back, and Context is cancelled, with a
+// *LockLostError as its cause, as soon as a lock is found removed or taken
+// over: a run that works under that context stops when its lock goes.
+type Lock struct {
+	layout layout.Layout
+	owner  LockOwner
+	ttl    time.Duration
+	now    func() time.Time
+	warn   func(t *Target, format string, args ...any)
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	held     []*Target
+	released bool // release began: refreshing stops
+
+	startRefresh sync.Once
+	closeOnce    sync.Once
+	stopRefresh  chan struct{}
+	refreshDone  chan struct{}
+}
+
+func newLock(ctx context.Context, r *run) *Lock {
+	l := &Lock{
+		layout: r.layout, owner: r.owner, ttl: r.opts.LockTTL, now: r.opts.Now, warn: r.warn,
+		stopRefresh: make(chan struct{}),
 	}
-	out, err := acquireThen(ctx, t.Exec, r.layout, owner, then)
-	if err == nil {
-		r.lockMu.Lock()
-		r.locked = append(r.locked, t)
-		r.lockMu.Unlock()
-		t.prefetched = out
+	l.ctx, l.cancel = context.WithCancelCause(ctx)
+	return l
+}
+
+// Context is cancelled when the run's context is, or when a lock of the
+// run is lost.
+func (l *Lock) Context() context.Context { return l.ctx }
+
+// Lost says which lock was lost, if one was.
+func (l *Lock) Lost() *LockLostError {
+	var lost *LockLostError
+	if errors.As(context.Cause(l.ctx), &lost) {
+		return lost
 	}
-	var locked *LockedError
-	if !errors.As(err, &locked) {
-		return err
-	}
-	why := locked.Owner.stale(r.owner.Machine, r.opts.Now(), processAlive)
-	if why == "" {
-		return err
-	}
-	r.warn(t, "taking over the lock held by %s: %s", locked.Owner, why)
-	if err := Release(ctx, t.Exec, r.layout); err != nil {
-		return err
-	}
-	out, err = acquireThen(ctx, t.Exec, r.layout, owner, then)
-	if err != nil {
-		return err
-	}
-	r.lockMu.Lock()
-	r.locked = append(r.locked, t)
-	r.lockMu.Unlock()
-	t.prefetched = out
 	return nil
 }
 
-// holdsLock reports whether this run holds the lock on t.
-func (r *run) holdsLock(t *Target) bool {
-	r.lockMu.Lock()
-	defer r.lockMu.Unlock()
-	return slices.Contains(r.locked, t)
-}
-
-// release stops refreshing and removes the lock on t.
-func (r *run) release(ctx context.Context, t *Target) error {
-	r.lockMu.Lock()
-	r.lockReleased = true
-	r.lockMu.Unlock()
-	return Release(ctx, t.Exec, r.layout)
-}
-
-// refreshLocks keeps the locks of a long run from lapsing: every third of
-// the TTL it pushes their expiry forward on every host it holds. It stops
-// when ctx ends.
-func (r *run) refreshLocks(ctx context.Context) {
-	ttl := r.opts.LockTTL
-	if ttl <= 0 {
-		return
+// Acquire takes the lock on t, taking over a stale one (with a warning),
+// and runs then once it holds it, returning its output.
+func (l *Lock) Acquire(ctx context.Context, t *Target, then string) ([]byte, error) {
+	owner := l.owner
+	if l.ttl > 0 {
+		owner.Expires = l.now().Add(l.ttl).UTC()
 	}
-	ticker := time.NewTicker(ttl / 3)
+	out, err := acquire(ctx, t.Exec, l.layout, owner, then)
+	var locked *LockedError
+	if errors.As(err, &locked) {
+		why := locked.Owner.stale(l.owner.Machine, l.now(), processAlive)
+		if why == "" {
+			return nil, err
+		}
+		l.warn(t, "taking over the lock held by %s: %s", locked.Owner, why)
+		if err := removeLock(ctx, t.Exec, l.layout); err != nil {
+			return nil, err
+		}
+		out, err = acquire(ctx, t.Exec, l.layout, owner, then)
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.held = append(l.held, t)
+	l.mu.Unlock()
+	if l.ttl > 0 {
+		l.startRefresh.Do(func() {
+			l.refreshDone = make(chan struct{})
+			go l.refresh()
+		})
+	}
+	return out, nil
+}
+
+// Holds reports whether the run holds the lock on t.
+func (l *Lock) Holds(t *Target) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Contains(l.held, t)
+}
+
+// Release stops refreshing and removes the lock on t, if the run holds it
+// there and it is still the run's own.
+func (l *Lock) Release(ctx context.Context, t *Target) error {
+	l.mu.Lock()
+	l.released = true
+	held := slices.Contains(l.held, t)
+	l.mu.Unlock()
+	if !held {
+		return nil
+	}
+	_, err := t.Exec.Exec(ctx, host.Command{Script: releaseScript(l.layout, l.owner.Token)})
+	return err
+}
+
+// Close stops refreshing; the run is over.
+func (l *Lock) Close() {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.released = true
+		l.mu.Unlock()
+		close(l.stopRefresh)
+		l.startRefresh.Do(func() {}) // no refresher starts after this
+		if l.refreshDone != nil {
+			<-l.refreshDone
+		}
+		l.cancel(context.Canceled)
+	})
+}
+
+// refresh keeps the locks of a long run from lapsing: every third of the
+// TTL it pushes their expiry forward on every host it holds. A lock found
+// removed or taken over cancels the run.
+func (l *Lock) refresh() {
+	defer close(l.refreshDone)
+	ticker := time.NewTicker(l.ttl / 3)
 	defer ticker.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-l.stopRefresh:
+			return
+		case <-l.ctx.Done():
 			return
 		case <-ticker.C:
 		}
-		owner := r.owner
-		owner.Expires = r.opts.Now().Add(ttl).UTC()
-		body, _ := json.Marshal(owner)
-		script := fmt.Sprintf("[ -d %[1]s ] && printf '%%s\\n' %[2]s > %[3]s.tmp && mv -f -- %[3]s.tmp %[3]s",
-			shell.Quote(r.layout.LockDir()), shell.Quote(string(body)), shell.Quote(r.layout.LockOwnerFile()))
-		// Holding lockMu keeps a release from running under a refresh,
-		// which could otherwise leave a file in the lock being removed.
-		r.lockMu.Lock()
-		if r.lockReleased {
-			r.lockMu.Unlock()
+		owner := l.owner
+		owner.Expires = l.now().Add(l.ttl).UTC()
+		body, _ := json.Marshal(owner) // a LockOwner always marshals
+		script := refreshScript(l.layout, l.owner.Token, body)
+		// Holding mu keeps a release from running under a refresh, which
+		// could otherwise leave a file in the lock being removed.
+		l.mu.Lock()
+		if l.released {
+			l.mu.Unlock()
 			return
 		}
-		for _, t := range r.locked {
-			if _, err := t.Exec.Exec(ctx, host.Command{Script: script}); err != nil && ctx.Err() == nil {
-				r.warn(t, "could not refresh the deploy lock: %v", err)
+		for _, t := range l.held {
+			_, err := t.Exec.Exec(l.ctx, host.Command{Script: script})
+			var exitErr *host.ExitError
+			switch {
+			case errors.As(err, &exitErr) && exitErr.Code == lostStatus:
+				l.cancel(&LockLostError{Host: t.Name()})
+			case err != nil && l.ctx.Err() == nil:
+				l.warn(t, "could not refresh the deploy lock: %v", err)
 			}
 		}
-		r.lockMu.Unlock()
+		l.mu.Unlock()
 	}
+}
+
+// lockSteps take the deploy lock: on the primary host first, then on the
+// others in parallel. Of several runs racing for one stage, exactly one
+// gets the primary's lock, so exactly one goes on (in parallel, each could
+// win a different host and all would fail). Finish releases the lock
+// whether the run succeeded or not.
+//
+// With inspect, each host's state is read in the same round trip as its
+// lock is taken, and the inspect step that follows uses it.
+func lockSteps(r *run, inspect *inspectStep) []Step {
+	return []Step{perHost(lockStep{r: r, primary: true, inspect: inspect}), perHost(lockStep{r: r, inspect: inspect})}
+}
+
+type lockStep struct {
+	r       *run
+	primary bool // lock the primary host only; else every other host
+	inspect *inspectStep
+}
+
+func (lockStep) Name() string { return "lock" }
+
+// Where keeps each half of the lock to its hosts, silently.
+func (s lockStep) Where(t *Target) Selection {
+	if t.Host.NoRelease || (t == s.r.primary()) != s.primary {
+		return NotHere
+	}
+	return RunHere
+}
+
+func (s lockStep) Run(ctx context.Context, t *Target) error {
+	then := ""
+	if s.inspect != nil {
+		then = s.inspect.script()
+	}
+	out, err := s.r.lock.Acquire(ctx, t, then)
+	t.prefetched = out
+	return err
+}
+
+// Plan reads the host's state without taking its lock: a dry run shows
+// the lock's holder instead of waiting for it.
+func (s lockStep) Plan(ctx context.Context, t *Target) error {
+	if s.inspect == nil {
+		return nil
+	}
+	res, err := t.Exec.Query(ctx, host.Command{Script: s.inspect.script()})
+	t.prefetched = res.Stdout
+	return err
+}
+
+func (s lockStep) Finish(ctx context.Context, t *Target) error {
+	return s.r.lock.Release(ctx, t)
 }

@@ -47,7 +47,7 @@ func TestAcquireRace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = Acquire(context.Background(), host.NewLocal(), l, LockOwner{User: "u", Machine: "m", PID: 1000 + i, Command: "deploy production"})
+			_, errs[i] = acquire(context.Background(), host.NewLocal(), l, LockOwner{User: "u", Machine: "m", PID: 1000 + i, Command: "deploy production"}, "")
 		}()
 	}
 	wg.Wait()
@@ -93,14 +93,14 @@ func TestAcquireWaitsForOwner(t *testing.T) {
 		_ = os.WriteFile(l.LockOwnerFile(), []byte(`{"user":"bob","machine":"ci-9","pid":7}`), 0o644)
 	}()
 	var locked *LockedError
-	if err := Acquire(ctx, host.NewLocal(), l, LockOwner{User: "u", Machine: "m"}); !errors.As(err, &locked) || locked.Owner.User != "bob" {
+	if _, err := acquire(ctx, host.NewLocal(), l, LockOwner{User: "u", Machine: "m"}, ""); !errors.As(err, &locked) || locked.Owner.User != "bob" {
 		t.Errorf("late owner: %v, want refused by bob", err)
 	}
 
 	if err := os.Remove(l.LockOwnerFile()); err != nil {
 		t.Fatal(err)
 	}
-	err := Acquire(ctx, host.NewLocal(), l, LockOwner{User: "u", Machine: "m"})
+	_, err := acquire(ctx, host.NewLocal(), l, LockOwner{User: "u", Machine: "m"}, "")
 	if !errors.As(err, &locked) || !strings.Contains(err.Error(), "unknown holder") {
 		t.Errorf("ownerless lock: %v, want refused by an unknown holder", err)
 	}
@@ -110,7 +110,7 @@ func TestAcquireWaitsForOwner(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		_ = os.RemoveAll(l.LockDir())
 	}()
-	if err := Acquire(ctx, host.NewLocal(), l, LockOwner{User: "u", Machine: "m"}); err != nil {
+	if _, err := acquire(ctx, host.NewLocal(), l, LockOwner{User: "u", Machine: "m"}, ""); err != nil {
 		t.Errorf("lock released while waiting: %v, want it taken", err)
 	}
 }

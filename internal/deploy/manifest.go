@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/shell"
+	"github.com/slipway-deploy/slipway/internal/source"
 )
 
 // manifestStep gives every host the parsed manifest of its live release,
@@ -72,7 +74,8 @@ func (s manifestStep) fetch(ctx context.Context, sum string, hosts []*Target) (*
 	var last error
 	for _, t := range hosts {
 		file := s.r.layout.ManifestFile(t.State.Current)
-		res, err := t.Exec.Query(ctx, host.Command{Script: fmt.Sprintf("head -c %d -- %s", maxManifest, shell.Quote(file))})
+		script := shell.Script("head -c {{max}} -- {{file}}", shell.Args{"max": maxManifest, "file": file})
+		res, err := t.Exec.Query(ctx, host.Command{Script: script})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -88,4 +91,27 @@ func (s manifestStep) fetch(ctx context.Context, sum string, hosts []*Target) (*
 		return parseManifest(res.Stdout)
 	}
 	return nil, last
+}
+
+type parsedManifest struct {
+	entries map[string]source.Entry
+	// canonical: the host's file is exactly what slipway would write for
+	// entries, so a delta may send the manifest as a patch and the host
+	// may pick entries from it by line number.
+	canonical bool
+	order     []string // paths in line order, when canonical
+	err       error
+}
+
+// parseManifest parses a live manifest as a host holds it.
+func parseManifest(raw []byte) (*parsedManifest, error) {
+	p := &parsedManifest{}
+	p.entries, p.err = source.ParseManifest(raw)
+	if p.err == nil {
+		p.canonical = bytes.Equal(source.EncodeManifest(p.entries), raw)
+	}
+	if p.canonical {
+		p.order = source.ManifestOrder(p.entries)
+	}
+	return p, p.err
 }

@@ -1,12 +1,14 @@
 package deploy
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/slipway-deploy/slipway/internal/config"
+	"github.com/slipway-deploy/slipway/internal/host"
 )
 
 // The founding story of slipway: a long import cancelled by every deploy,
@@ -128,4 +130,33 @@ func fpmReloadWarning(h FPMHook, files []string) string {
 	return fmt.Sprintf("%s hook %q (%s) reloads php-fpm while process_control_timeout is 0 in %s: a reload then kills every request in flight. "+
 		"Remove the hook (with $realpath_root in nginx no reload is needed), or set process_control_timeout = 60s in php-fpm.conf so workers finish their requests first",
 		h.Phase, h.Hook.Run, h.Hook.Where, strings.Join(files, ", "))
+}
+
+// fpmWarnings explains the hooks that would kill requests in flight on t.
+// A reload is only harmful while process_control_timeout is 0, which is
+// read from the host's own php-fpm configuration.
+func fpmWarnings(ctx context.Context, t *Target, hooks []FPMHook) []string {
+	var out []string
+	var zeroTimeout []string
+	readTimeouts := true
+	for _, h := range hooks {
+		switch h.Action {
+		case FPMRestart:
+			out = append(out, fpmRestartWarning(h))
+		case FPMReload:
+			if readTimeouts {
+				readTimeouts = false
+				res, err := t.Exec.Query(ctx, host.Command{Script: fpmTimeoutScript})
+				if err != nil {
+					out = append(out, fmt.Sprintf("could not read php-fpm's process_control_timeout: %v", err))
+					continue
+				}
+				zeroTimeout = parseFPMTimeouts(string(res.Stdout))
+			}
+			if len(zeroTimeout) > 0 {
+				out = append(out, fpmReloadWarning(h, zeroTimeout))
+			}
+		}
+	}
+	return out
 }

@@ -15,12 +15,9 @@ import (
 // one, or to release `to`, with the same atomic switch as a deploy. The
 // release rolled back from is kept and marked, never deleted here.
 func Rollback(ctx context.Context, opts Options, to string) (*Result, error) {
-	r := newRun(opts)
+	r := newRun(ctx, opts)
 	rb := &rollbackRun{run: r, to: to}
-	refreshCtx, stopRefresh := context.WithCancel(ctx)
-	go r.refreshLocks(refreshCtx)
-	err := r.runner.Run(ctx, rb.steps(), r.targets)
-	stopRefresh()
+	err := r.pipeline(rb.steps())
 	res := &Result{ReleaseID: to}
 	for _, t := range r.targets {
 		hr := HostResult{Host: t.Name()}
@@ -40,38 +37,37 @@ func Rollback(ctx context.Context, opts Options, to string) (*Result, error) {
 	return res, err
 }
 
+// rollbackRun is the state of one rollback shared by its steps.
 type rollbackRun struct {
 	*run
-	to       string
-	switched atomic.Bool
+	to       string      // the release asked for; "" for each host's previous one
+	switched atomic.Bool // some host switched: the rollback is live there
 }
 
-func (rb *rollbackRun) steps() []any {
+// steps is the whole rollback, in order.
+func (rb *rollbackRun) steps() []Step {
 	inspect := inspectStep{r: rb.run, forSwitch: true}
-	steps := append([]any{connectStep{rb.run}}, lockSteps(rb.run, &inspect)...)
-	steps = append(steps, []any{
-		inspect,
-		chooseTargetStep{rb},
-		agreeStep{rb},
-		rollbackPrepareStep{rb},
-		rollbackSwitchStep{rb},
-	}...)
-	for i, h := range rb.opts.Config.Hooks.AfterRollback {
-		steps = append(steps, hookStep{run: rb.run, phase: "after_rollback", index: i, hook: h, releaseFor: rb.releaseFor})
+	steps := []Step{perHost(connectStep{r: rb.run})}
+	steps = append(steps, lockSteps(rb.run, &inspect)...)
+	steps = append(steps,
+		perHost(inspect),
+		perHost(chooseTargetStep{rb: rb}),
+		fleetWide(agreeStep{rb}),
+		perHost(rollbackPrepareStep{rb: rb}),
+		perHost(rollbackSwitchStep{rb: rb}),
+	)
+	for _, hook := range afterRollbackHooks(rb.run) {
+		steps = append(steps, perHost(hook))
 	}
-	return append(steps, rollbackRecordStep{rb})
-}
-
-func (rb *rollbackRun) releaseFor(t *Target) string {
-	if t.State == nil {
-		return ""
-	}
-	return t.State.Current
+	return append(steps, perHost(rollbackRecordStep{rb: rb}))
 }
 
 // chooseTargetStep finds each host's rollback target; every host must have
 // one, or no host moves.
-type chooseTargetStep struct{ rb *rollbackRun }
+type chooseTargetStep struct {
+	releaseHosts
+	rb *rollbackRun
+}
 
 func (chooseTargetStep) Name() string { return "choose target" }
 
@@ -120,7 +116,10 @@ func (s agreeStep) RunFleet(_ context.Context, targets []*Target) error {
 	return nil
 }
 
-type rollbackPrepareStep struct{ rb *rollbackRun }
+type rollbackPrepareStep struct {
+	releaseHosts
+	rb *rollbackRun
+}
 
 func (rollbackPrepareStep) Name() string { return "prepare switch" }
 
@@ -156,7 +155,10 @@ func (s rollbackPrepareStep) Undo(ctx context.Context, t *Target) error {
 	return err
 }
 
-type rollbackSwitchStep struct{ rb *rollbackRun }
+type rollbackSwitchStep struct {
+	releaseHosts
+	rb *rollbackRun
+}
 
 func (rollbackSwitchStep) Name() string  { return "switch" }
 func (rollbackSwitchStep) Commits() bool { return true }
@@ -172,7 +174,10 @@ func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
 
 // rollbackRecordStep marks the release rolled back from and logs the
 // rollback in Capistrano's words.
-type rollbackRecordStep struct{ rb *rollbackRun }
+type rollbackRecordStep struct {
+	releaseHosts
+	rb *rollbackRun
+}
 
 func (rollbackRecordStep) Name() string { return "record" }
 

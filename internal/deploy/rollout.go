@@ -4,15 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/slipway-deploy/slipway/internal/config"
-	"github.com/slipway-deploy/slipway/internal/host"
-	"github.com/slipway-deploy/slipway/internal/layout"
-	"github.com/slipway-deploy/slipway/internal/shell"
 )
 
 // RolledBackError reports a deploy whose release went live and was then
@@ -29,6 +22,15 @@ func (e *RolledBackError) Error() string {
 
 func (e *RolledBackError) Unwrap() error { return e.Cause }
 
+// SwitchTime is when one host's current was renamed, by our clock (the
+// middle of the rename's round trip) and by the host's own (the deploy
+// directory's modification time, which the rename sets).
+type SwitchTime struct {
+	Local  time.Time `json:"local"`
+	Remote time.Time `json:"remote,omitzero"`
+	RTT    time.Duration
+}
+
 // rolloutStep switches the prepared fleet: every host at once (one rename
 // per host, all fired together over the open connections), or batch by
 // batch for a rolling or canary deploy. After each batch come its
@@ -44,13 +46,7 @@ func (s rolloutStep) Commits() bool { return s.d.live.Load() }
 
 func (s rolloutStep) RunFleet(ctx context.Context, targets []*Target) error {
 	d := s.d
-	var fleet []*Target
-	for _, t := range targets {
-		if !t.Host.NoRelease {
-			fleet = append(fleet, t)
-		}
-	}
-	batches := d.batches(fleet)
+	batches := d.batches(targets)
 	health := d.opts.Stage.Health
 	var switched []*Target
 	for i, batch := range batches {
@@ -67,15 +63,8 @@ func (s rolloutStep) RunFleet(ctx context.Context, targets []*Target) error {
 		if err != nil {
 			return d.rollBack(ctx, switched, err)
 		}
-		// Hooks after the switch run on the batch just switched, with
-		// no_release hosts taking theirs with the first batch.
-		hookTargets := batch
-		if i == 0 {
-			hookTargets = append(append([]*Target{}, batch...), noRelease(targets)...)
-		}
-		for j, h := range d.opts.Config.Hooks.AfterSwitch {
-			step := hookStep{run: d.run, phase: "after_switch", index: j, hook: h, releaseFor: d.releaseFor}
-			if _, err := d.runner.each(ctx, step, hookTargets); err != nil {
+		for _, hook := range s.afterSwitch() {
+			if _, err := d.runner.each(ctx, hook, hookTargets(batch, i, targets)); err != nil {
 				if len(batches) > 1 && !d.opts.NoRollback {
 					return d.rollBack(ctx, switched, err)
 				}
@@ -83,7 +72,7 @@ func (s rolloutStep) RunFleet(ctx context.Context, targets []*Target) error {
 			}
 		}
 		if health != nil {
-			if _, err := d.runner.each(ctx, healthStep{run: d.run, health: health}, batch); err != nil {
+			if _, err := d.runner.each(ctx, healthStep{r: d.run, health: health}, batch); err != nil {
 				if d.opts.NoRollback {
 					return fmt.Errorf("%w (left live: --no-rollback)", err)
 				}
@@ -94,8 +83,35 @@ func (s rolloutStep) RunFleet(ctx context.Context, targets []*Target) error {
 	return nil
 }
 
-func noRelease(targets []*Target) []*Target {
-	var out []*Target
+// PlanFleet lists, for each host, the after_switch hooks its batch would
+// run.
+func (s rolloutStep) PlanFleet(ctx context.Context, targets []*Target) error {
+	for i, batch := range s.d.batches(targets) {
+		for _, hook := range s.afterSwitch() {
+			if _, err := s.d.runner.each(ctx, hook, hookTargets(batch, i, targets)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s rolloutStep) afterSwitch() []hookStep {
+	var steps []hookStep
+	for _, h := range s.d.opts.Config.Hooks.AfterSwitch {
+		steps = append(steps, hookStep{r: s.d.run, phase: "after_switch", hook: h, releaseFor: s.d.releaseFor})
+	}
+	return steps
+}
+
+// hookTargets are the hosts that run the after_switch hooks of batch i:
+// the batch just switched, with the no_release hosts taking theirs with
+// the first batch.
+func hookTargets(batch []*Target, i int, targets []*Target) []*Target {
+	if i > 0 {
+		return batch
+	}
+	out := append([]*Target{}, batch...)
 	for _, t := range targets {
 		if t.Host.NoRelease {
 			out = append(out, t)
@@ -104,9 +120,16 @@ func noRelease(targets []*Target) []*Target {
 	return out
 }
 
-// batches splits the fleet for the rollout: a canary batch first if asked,
-// then batches of the rollout's size (the whole fleet when not rolling).
-func (d *deployRun) batches(fleet []*Target) [][]*Target {
+// batches splits the hosts that take releases for the rollout: a canary
+// batch first if asked, then batches of the rollout's size (the whole
+// fleet when not rolling).
+func (d *deployRun) batches(targets []*Target) [][]*Target {
+	var fleet []*Target
+	for _, t := range targets {
+		if !t.Host.NoRelease {
+			fleet = append(fleet, t)
+		}
+	}
 	var out [][]*Target
 	rest := fleet
 	if n := d.opts.Canary; n > 0 && n < len(rest) {
@@ -160,7 +183,6 @@ func (d *deployRun) switchBatch(ctx context.Context, batch []*Target) ([]*Target
 		}
 		t.State.Current = d.releaseID
 		switched = append(switched, t)
-		d.switched.Store(true)
 		d.live.Store(true)
 		mid := o.start.Add(o.end.Sub(o.start) / 2)
 		times[t.Name()] = SwitchTime{Local: mid, RTT: o.end.Sub(o.start)}
@@ -208,29 +230,6 @@ func (d *deployRun) switchBatch(ctx context.Context, batch []*Target) ([]*Target
 	return switched, errors.Join(errs...)
 }
 
-// verifySwitch syncs the deploy directory, so the rename survives a crash,
-// reads current back, and returns the host's time of the rename.
-func verifySwitch(ctx context.Context, ex host.Executor, l layout.Layout, id string) (time.Time, error) {
-	script := fmt.Sprintf("{ sync -- %[1]s 2>/dev/null || sync; } && readlink -- %[2]s && date -r %[1]s +%%s.%%N",
-		shell.Quote(l.DeployTo), shell.Quote(l.CurrentLink()))
-	res, err := ex.Exec(ctx, host.Command{Script: script})
-	if err != nil {
-		return time.Time{}, err
-	}
-	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
-	if len(lines) < 1 || lines[0] != l.CurrentTarget(id) {
-		return time.Time{}, fmt.Errorf("%s points at %q after the switch, want %q", l.CurrentLink(), lines[0], l.CurrentTarget(id))
-	}
-	var remote time.Time
-	if len(lines) > 1 {
-		if f, err := strconv.ParseFloat(lines[1], 64); err == nil {
-			sec := int64(f)
-			remote = time.Unix(sec, int64((f-float64(sec))*1e9))
-		}
-	}
-	return remote, nil
-}
-
 // rollBack switches every host in switched back to the release it had
 // before, runs after_rollback hooks there, and reports the cause. A host
 // that cannot be switched back stays live on the new release and the run
@@ -241,8 +240,8 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	back := stepFunc{"switch back", func(ctx context.Context, t *Target) error {
-		if err := switchBack(ctx, t.Exec, d.run, t.State.Previous); err != nil {
+	back := stepFunc{name: "switch back", fn: func(ctx context.Context, t *Target) error {
+		if err := switchBack(ctx, t.Exec, d.layout, t.State.Previous); err != nil {
 			return err
 		}
 		t.State.Current = t.State.Previous
@@ -255,50 +254,17 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 		return fmt.Errorf("%w; switching back failed too, so these hosts stay on %s: %v", cause, d.releaseID, err)
 	}
 	d.live.Store(false)
-	for j, h := range d.opts.Config.Hooks.AfterRollback {
-		step := hookStep{run: d.run, phase: "after_rollback", index: j, hook: h, releaseFor: func(t *Target) string { return t.State.Current }}
-		var withRelease []*Target
-		for _, t := range ok {
-			if t.State.Current != "" {
-				withRelease = append(withRelease, t)
-			}
+	// After a first deploy nothing is live again: no release to run in.
+	var withRelease []*Target
+	for _, t := range ok {
+		if t.State.Current != "" {
+			withRelease = append(withRelease, t)
 		}
-		if _, err := d.runner.each(ctx, step, withRelease); err != nil {
+	}
+	for _, hook := range afterRollbackHooks(d.run) {
+		if _, err := d.runner.each(ctx, hook, withRelease); err != nil {
 			d.warn(nil, "after_rollback hook failed: %v", err)
 		}
 	}
 	return &RolledBackError{ReleaseID: d.releaseID, Cause: cause}
-}
-
-// switchBack points current at previous again with the same atomic switch;
-// with no previous release (a first deploy) it removes current, as it was.
-func switchBack(ctx context.Context, ex host.Executor, r *run, previous string) error {
-	l := r.layout
-	if previous == "" {
-		_, err := ex.Exec(ctx, host.Command{Script: "rm -f -- " + shell.Quote(l.CurrentLink())})
-		return err
-	}
-	return Switch(ctx, ex, l, previous)
-}
-
-// healthStep checks one host after its switch.
-type healthStep struct {
-	run    *run
-	health *config.Health
-}
-
-func (healthStep) Name() string { return "health" }
-
-func (s healthStep) Run(ctx context.Context, t *Target) error {
-	return checkHealth(ctx, s.run, t, s.health)
-}
-
-func (r *run) emit(e Event) {
-	if r.opts.Events != nil {
-		r.opts.Events.Event(e)
-	}
-}
-
-func (r *run) info(format string, args ...any) {
-	r.emit(Event{Kind: Info, Line: fmt.Sprintf(format, args...)})
 }

@@ -3,113 +3,21 @@ package deploy
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/slipway-deploy/slipway/internal/config"
-	"github.com/slipway-deploy/slipway/internal/host"
 )
 
-// Target is one host of a run: where it is, how to reach it, and what the
-// run learned about it.
-type Target struct {
-	Host  config.Host
-	Exec  host.Executor
-	Index int // position in the stage; 0 is the primary host, where `once` hooks run
-	State *State
-
-	rolledBack bool // switched to the new release, then back (health failure)
-	// prefetched is the host's state as read with its lock, for the
-	// inspect step to parse (lockSteps); nil once used.
-	prefetched []byte
-}
-
-// Name is the host as the user wrote it.
-func (t *Target) Name() string { return t.Host.Name }
-
-// Step is one stage of a deploy or rollback, run on every host.
-type Step interface {
-	Name() string
-	Run(ctx context.Context, t *Target) error
-}
-
-// FleetStep is a step that runs once for the whole fleet between two
-// barriers, such as choosing the release id every host will use.
-type FleetStep interface {
-	Name() string
-	RunFleet(ctx context.Context, targets []*Target) error
-}
-
-// Skipper lets a step sit out on some hosts (a `once` hook on all but the
-// primary host, a role-limited hook).
-type Skipper interface {
-	Skip(t *Target) bool
-}
-
-// Undoer reverses a step on a host where it succeeded, when the run fails
-// before it committed (before the switch).
-type Undoer interface {
-	Undo(ctx context.Context, t *Target) error
-}
-
-// Finisher runs at the end of every run, failed or not, on each host where
-// the step succeeded: releasing the lock.
-type Finisher interface {
-	Finish(ctx context.Context, t *Target) error
-}
-
-// Limiter caps how many hosts run a step at once, below the run's
-// parallelism (git fetches against one server).
-type Limiter interface {
-	Limit() int
-}
-
-// Applier limits a step to some hosts without a word: the others are not
-// its business (the two halves of the lock).
-type Applier interface {
-	Applies(t *Target) bool
-}
-
-// NoReleaseStep is a step that also runs on hosts marked no_release (a
-// database host): connecting and hooks. Every other step skips them.
-type NoReleaseStep interface {
-	RunsOnNoRelease() bool
-}
-
-// Committer marks the point of no return: once it has succeeded on any host,
-// a later failure no longer undoes the earlier steps.
-type Committer interface {
-	Commits() bool
-}
-
-// HostError is a failure of one step on one host.
-type HostError struct {
-	Host string
-	Step string
-	Err  error
-}
-
-func (e *HostError) Error() string {
-	if e.Host == "" {
-		return fmt.Sprintf("%s: %v", e.Step, e.Err)
-	}
-	// Executor errors already start with the host name; say it once.
-	msg := strings.TrimPrefix(e.Err.Error(), e.Host+": ")
-	return fmt.Sprintf("%s: %s: %s", e.Host, e.Step, msg)
-}
-
-func (e *HostError) Unwrap() error { return e.Err }
-
-// Runner runs an ordered list of steps over a fleet. It owns parallelism and
-// barriers: each step runs on every host, at most Parallel at a time, and the
-// next step starts only when all hosts are done with this one. The first
-// step that fails on any host stops the pipeline; the steps done so far are
-// undone (unless the run had committed) and finished on every host.
+// Runner runs a pipeline over a fleet. It owns parallelism and barriers:
+// each step runs on every host it selects, at most Parallel at a time, and
+// the next step starts only when all hosts are done with this one. The
+// first step that fails on any host stops the pipeline; the steps done so
+// far are undone (unless the run had committed) and finished on every host.
 type Runner struct {
 	Parallel int
 	Events   Observer
+	// DryRun calls each step's Plan instead of Run where it has one (see
+	// Planner); the executors of a dry run refuse every change.
+	DryRun bool
 	// CleanupTimeout bounds undo and finish work, which runs even after
 	// the run's context was cancelled (Ctrl-C must not leave a lock).
 	CleanupTimeout time.Duration
@@ -117,29 +25,26 @@ type Runner struct {
 
 // stepRecord remembers on which hosts a step succeeded, for undo and finish.
 type stepRecord struct {
-	step      any
+	step      Step
 	succeeded []*Target
 }
 
 // Run runs steps over targets and returns nil or the failures, joined, each
 // a *HostError.
-func (rn *Runner) Run(ctx context.Context, steps []any, targets []*Target) error {
+func (rn *Runner) Run(ctx context.Context, steps []Step, targets []*Target) error {
 	var records []stepRecord
 	committed := false
 	var runErr error
 	for _, step := range steps {
 		var succeeded []*Target
 		var err error
-		switch s := step.(type) {
-		case Step:
-			succeeded, err = rn.each(ctx, s, targets)
-		case FleetStep:
-			succeeded, err = rn.fleet(ctx, s, targets)
-		default:
-			panic(fmt.Sprintf("deploy: %T is not a step", step))
+		if step.host != nil {
+			succeeded, err = rn.each(ctx, step.host, targets)
+		} else {
+			succeeded, err = rn.fleet(ctx, step.fleet, targets)
 		}
 		records = append(records, stepRecord{step: step, succeeded: succeeded})
-		if c, ok := step.(Committer); ok && c.Commits() && len(succeeded) > 0 {
+		if c, ok := step.step().(Committer); ok && c.Commits() && len(succeeded) > 0 {
 			committed = true
 		}
 		if err != nil {
@@ -152,14 +57,14 @@ func (rn *Runner) Run(ctx context.Context, steps []any, targets []*Target) error
 	var cleanupErrs []error
 	if runErr != nil && !committed {
 		for i := len(records) - 1; i >= 0; i-- {
-			if u, ok := records[i].step.(Undoer); ok {
-				cleanupErrs = append(cleanupErrs, rn.parallel(cleanupCtx, "undo "+stepName(records[i].step), records[i].succeeded, u.Undo))
+			if u, ok := records[i].step.step().(Undoer); ok {
+				cleanupErrs = append(cleanupErrs, rn.parallel(cleanupCtx, "undo "+records[i].step.Name(), records[i].succeeded, u.Undo))
 			}
 		}
 	}
 	for i := len(records) - 1; i >= 0; i-- {
-		if f, ok := records[i].step.(Finisher); ok {
-			cleanupErrs = append(cleanupErrs, rn.parallel(cleanupCtx, "finish "+stepName(records[i].step), records[i].succeeded, f.Finish))
+		if f, ok := records[i].step.step().(Finisher); ok {
+			cleanupErrs = append(cleanupErrs, rn.parallel(cleanupCtx, "finish "+records[i].step.Name(), records[i].succeeded, f.Finish))
 		}
 	}
 	if cerr := errors.Join(cleanupErrs...); cerr != nil {
@@ -173,14 +78,6 @@ func (rn *Runner) Run(ctx context.Context, steps []any, targets []*Target) error
 	return runErr
 }
 
-// CleanupError wraps failures of undo and finish work.
-type CleanupError struct{ Err error }
-
-func (e *CleanupError) Error() string {
-	return "cleanup after the failure also failed: " + e.Err.Error()
-}
-func (e *CleanupError) Unwrap() error { return e.Err }
-
 func (rn *Runner) cleanupTimeout() time.Duration {
 	if rn.CleanupTimeout > 0 {
 		return rn.CleanupTimeout
@@ -188,43 +85,32 @@ func (rn *Runner) cleanupTimeout() time.Duration {
 	return 2 * time.Minute
 }
 
-func stepName(step any) string {
-	switch s := step.(type) {
-	case Step:
-		return s.Name()
-	case FleetStep:
-		return s.Name()
-	}
-	return fmt.Sprintf("%T", step)
-}
-
-// each runs one step on every target and waits for all of them.
-func (rn *Runner) each(ctx context.Context, s Step, targets []*Target) ([]*Target, error) {
-	skipper, _ := s.(Skipper)
+// each runs one step on every target it selects and waits for all of them.
+func (rn *Runner) each(ctx context.Context, s HostStep, targets []*Target) ([]*Target, error) {
 	limit := rn.Parallel
 	if l, ok := s.(Limiter); ok && l.Limit() > 0 && l.Limit() < limit {
 		limit = l.Limit()
 	}
+	run := s.Run
+	if p, ok := s.(Planner); ok && rn.DryRun {
+		run = p.Plan
+	}
 	var mu sync.Mutex
 	var succeeded []*Target
 	err := rn.parallelN(ctx, limit, s.Name(), targets, func(ctx context.Context, t *Target) error {
-		if t.Host.NoRelease && !runsOnNoRelease(s) {
+		switch s.Where(t) {
+		case NotHere:
 			return nil
-		}
-		if a, ok := s.(Applier); ok && !a.Applies(t) {
-			return nil
-		}
-		if skipper != nil && skipper.Skip(t) {
+		case SkipHere:
 			rn.emit(Event{Kind: StepSkipped, Host: t.Name(), Step: s.Name()})
 			return nil
 		}
 		start := time.Now()
 		rn.emit(Event{Kind: StepStarted, Host: t.Name(), Step: s.Name()})
-		if err := ctx.Err(); err != nil {
-			rn.emit(Event{Kind: StepFailed, Host: t.Name(), Step: s.Name(), Err: err})
-			return err
+		err := ctx.Err()
+		if err == nil {
+			err = run(ctx, t)
 		}
-		err := s.Run(ctx, t)
 		if err != nil {
 			rn.emit(Event{Kind: StepFailed, Host: t.Name(), Step: s.Name(), Duration: time.Since(start), Err: err})
 			return err
@@ -238,15 +124,14 @@ func (rn *Runner) each(ctx context.Context, s Step, targets []*Target) ([]*Targe
 	return succeeded, err
 }
 
-func runsOnNoRelease(s Step) bool {
-	n, ok := s.(NoReleaseStep)
-	return ok && n.RunsOnNoRelease()
-}
-
 func (rn *Runner) fleet(ctx context.Context, s FleetStep, targets []*Target) ([]*Target, error) {
+	run := s.RunFleet
+	if p, ok := s.(FleetPlanner); ok && rn.DryRun {
+		run = p.PlanFleet
+	}
 	start := time.Now()
 	rn.emit(Event{Kind: StepStarted, Step: s.Name()})
-	if err := s.RunFleet(ctx, targets); err != nil {
+	if err := run(ctx, targets); err != nil {
 		rn.emit(Event{Kind: StepFailed, Step: s.Name(), Duration: time.Since(start), Err: err})
 		return nil, &HostError{Step: s.Name(), Err: err}
 	}

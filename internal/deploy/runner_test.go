@@ -33,6 +33,7 @@ func (j *journal) has(entry string) bool {
 
 // fakeStep records runs, undos and finishes, and fails on chosen hosts.
 type fakeStep struct {
+	releaseHosts
 	name    string
 	j       *journal
 	failOn  string
@@ -76,7 +77,7 @@ func targets(names ...string) []*Target {
 func TestRunnerBarrier(t *testing.T) {
 	// Every host finishes step one before any host starts step two.
 	j := &journal{}
-	steps := []any{&fakeStep{name: "one", j: j}, &fakeStep{name: "two", j: j}}
+	steps := []Step{perHost(&fakeStep{name: "one", j: j}), perHost(&fakeStep{name: "two", j: j})}
 	rn := &Runner{Parallel: 4}
 	if err := rn.Run(context.Background(), steps, targets("a", "b", "c", "d")); err != nil {
 		t.Fatal(err)
@@ -98,7 +99,7 @@ func TestRunnerFailureUndoesCompletedStepsAndStops(t *testing.T) {
 	create := undoStep{&fakeStep{name: "create", j: j}}
 	upload := undoStep{&fakeStep{name: "upload", j: j, failOn: "b"}}
 	after := &fakeStep{name: "switch", j: j, commits: true}
-	err := (&Runner{Parallel: 2}).Run(context.Background(), []any{lock, create, upload, after}, targets("a", "b", "c"))
+	err := (&Runner{Parallel: 2}).Run(context.Background(), []Step{perHost(lock), perHost(create), perHost(upload), perHost(after)}, targets("a", "b", "c"))
 
 	var he *HostError
 	if !errors.As(err, &he) || he.Host != "b" || he.Step != "upload" {
@@ -119,11 +120,11 @@ func TestRunnerFailureUndoesCompletedStepsAndStops(t *testing.T) {
 
 func TestRunnerDoesNotUndoAfterCommit(t *testing.T) {
 	j := &journal{}
-	steps := []any{
-		finishStep{&fakeStep{name: "lock", j: j}},
-		undoStep{&fakeStep{name: "create", j: j}},
-		&fakeStep{name: "switch", j: j, commits: true},
-		&fakeStep{name: "hook", j: j, failOn: "a"},
+	steps := []Step{
+		perHost(finishStep{&fakeStep{name: "lock", j: j}}),
+		perHost(undoStep{&fakeStep{name: "create", j: j}}),
+		perHost(&fakeStep{name: "switch", j: j, commits: true}),
+		perHost(&fakeStep{name: "hook", j: j, failOn: "a"}),
 	}
 	err := (&Runner{Parallel: 2}).Run(context.Background(), steps, targets("a", "b"))
 	if err == nil {
@@ -142,7 +143,7 @@ func TestRunnerLockFailureReleasesOnlyOwnLocks(t *testing.T) {
 	// must not be released.
 	j := &journal{}
 	lock := &lockLike{fakeStep: &fakeStep{name: "lock", j: j, failOn: "b"}}
-	err := (&Runner{Parallel: 3}).Run(context.Background(), []any{lock}, targets("a", "b", "c"))
+	err := (&Runner{Parallel: 3}).Run(context.Background(), []Step{perHost(lock)}, targets("a", "b", "c"))
 	if err == nil {
 		t.Fatal("want a lock failure")
 	}
@@ -161,9 +162,9 @@ func (s *lockLike) Finish(_ context.Context, t *Target) error {
 func TestRunnerCancelledContextStillCleansUp(t *testing.T) {
 	j := &journal{}
 	ctx, cancel := context.WithCancel(context.Background())
-	cancelling := stepFunc{"upload", func(context.Context, *Target) error { cancel(); return ctx.Err() }}
+	cancelling := stepFunc{name: "upload", fn: func(context.Context, *Target) error { cancel(); return ctx.Err() }}
 	lock := finishStep{&fakeStep{name: "lock", j: j}}
-	err := (&Runner{Parallel: 1}).Run(ctx, []any{lock, cancelling}, targets("a"))
+	err := (&Runner{Parallel: 1}).Run(ctx, []Step{perHost(lock), perHost(cancelling)}, targets("a"))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -174,7 +175,7 @@ func TestRunnerCancelledContextStillCleansUp(t *testing.T) {
 
 func TestRunnerSkipAndParallelLimit(t *testing.T) {
 	var running, peak atomic.Int32
-	slow := stepFunc{"slow", func(context.Context, *Target) error {
+	slow := stepFunc{name: "slow", fn: func(context.Context, *Target) error {
 		n := running.Add(1)
 		for {
 			p := peak.Load()
@@ -188,7 +189,7 @@ func TestRunnerSkipAndParallelLimit(t *testing.T) {
 		}
 		return nil
 	}}
-	if err := (&Runner{Parallel: 2}).Run(context.Background(), []any{slow}, targets("a", "b", "c", "d", "e")); err != nil {
+	if err := (&Runner{Parallel: 2}).Run(context.Background(), []Step{perHost(slow)}, targets("a", "b", "c", "d", "e")); err != nil {
 		t.Fatal(err)
 	}
 	if peak.Load() > 2 {
@@ -197,7 +198,7 @@ func TestRunnerSkipAndParallelLimit(t *testing.T) {
 
 	j := &journal{}
 	once := &onceStep{fakeStep: &fakeStep{name: "migrate", j: j}}
-	if err := (&Runner{Parallel: 3}).Run(context.Background(), []any{once}, targets("a", "b", "c")); err != nil {
+	if err := (&Runner{Parallel: 3}).Run(context.Background(), []Step{perHost(once)}, targets("a", "b", "c")); err != nil {
 		t.Fatal(err)
 	}
 	if len(j.entries) != 1 || j.entries[0] != "run migrate a" {
@@ -207,4 +208,9 @@ func TestRunnerSkipAndParallelLimit(t *testing.T) {
 
 type onceStep struct{ *fakeStep }
 
-func (s *onceStep) Skip(t *Target) bool { return t.Index != 0 }
+func (s *onceStep) Where(t *Target) Selection {
+	if t.Index != 0 {
+		return SkipHere
+	}
+	return RunHere
+}

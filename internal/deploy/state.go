@@ -3,7 +3,6 @@ package deploy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -11,10 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
-	"github.com/slipway-deploy/slipway/internal/shell"
-	"github.com/slipway-deploy/slipway/internal/source"
 )
 
 // Release states kept in a release's metadata. What is live and what is the
@@ -48,8 +44,6 @@ type ReleaseMeta struct {
 
 // State is what a host's deploy directory holds, read in one round trip.
 type State struct {
-	Exists        bool
-	CurrentTarget string // what the current link holds; "" if there is none
 	Current       string // the release id current points at; "" if none
 	CurrentIsDir  bool   // current exists and is not a symlink: refused
 	Releases      []string
@@ -86,45 +80,9 @@ func (s *State) HasRelease(id string) bool {
 	return false
 }
 
-// inspectScript reads everything a run needs to know about a host in one
-// round trip. It prints one record per line; release names are filtered to
-// release ids by the shell, so odd directory names cannot fake records.
-func inspectScript(l layout.Layout, sharedFiles []string, withManifest bool) string {
-	var b strings.Builder
-	digits := strings.Repeat("[0-9]", len(layout.ReleaseIDFormat))
-	fmt.Fprintf(&b, "cd -- %s 2>/dev/null || { echo absent; exit 0; }\n", shell.Quote(l.DeployTo))
-	fmt.Fprintf(&b, "echo exists\n")
-	fmt.Fprintf(&b, "if [ -L %[1]s ]; then printf 'current %%s\\n' \"$(readlink -- %[1]s)\"; elif [ -e %[1]s ]; then echo current-not-link; fi\n", shell.Quote(l.Current))
-	fmt.Fprintf(&b, "for r in %s/*; do [ -d \"$r\" ] && [ ! -L \"$r\" ] || continue; n=${r##*/}; case $n in %s) echo \"release $n\";; esac; done\n", shell.Quote(l.Releases), digits)
-	fmt.Fprintf(&b, "for f in %s/releases/*.json; do [ -f \"$f\" ] || continue; printf 'meta %%s ' \"${f##*/}\"; head -c 65536 -- \"$f\" | tr '\\n' ' '; echo; done\n", shell.Quote(layout.MetaDir))
-	for _, f := range sharedFiles {
-		p := shell.Quote(l.Shared + "/" + f)
-		fmt.Fprintf(&b, "[ -e %s ] || printf 'missing-shared %%s\\n' %s\n", p, shell.Quote(f))
-	}
-	fmt.Fprintf(&b, "if [ -f %[1]s/lock/owner.json ]; then printf 'lock '; head -c 65536 -- %[1]s/lock/owner.json | tr '\\n' ' '; echo; elif [ -d %[1]s/lock ]; then echo 'lock {}'; fi\n", shell.Quote(layout.MetaDir))
-	if withManifest {
-		// The live release's manifest by its checksum and size only: the
-		// hosts of a fleet normally hold the same one, which
-		// manifestStep then fetches from one of them.
-		fmt.Fprintf(&b, "if cur=$(readlink -- %s 2>/dev/null); then id=${cur##*/}; case $id in %s) m=%s/manifests/$id; if [ -f \"$m\" ] && sum=$(sha256sum < \"$m\") && size=$(wc -c < \"$m\"); then printf 'manifest %%s %%s\\n' \"${sum%%%% *}\" $size; fi;; esac; fi\n",
-			shell.Quote(l.Current), digits, shell.Quote(layout.MetaDir))
-	}
-	return b.String()
-}
-
 // maxManifest bounds the live manifest read from a host (about 500,000
 // entries): a larger file is cut, fails to parse, and a full upload is made.
 const maxManifest = 64 << 20
-
-// Inspect reads the state of the deploy directory on t, and with
-// withManifest the live release's manifest too.
-func Inspect(ctx context.Context, t *Target, l layout.Layout, sharedFiles []string, withManifest bool) (*State, error) {
-	res, err := t.Exec.Query(ctx, host.Command{Script: inspectScript(l, sharedFiles, withManifest)})
-	if err != nil {
-		return nil, err
-	}
-	return parseState(l, res.Stdout)
-}
 
 func parseState(l layout.Layout, out []byte) (*State, error) {
 	s := &State{Meta: map[string]*ReleaseMeta{}}
@@ -135,10 +93,7 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 		switch kind {
 		case "absent":
 			return s, nil
-		case "exists":
-			s.Exists = true
 		case "current":
-			s.CurrentTarget = rest
 			s.Current = l.ReleaseOfTarget(rest)
 		case "current-not-link":
 			s.CurrentIsDir = true
@@ -208,27 +163,4 @@ func (s *State) RollbackTarget() string {
 		return id
 	}
 	return ""
-}
-
-type parsedManifest struct {
-	entries map[string]source.Entry
-	// canonical: the host's file is exactly what slipway would write for
-	// entries, so a delta may send the manifest as a patch and the host
-	// may pick entries from it by line number.
-	canonical bool
-	order     []string // paths in line order, when canonical
-	err       error
-}
-
-// parseManifest parses a live manifest as a host holds it.
-func parseManifest(raw []byte) (*parsedManifest, error) {
-	p := &parsedManifest{}
-	p.entries, p.err = source.ParseManifest(raw)
-	if p.err == nil {
-		p.canonical = bytes.Equal(source.EncodeManifest(p.entries), raw)
-	}
-	if p.canonical {
-		p.order = source.ManifestOrder(p.entries)
-	}
-	return p, p.err
 }

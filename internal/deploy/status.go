@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -61,12 +62,12 @@ type PartialRelease struct {
 // worth seeing. The error is only for a run that could not happen at all
 // (interrupted).
 func Status(ctx context.Context, opts Options) (*FleetStatus, error) {
-	r := newRun(opts)
+	r := newRun(ctx, opts)
 	failures := make([]*HostError, len(r.targets))
-	connect, inspect := connectStep{r}, inspectStep{r: r}
+	connect, inspect := connectStep{r: r}, inspectStep{r: r}
 	// One step that records failures instead of returning them: the runner
 	// stops a pipeline at the first failing host, and status must go on.
-	read := stepFunc{"status", func(ctx context.Context, t *Target) error {
+	read := stepFunc{name: "status", fn: func(ctx context.Context, t *Target) error {
 		if err := connect.Run(ctx, t); err != nil {
 			failures[t.Index] = &HostError{Host: t.Name(), Step: connect.Name(), Err: err}
 			return nil
@@ -78,7 +79,7 @@ func Status(ctx context.Context, opts Options) (*FleetStatus, error) {
 		}
 		return nil
 	}}
-	if err := r.runner.Run(ctx, []any{read}, r.targets); err != nil {
+	if err := r.pipeline([]Step{perHost(read)}); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -95,7 +96,8 @@ func fleetStatus(stage string, targets []*Target, failures []*HostError) *FleetS
 	for i, t := range targets {
 		hs := HostStatus{Host: t.Name(), Reachable: true}
 		if he := failures[i]; he != nil {
-			hs.Reachable = he.Step != connectStep{}.Name()
+			var unreachable *ConnectError
+			hs.Reachable = !errors.As(he, &unreachable)
 			hs.Error = strings.TrimPrefix(he.Error(), t.Name()+": ")
 			if !hs.Reachable {
 				fs.Unreachable = append(fs.Unreachable, t.Name())

@@ -17,7 +17,7 @@ func withStates(ts []*Target, states ...*State) []*Target {
 }
 
 func hostState(current string, releases ...string) *State {
-	return &State{Exists: true, Current: current, Releases: releases, Meta: map[string]*ReleaseMeta{}}
+	return &State{Current: current, Releases: releases, Meta: map[string]*ReleaseMeta{}}
 }
 
 func TestDriftAgreeingFleets(t *testing.T) {
@@ -91,7 +91,7 @@ func TestFleetStatusSummary(t *testing.T) {
 	ts[3].State = hostState(live, live, rolledBack)
 	ts[4].State = hostState(live, live, rolledBack)
 	failures := make([]*HostError, len(ts))
-	failures[5] = &HostError{Host: "host6", Step: "connect", Err: errors.New("host6: dial tcp 127.0.0.1:2222: connection refused")}
+	failures[5] = &HostError{Host: "host6", Step: "connect", Err: &ConnectError{Host: "host6", Err: errors.New("host6: dial tcp 127.0.0.1:2222: connection refused")}}
 
 	fs := fleetStatus("production", ts, failures)
 

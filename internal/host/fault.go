@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 )
@@ -74,11 +73,3 @@ func (c *cutReader) Read(p []byte) (int, error) {
 	c.left -= n
 	return n, err
 }
-
-func (f *faulty) PrepareRename(ctx context.Context) error { return prepareRename(ctx, f.Executor) }
-
-func (f *faulty) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
-	return dialTCP(ctx, f.Executor, addr)
-}
-
-func (f *faulty) Loopback() bool { return OnLoopback(f.Executor) }

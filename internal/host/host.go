@@ -1,7 +1,8 @@
 // Package host runs effects on the machines slipway deploys to. Every remote
 // effect of slipway goes through the Executor interface, implemented for
-// this machine (Local), for SSH hosts (SSH), and as a recorder for dry runs
-// and tests.
+// this machine (Local) and for SSH hosts (SSH), and wrapped for dry runs
+// (ReadOnly, which refuses every change), -v (Verbose) and the test
+// suites' fault injection (WithFaults).
 package host
 
 import (
@@ -27,51 +28,18 @@ type Executor interface {
 	// Rename renames oldpath to newpath with one rename(2), replacing
 	// newpath atomically if it exists (a symlink switch).
 	Rename(ctx context.Context, oldpath, newpath string) error
+	// PrepareRename opens in advance what the next Rename needs (the SFTP
+	// channel), so the switch itself is one round trip.
+	PrepareRename(ctx context.Context) error
+	// DialTCP opens a TCP connection from the host itself, for health
+	// checks of the host's own 127.0.0.1.
+	DialTCP(ctx context.Context, addr string) (net.Conn, error)
+	// Loopback reports whether the host is reached without a network link
+	// (this machine, or SSH to a loopback address): compressing an upload
+	// saves nothing there and costs CPU on both ends.
+	Loopback() bool
 	// Close ends the connection, if there is one.
 	Close() error
-}
-
-// RenamePreparer is an Executor that can make its next Rename cheaper by
-// opening what it needs in advance (the SFTP channel).
-type RenamePreparer interface {
-	PrepareRename(ctx context.Context) error
-}
-
-// TCPDialer is an Executor that can open TCP connections from the host
-// itself, for health checks of the host's own 127.0.0.1.
-type TCPDialer interface {
-	DialTCP(ctx context.Context, addr string) (net.Conn, error)
-}
-
-// prepareRename is what a wrapper's PrepareRename does: ex's, if it has one.
-func prepareRename(ctx context.Context, ex Executor) error {
-	if p, ok := ex.(RenamePreparer); ok {
-		return p.PrepareRename(ctx)
-	}
-	return nil
-}
-
-// dialTCP is what a wrapper's DialTCP does: ex's, if it has one.
-func dialTCP(ctx context.Context, ex Executor, addr string) (net.Conn, error) {
-	if d, ok := ex.(TCPDialer); ok {
-		return d.DialTCP(ctx, addr)
-	}
-	return nil, fmt.Errorf("%s: cannot open connections from the host", ex.Name())
-}
-
-// LoopbackReporter is an Executor that knows whether it reaches its host
-// without a network link: this machine itself, or an SSH connection to a
-// loopback address. Compressing an upload saves nothing there and costs
-// CPU on both ends.
-type LoopbackReporter interface {
-	Loopback() bool
-}
-
-// OnLoopback reports whether ex reaches its host without a network link;
-// false when ex cannot tell.
-func OnLoopback(ex Executor) bool {
-	l, ok := ex.(LoopbackReporter)
-	return ok && l.Loopback()
 }
 
 // Command is one script to run.

@@ -60,6 +60,9 @@ func (*Local) Rename(ctx context.Context, oldpath, newpath string) error {
 	return os.Rename(oldpath, newpath)
 }
 
+// PrepareRename has nothing to prepare: Rename is a local rename(2).
+func (*Local) PrepareRename(context.Context) error { return nil }
+
 // DialTCP connects from this machine, which is the host.
 func (*Local) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer

@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"fmt"
-	"net"
 )
 
 // ReadOnly wraps an executor for plans and dry runs: queries pass, and any
@@ -20,9 +19,3 @@ func (r readOnly) Exec(_ context.Context, cmd Command) (Result, error) {
 func (r readOnly) Rename(_ context.Context, oldpath, newpath string) error {
 	return fmt.Errorf("%s: dry run: refused to rename %s over %s", r.Name(), oldpath, newpath)
 }
-
-func (r readOnly) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
-	return dialTCP(ctx, r.Executor, addr)
-}
-
-func (r readOnly) Loopback() bool { return OnLoopback(r.Executor) }

@@ -112,23 +112,11 @@ func TestLoopbackThroughWrappers(t *testing.T) {
 		"ssh": conn, "local": &Local{},
 		"verbose": Verbose(conn, func(string) {}), "read-only": ReadOnly(conn),
 		"verbose read-only": Verbose(ReadOnly(&Local{}), func(string) {}),
+		"faulty":            WithFaults(conn, map[string]bool{"rename@" + conn.Name(): true}),
 	} {
-		if !OnLoopback(ex) {
+		if !ex.Loopback() {
 			t.Errorf("%s: not on loopback", name)
 		}
-	}
-	// An executor that cannot tell counts as over a network.
-	unknown := struct{ Executor }{conn}
-	if OnLoopback(unknown) || OnLoopback(Verbose(unknown, func(string) {})) {
-		t.Error("an executor that cannot tell is taken as on loopback")
-	}
-	// verbose keeps the optional abilities of what it wraps.
-	v := Verbose(conn, func(string) {})
-	if _, ok := v.(TCPDialer); !ok {
-		t.Error("verbose hides DialTCP: an HTTP health check would fail with -v")
-	}
-	if _, ok := v.(RenamePreparer); !ok {
-		t.Error("verbose hides PrepareRename")
 	}
 }
 
@@ -597,7 +585,7 @@ func TestSSHProxyJump(t *testing.T) {
 		}
 		// Behind a jump host there is a network link, wherever the
 		// addresses point.
-		if OnLoopback(conn) {
+		if conn.Loopback() {
 			t.Error("a connection through a jump host reports itself on loopback")
 		}
 	})

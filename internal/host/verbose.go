@@ -66,16 +66,9 @@ func (v verbose) Rename(ctx context.Context, oldpath, newpath string) error {
 	return err
 }
 
-// The wrapped executor's optional abilities pass through: without them a
-// verbose run would lose the HTTP health check and the prepared rename.
-
-func (v verbose) PrepareRename(ctx context.Context) error { return prepareRename(ctx, v.Executor) }
-
+// DialTCP is shown too; the wrapper's other abilities (PrepareRename,
+// Loopback) are the wrapped executor's.
 func (v verbose) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
-	if _, ok := v.Executor.(TCPDialer); ok {
-		v.report("$ connect to " + addr + " from the host")
-	}
-	return dialTCP(ctx, v.Executor, addr)
+	v.report("$ connect to " + addr + " from the host")
+	return v.Executor.DialTCP(ctx, addr)
 }
-
-func (v verbose) Loopback() bool { return OnLoopback(v.Executor) }

@@ -195,10 +195,6 @@ func (t *Tree) copyFile(w io.Writer, f File) error {
 	return nil
 }
 
-// WriteTar writes the tree as a tar stream. Owners are left out, so files
-// belong to whoever extracts them on the host.
-func (t *Tree) WriteTar(w io.Writer) error { return t.WriteTarOf(w, t.Files, nil) }
-
 // Extra is a file written into a tar stream from memory (the manifest).
 type Extra struct {
 	Name string
@@ -211,7 +207,9 @@ type Extra struct {
 var Reserved = []string{".slipway-manifest", ".slipway-manifest-patch", ".slipway-check",
 	".slipway-copy-list", ".slipway-copy-status", ".slipway-reflink-probe"}
 
-// WriteTarOf writes the given entries of the tree, then extra files.
+// WriteTarOf writes the given entries of the tree, then extra files, as a
+// tar stream. Owners are left out, so files belong to whoever extracts
+// them on the host.
 func (t *Tree) WriteTarOf(w io.Writer, files []File, extra []Extra) error {
 	tw := tar.NewWriter(w)
 	for _, e := range extra {

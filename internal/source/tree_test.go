@@ -48,7 +48,7 @@ func TestScanAndTar(t *testing.T) {
 		t.Fatalf("files = %q, want %q", got, want)
 	}
 	var buf bytes.Buffer
-	if err := tree.WriteTar(&buf); err != nil {
+	if err := tree.WriteTarOf(&buf, tree.Files, nil); err != nil {
 		t.Fatal(err)
 	}
 	tr := tar.NewReader(&buf)

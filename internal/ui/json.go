@@ -102,7 +102,7 @@ func (j *JSON) Event(e deploy.Event) {
 	case deploy.Warning:
 		out.Type, out.Message = "warning", e.Line
 	case deploy.Info:
-		out.Type, out.Message = "info", e.Line
+		out.Type, out.Message = "info", infoLine(e)
 	default:
 		return
 	}

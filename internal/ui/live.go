@@ -89,7 +89,7 @@ func (l *Live) Event(e deploy.Event) {
 		l.above(fmt.Sprintf("%-*s  %s %s", l.width, orFleet(e.Host), l.paint(yellow, "warning:"), sanitize(e.Line)))
 	case deploy.Info:
 		if e.Host == "" {
-			l.above(fmt.Sprintf("%-*s  %s", l.width, "fleet", sanitize(e.Line)))
+			l.above(fmt.Sprintf("%-*s  %s", l.width, "fleet", sanitize(infoLine(e))))
 		}
 	}
 	l.redraw()
@@ -138,7 +138,7 @@ func (l *Live) redraw() {
 		}
 		line := fmt.Sprintf("%-*s  %-24s %-6s %6s", l.width, h, st.step, state, elapsed)
 		if st.state == "running" && st.total > 0 {
-			line += "  " + bar(st.bytes, st.total, 20) + " " + deploy.HumanBytes(st.bytes)
+			line += "  " + bar(st.bytes, st.total, 20) + " " + HumanBytes(st.bytes)
 		}
 		b.WriteString(line + "\n")
 	}

@@ -58,9 +58,37 @@ func (p *Progress) Event(e deploy.Event) {
 		fmt.Fprintf(p.w, "%swarning: %s\n", prefix, sanitize(e.Line))
 	case deploy.Info:
 		if !p.quiet {
-			fmt.Fprintf(p.w, "%s%s\n", prefix, sanitize(e.Line))
+			fmt.Fprintf(p.w, "%s%s\n", prefix, sanitize(infoLine(e)))
 		}
 	}
+}
+
+// infoLine is an Info event's line: what an upload sent, or the line the
+// event carries.
+func infoLine(e deploy.Event) string {
+	u := e.Upload
+	if u == nil {
+		return e.Line
+	}
+	how := ""
+	if u.Gzip {
+		how = " (gzip)"
+	}
+	if !u.Delta {
+		return fmt.Sprintf("full upload: %d entries, %s sent%s", u.Entries, HumanBytes(u.Bytes), how)
+	}
+	return fmt.Sprintf("delta upload: %d copied on the host, %d sent, %d removed, %s sent%s", u.Copied, u.Entries, u.Removed, HumanBytes(u.Bytes), how)
+}
+
+// HumanBytes prints a byte count the way people read it.
+func HumanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 // formatDuration prints durations the way people read them in a log.

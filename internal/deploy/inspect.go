@@ -1,0 +1,163 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
+	"github.com/slipway-deploy/slipway/internal/shell"
+)
+
+// inspectStep reads each host's deploy directory: its releases and their
+// history, what current points at, the lock's holder, missing shared
+// files and, for a delta upload, the live manifest's checksum. After a
+// lock step it parses what was read with the lock.
+type inspectStep struct {
+	releaseHosts
+	r           *run
+	sharedFiles []string
+	// forSwitch refuses a host whose current is a real directory or whose
+	// shared files are missing: a run that would switch it must stop
+	// before changing anything.
+	forSwitch bool
+	// manifest also reads the live release's manifest's checksum, for a
+	// delta upload.
+	manifest bool
+}
+
+func (inspectStep) Name() string { return "inspect" }
+
+func (s inspectStep) script() string {
+	return inspectScript(s.r.layout, s.sharedFiles, s.manifest)
+}
+
+func (s inspectStep) read(ctx context.Context, t *Target) error {
+	raw := t.prefetched
+	t.prefetched = nil
+	if raw == nil {
+		res, err := t.Exec.Query(ctx, host.Command{Script: s.script()})
+		if err != nil {
+			return err
+		}
+		raw = res.Stdout
+	}
+	st, err := parseState(s.r.layout, raw)
+	if err != nil {
+		return err
+	}
+	st.Previous = st.Current
+	t.State = st
+	return nil
+}
+
+func (s inspectStep) Run(ctx context.Context, t *Target) error {
+	if err := s.read(ctx, t); err != nil {
+		return err
+	}
+	st := t.State
+	if s.forSwitch {
+		if err := s.refusal(t); err != nil {
+			return err
+		}
+	}
+	if m := st.Meta[st.Current]; m != nil && (m.State == StatePreparing || m.State == StateRolledBack) && s.r.lock.Holds(t) {
+		// The live release went live, so it counts as deployed: the
+		// rollback target once a newer release is live, never a leftover
+		// to delete. A run that died after its switch left it preparing; a
+		// rollback from it that died before its switch, rolled back.
+		why := "the run that switched to it died before recording it"
+		if m.State == StateRolledBack {
+			why = "it is recorded as rolled back from (a rollback from it stopped before its switch)"
+		}
+		m.State, m.RolledBack = StateDeployed, time.Time{}
+		if _, err := t.Exec.Exec(ctx, host.Command{Script: writeMetaScript(s.r.layout, m)}); err != nil {
+			return fmt.Errorf("recording live release %s as deployed: %w", m.ID, err)
+		}
+		s.r.warn(t, "release %s is live, but %s; recorded as deployed now", m.ID, why)
+	}
+	for _, f := range st.BadMeta {
+		s.r.warn(t, "release metadata %s/%s is malformed and is ignored (not trusted); delete it if the release is gone", s.r.layout.HistoryDir(), f)
+	}
+	return nil
+}
+
+// Plan reads the host and notes in the plan what would stop a deploy
+// there, instead of stopping.
+func (s inspectStep) Plan(ctx context.Context, t *Target) error {
+	if err := s.read(ctx, t); err != nil {
+		return err
+	}
+	hp := s.r.plan.host(t)
+	hp.Live = t.State.Current
+	if lock := t.State.Lock; lock != nil {
+		hp.Locked = lock.String()
+		if why := lock.stale(s.r.owner.Machine, s.r.opts.Now(), processAlive); why != "" {
+			hp.Warnings = append(hp.Warnings, "the lock would be taken over: "+why)
+			hp.Locked = ""
+		}
+	}
+	if t.State.CurrentIsDir {
+		hp.Warnings = append(hp.Warnings, s.currentIsDir().Error())
+	}
+	for _, missing := range t.State.MissingShared {
+		hp.Warnings = append(hp.Warnings, fmt.Sprintf("shared file %s is missing: the deploy would stop before any change", s.r.layout.SharedPath(missing)))
+	}
+	return nil
+}
+
+// refusal says why a run that switches must not touch t.
+func (s inspectStep) refusal(t *Target) error {
+	if t.State.CurrentIsDir {
+		return s.currentIsDir()
+	}
+	if missing := t.State.MissingShared; len(missing) > 0 {
+		return missingShared(t, s.r.layout, missing)
+	}
+	return nil
+}
+
+func (s inspectStep) currentIsDir() error {
+	cur := s.r.layout.CurrentLink()
+	return fmt.Errorf("%s is a real directory, not a symlink, so it cannot be switched atomically; move it aside (mv %s %s.old), then deploy again", cur, cur, cur)
+}
+
+// missingShared refuses a release whose shared files do not exist: the app
+// would start without its .env.
+func missingShared(t *Target, l layout.Layout, missing []string) error {
+	var paths []string
+	for _, f := range missing {
+		paths = append(paths, l.SharedPath(f))
+	}
+	return fmt.Errorf("shared file %s does not exist; create it on the host (for example: scp .env.production %s:%s), then deploy again",
+		strings.Join(paths, ", "), t.Name(), paths[0])
+}
+
+// inspectScript reads everything a run needs to know about a host in one
+// round trip. It prints one record per line; release names are filtered to
+// release ids by the shell, so odd directory names cannot fake records.
+func inspectScript(l layout.Layout, sharedFiles []string, withManifest bool) string {
+	args := shell.Args{
+		"deploy_to": l.DeployTo, "current": l.Current, "releases": l.Releases, "meta": layout.MetaDir,
+		"id_glob": shell.Raw(strings.Repeat("[0-9]", len(layout.ReleaseIDFormat))),
+	}
+	script := shell.Script(`cd -- {{deploy_to}} 2>/dev/null || { echo absent; exit 0; }
+if [ -L {{current}} ]; then printf 'current %s\n' "$(readlink -- {{current}})"; elif [ -e {{current}} ]; then echo current-not-link; fi
+for r in {{releases}}/*; do [ -d "$r" ] && [ ! -L "$r" ] || continue; n=${r##*/}; case $n in {{id_glob}}) echo "release $n";; esac; done
+for f in {{meta}}/releases/*.json; do [ -f "$f" ] || continue; printf 'meta %s ' "${f##*/}"; head -c 65536 -- "$f" | tr '\n' ' '; echo; done
+if [ -f {{meta}}/lock/owner.json ]; then printf 'lock '; head -c 65536 -- {{meta}}/lock/owner.json | tr '\n' ' '; echo; elif [ -d {{meta}}/lock ]; then echo 'lock {}'; fi
+`, args)
+	for _, f := range sharedFiles {
+		script += shell.Script(`[ -e {{path}} ] || printf 'missing-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.Shared + "/" + f, "name": f})
+	}
+	if withManifest {
+		// The live release's manifest by its checksum and size only: the
+		// hosts of a fleet normally hold the same one, which manifestStep
+		// then fetches from one of them.
+		script += shell.Script(`if cur=$(readlink -- {{current}} 2>/dev/null); then id=${cur##*/}; case $id in {{id_glob}}) m={{meta}}/manifests/$id; if [ -f "$m" ] && sum=$(sha256sum < "$m") && size=$(wc -c < "$m"); then printf 'manifest %s %s\n' "${sum%% *}" $size; fi;; esac; fi`+"\n",
+			shell.Args{"current": l.Current, "meta": layout.MetaDir, "id_glob": args["id_glob"]})
+	}
+	return script
+}

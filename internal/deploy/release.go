@@ -1,0 +1,115 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"path"
+
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
+	"github.com/slipway-deploy/slipway/internal/shell"
+)
+
+// chooseReleaseStep picks one release id for the whole fleet, newer than any
+// release on any host, so no id is ever reused. A dry run picks it the
+// same way.
+type chooseReleaseStep struct{ d *deployRun }
+
+func (chooseReleaseStep) Name() string { return "choose release id" }
+
+func (s chooseReleaseStep) RunFleet(_ context.Context, targets []*Target) error {
+	var existing []string
+	for _, t := range withState(targets) {
+		existing = append(existing, t.State.Releases...)
+		for id := range t.State.Meta {
+			existing = append(existing, id)
+		}
+	}
+	id, err := layout.NewReleaseID(s.d.opts.Now(), existing)
+	if err != nil {
+		return err
+	}
+	s.d.releaseID = id
+	return nil
+}
+
+// createReleaseStep makes the release directory and its metadata. mkdir
+// without -p fails if the directory exists: a release is never written
+// over. For a delta upload the unchanged entries are then copied from the
+// live release (reflinks where the file system has them, hard links with
+// source.hardlink; see copy.go); nothing else of the live release comes
+// along, so files the app wrote at run time and shared links stay behind.
+type createReleaseStep struct {
+	releaseHosts
+	d *deployRun
+}
+
+func (createReleaseStep) Name() string { return "create release" }
+
+func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
+	l := s.d.layout
+	fill := writeMetaScript(l, s.d.meta(StatePreparing))
+	var stdin io.Reader
+	if plan := s.d.deltaPlan(t); plan != nil && len(plan.delta.CopyTree) > 0 {
+		// With the live manifest on the host exactly as we read it, the
+		// host picks the entries from it; else they are listed.
+		fill += " && (\n" + copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, plan.pick) + "\n)"
+		if plan.pick != nil {
+			stdin = copyList(plan.pick.odd)
+		} else {
+			stdin = copyList(plan.delta.CopyTree)
+		}
+	}
+	_, err := t.Exec.Exec(ctx, host.Command{Script: createReleaseScript(l, s.d.releaseID, fill), Stdin: stdin})
+	return err
+}
+
+// Plan: what the release is filled with is the upload's part of the plan.
+func (createReleaseStep) Plan(context.Context, *Target) error { return nil }
+
+// createReleaseScript makes release id's directory and runs fill in it.
+// Undo only reaches hosts where the step succeeded: where it fails (a
+// full disk), the script removes what it made itself, so no half-copied
+// release, or one without metadata that cleanup would never touch, stays
+// behind.
+func createReleaseScript(l layout.Layout, id, fill string) string {
+	return shell.Script(`umask 022 && mkdir -p -- {{releases}} {{shared}} && mkdir -- {{release}} || exit
+{ {{fill}}; } || { status=$?; rm -rf -- {{release}} {{meta_tmp}}; exit $status; }`, shell.Args{
+		"releases": l.ReleasesDir(), "shared": l.SharedDir(), "release": l.ReleaseDir(id),
+		"fill": shell.Raw(fill), "meta_tmp": l.HistoryFile(id) + ".tmp",
+	})
+}
+
+// Undo removes the release directory and its manifest and marks it failed
+// in history.
+func (s createReleaseStep) Undo(ctx context.Context, t *Target) error {
+	l := s.d.layout
+	id := s.d.releaseID
+	script := shell.Script("rm -rf -- {{release}} {{link}} {{manifest}} && {{record}}", shell.Args{
+		"release": l.ReleaseDir(id), "link": l.SwitchTempLink(id), "manifest": l.ManifestFile(id),
+		"record": shell.Raw(writeMetaScript(l, s.d.meta(StateFailed))),
+	})
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	return err
+}
+
+// writeMetaScript writes a release's metadata file atomically (temp file and
+// rename), so a reader never sees half of it.
+func writeMetaScript(l layout.Layout, m *ReleaseMeta) string {
+	body, err := json.Marshal(m)
+	if err != nil {
+		panic(err) // ReleaseMeta always marshals
+	}
+	file := l.HistoryFile(m.ID)
+	return shell.Script(`mkdir -p -- {{dir}} && printf '%s\n' {{body}} > {{tmp}} && mv -f -- {{tmp}} {{file}}`, shell.Args{
+		"dir": l.HistoryDir(), "body": string(body), "tmp": file + ".tmp", "file": file,
+	})
+}
+
+// revisionScript writes Capistrano's REVISION file into the release.
+func revisionScript(l layout.Layout, id, revision string) string {
+	return shell.Script(`printf '%s\n' {{revision}} > {{file}}`, shell.Args{
+		"revision": revision, "file": path.Join(l.ReleaseDir(id), "REVISION"),
+	})
+}

@@ -1,0 +1,118 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
+	"github.com/slipway-deploy/slipway/internal/shell"
+)
+
+// The switch, the same for deploy, rollback and a switch back: a symlink
+// to the release under a temporary name beside current (prepareSwitch),
+// then one rename(2) of it over current, then a sync of the deploy
+// directory and a read of the link (verifySwitch). current is never
+// removed or rewritten in place.
+
+// prepareSwitchStep makes the release durable and creates the temporary link
+// that the switch renames over current, so the switch itself is one rename.
+type prepareSwitchStep struct {
+	releaseHosts
+	d *deployRun
+}
+
+func (prepareSwitchStep) Name() string { return "sync" }
+
+func (s prepareSwitchStep) Run(ctx context.Context, t *Target) error {
+	if err := prepareSwitch(ctx, t.Exec, s.d.layout, s.d.releaseID, true); err != nil {
+		return err
+	}
+	// Open the rename channel now, so the switch is one round trip.
+	return t.Exec.PrepareRename(ctx)
+}
+
+func (prepareSwitchStep) Plan(context.Context, *Target) error { return nil }
+
+func (s prepareSwitchStep) Undo(ctx context.Context, t *Target) error {
+	_, err := t.Exec.Exec(ctx, host.Command{Script: "rm -f -- " + shell.Quote(s.d.layout.SwitchTempLink(s.d.releaseID))})
+	return err
+}
+
+// prepareSwitch creates the temporary link to release id, after syncing
+// the release with syncRelease.
+func prepareSwitch(ctx context.Context, ex host.Executor, l layout.Layout, id string, syncRelease bool) error {
+	_, err := ex.Exec(ctx, host.Command{Script: prepareSwitchScript(l, id, syncRelease)})
+	return err
+}
+
+func prepareSwitchScript(l layout.Layout, id string, syncRelease bool) string {
+	script := shell.Script("rm -f -- {{tmp}} && ln -s -- {{target}} {{tmp}}", shell.Args{
+		"tmp": l.SwitchTempLink(id), "target": l.CurrentTarget(id),
+	})
+	if syncRelease {
+		// sync -f flushes the file system holding the release (syncfs);
+		// plain sync is the fallback where -f is unknown.
+		script = shell.Script("{ sync -f -- {{release}} 2>/dev/null || sync; } && ", shell.Args{"release": l.ReleaseDir(id)}) + script
+	}
+	return script
+}
+
+// switchTo renames the prepared temporary link over current, syncs the
+// deploy directory so the rename is durable, and reads the link back.
+func switchTo(ctx context.Context, ex host.Executor, l layout.Layout, id string) error {
+	if err := ex.Rename(ctx, l.SwitchTempLink(id), l.CurrentLink()); err != nil {
+		return fmt.Errorf("rename %s over %s: %w", l.SwitchTempLink(id), l.CurrentLink(), err)
+	}
+	_, err := verifySwitch(ctx, ex, l, id)
+	return err
+}
+
+// Switch points current at release id on one host with the same two-step
+// switch a deploy uses: a temporary link, then one rename over current.
+func Switch(ctx context.Context, ex host.Executor, l layout.Layout, id string) error {
+	if err := prepareSwitch(ctx, ex, l, id, false); err != nil {
+		return err
+	}
+	return switchTo(ctx, ex, l, id)
+}
+
+// switchBack points current at previous again with the same atomic switch;
+// with no previous release (a first deploy) it removes current, as it was.
+func switchBack(ctx context.Context, ex host.Executor, l layout.Layout, previous string) error {
+	if previous == "" {
+		_, err := ex.Exec(ctx, host.Command{Script: "rm -f -- " + shell.Quote(l.CurrentLink())})
+		return err
+	}
+	return Switch(ctx, ex, l, previous)
+}
+
+// verifySwitch syncs the deploy directory, so the rename survives a crash,
+// reads current back, and returns the host's time of the rename.
+func verifySwitch(ctx context.Context, ex host.Executor, l layout.Layout, id string) (time.Time, error) {
+	res, err := ex.Exec(ctx, host.Command{Script: verifySwitchScript(l)})
+	if err != nil {
+		return time.Time{}, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
+	if len(lines) < 1 || lines[0] != l.CurrentTarget(id) {
+		return time.Time{}, fmt.Errorf("%s points at %q after the switch, want %q", l.CurrentLink(), lines[0], l.CurrentTarget(id))
+	}
+	var remote time.Time
+	if len(lines) > 1 {
+		if f, err := strconv.ParseFloat(lines[1], 64); err == nil {
+			sec := int64(f)
+			remote = time.Unix(sec, int64((f-float64(sec))*1e9))
+		}
+	}
+	return remote, nil
+}
+
+func verifySwitchScript(l layout.Layout) string {
+	return shell.Script("{ sync -- {{deploy_to}} 2>/dev/null || sync; } && readlink -- {{current}} && date -r {{deploy_to}} +%s.%N", shell.Args{
+		"deploy_to": l.DeployTo, "current": l.CurrentLink(),
+	})
+}

@@ -1,0 +1,223 @@
+package deploy
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
+	"github.com/slipway-deploy/slipway/internal/shell"
+	"github.com/slipway-deploy/slipway/internal/source"
+)
+
+// uploadStep streams the release content as tar straight into the release
+// directory (nothing is staged on either side): every entry for a full
+// upload, only what changed for a delta. The manifest and the list of
+// checksums to verify travel in the same stream; the host stores the
+// manifest and checks the release against it before anything goes live.
+type uploadStep struct {
+	releaseHosts
+	d *deployRun
+}
+
+func (uploadStep) Name() string { return "upload" }
+
+// upload is what one host is sent.
+type upload struct {
+	plan     *deltaPlan // nil for a full upload
+	files    []source.File
+	toVerify []source.File
+	total    int64 // content bytes, before compression
+}
+
+func (s uploadStep) content(t *Target) upload {
+	tree := s.d.src.Tree
+	u := upload{plan: s.d.deltaPlan(t), files: tree.Files, toVerify: tree.Files, total: tree.Size}
+	if u.plan != nil {
+		u.files, u.toVerify, u.total = u.plan.delta.Send, u.plan.delta.Send, u.plan.delta.Bytes
+	}
+	if s.d.opts.Config.Source.Verify == "all" {
+		u.toVerify = tree.Files
+	}
+	return u
+}
+
+func (s uploadStep) Run(ctx context.Context, t *Target) error {
+	d := s.d
+	tree := d.src.Tree
+	u := s.content(t)
+	check := d.checklist(u.toVerify)
+	sealed := tree.Sealed()
+	// A delta sends the manifest as a patch of the live one, so a one-file
+	// change costs about one file; the host rebuilds the manifest and
+	// checks it against our hash. That needs the live manifest to be in
+	// the canonical form we would write; otherwise it goes whole.
+	manifest := source.Extra{Name: ".slipway-manifest", Data: sealed}
+	if u.plan != nil && u.plan.patch != nil {
+		manifest = source.Extra{Name: ".slipway-manifest-patch", Data: u.plan.patch}
+	}
+	extra := []source.Extra{manifest}
+	if len(check) > 0 {
+		extra = append(extra, source.Extra{Name: ".slipway-check", Data: check})
+	}
+	compress := d.compressFor(t)
+	pr, pw := io.Pipe()
+	go func() {
+		// A read of the pipe returns one write, and each read goes out as
+		// an SSH packet: tar headers and gzip's blocks of a few hundred
+		// bytes would cost the host's sshd a packet each.
+		out := bufio.NewWriterSize(pw, uploadChunk)
+		// Progress counts the content, before compression.
+		content := &countingWriter{w: out, progress: func(n int64) {
+			d.emit(Event{Kind: Progress, Host: t.Name(), Step: "upload", Bytes: n, Total: u.total})
+		}}
+		var zw *gzip.Writer
+		if compress {
+			zw, _ = gzip.NewWriterLevel(out, gzip.BestSpeed) // a valid level: no error
+			content.w = zw
+		}
+		err := tree.WriteTarOf(content, u.files, extra)
+		if err == nil && zw != nil {
+			err = zw.Close()
+		}
+		if err == nil {
+			err = out.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
+	defer pr.Close()
+	sent := &countingReader{r: pr}
+	sum := sha256.Sum256(sealed)
+	script := uploadScript(uploadArgs{
+		layout: d.layout, id: d.releaseID, live: t.State.Current, manifestSHA: hex.EncodeToString(sum[:]),
+		verify: len(check) > 0, gzipped: compress, revision: d.src.Revision,
+	})
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: sent})
+	stats := &UploadStats{Delta: u.plan != nil, Entries: len(u.files), Bytes: sent.n.Load(), Gzip: compress}
+	if u.plan != nil {
+		stats.Copied, stats.Removed = len(u.plan.delta.Copy), u.plan.delta.Removed
+	}
+	d.emit(Event{Kind: Info, Host: t.Name(), Step: "upload", Bytes: stats.Bytes, Upload: stats})
+	return err
+}
+
+// Plan notes what the upload would send to t.
+func (s uploadStep) Plan(_ context.Context, t *Target) error {
+	u := s.content(t)
+	hp := s.d.plan.host(t)
+	hp.Upload = "full"
+	if u.plan != nil {
+		hp.Upload, hp.Copy, hp.Removed = "delta", len(u.plan.delta.Copy), u.plan.delta.Removed
+	}
+	hp.ManifestOK = t.State.live != nil
+	hp.SendBytes = u.total
+	for _, f := range u.files {
+		hp.Send = append(hp.Send, f.Rel)
+	}
+	return nil
+}
+
+// uploadChunk is the size of the writes an upload stream is sent in.
+const uploadChunk = 64 << 10
+
+// compressFor says whether t's upload goes gzipped: source.compress, where
+// auto compresses for every host reached over a network link and not for
+// one on a loopback address (this machine), where the link costs nothing
+// to save and compressing costs CPU on both ends (docs/benchmarks.md has
+// the measurements).
+func (d *deployRun) compressFor(t *Target) bool {
+	switch d.opts.Config.Source.Compress {
+	case "gzip":
+		return true
+	case "none":
+		return false
+	}
+	return !t.Exec.Loopback()
+}
+
+type uploadArgs struct {
+	layout      layout.Layout
+	id          string // the new release
+	live        string // the live release, whose manifest a patch applies to
+	manifestSHA string // of the new release's manifest, hex
+	verify      bool   // the stream holds .slipway-check: verify those files
+	gzipped     bool
+	revision    string
+}
+
+// uploadScript extracts the stream into the release, stores its manifest
+// (rebuilding it from a patch of the live one if that is what came), and
+// verifies the release's files against their checksums, all before the
+// switch. Changed files are never copied from the live release, so nothing
+// sent lands on an inode an older release shares (and GNU tar replaces an
+// existing file rather than writing into it).
+func uploadScript(a uploadArgs) string {
+	l := a.layout
+	z := shell.Raw("")
+	if a.gzipped {
+		z = "-z "
+	}
+	verify := shell.Raw("")
+	if a.verify {
+		verify = `sha256sum -c --quiet --strict .slipway-check || { echo 'the release on this host does not match its manifest: a file was damaged on the way or on disk' >&2; exit 1; }
+rm -f .slipway-check
+`
+	}
+	return shell.Script(`umask 022
+tar -x {{z}}-p --no-same-owner -f - -C {{release}} || exit
+mkdir -p -- {{manifests}} && cd -- {{manifests}} || exit
+if [ -e {{release}}/.slipway-manifest-patch ]; then
+  mv -f -- {{release}}/.slipway-manifest-patch {{id}}.patch &&
+  awk 'NR==FNR { if (substr($0,1,2)=="- ") del[substr($0,3)]=1; else if (substr($0,1,2)=="+ ") print substr($0,3); next } FNR>1 && $0!="end" && !($0 in del)' {{id}}.patch {{live}} | LC_ALL=C sort > {{id}}.body &&
+  { echo 'slipway-manifest 1'; cat {{id}}.body; echo end; } > {{id}}.tmp &&
+  rm -f -- {{id}}.patch {{id}}.body &&
+  printf '%s  %s\n' {{sha}} {{id}}.tmp | sha256sum -c --quiet --strict >/dev/null ||
+  { echo 'the manifest rebuilt on the host from the live one does not match; deploy again (a full manifest is sent when the live one is unreadable)' >&2; exit 1; }
+else
+  mv -f -- {{release}}/.slipway-manifest {{id}}.tmp || exit
+fi
+mv -f -- {{id}}.tmp {{id}} || exit
+cd -- {{release}} || exit
+{{verify}}{{revision}}
+`, shell.Args{
+		"z": z, "release": l.ReleaseDir(a.id), "manifests": l.ManifestsDir(), "id": a.id, "live": a.live,
+		"sha": a.manifestSHA, "verify": verify, "revision": shell.Raw(revisionScript(l, a.id, a.revision)),
+	})
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// countingWriter counts the bytes written through it and reports the
+// count at most every 200 ms.
+type countingWriter struct {
+	w        io.Writer
+	n        int64
+	progress func(int64)
+	last     time.Time
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if time.Since(c.last) > 200*time.Millisecond {
+		c.last = time.Now()
+		c.progress(c.n)
+	}
+	return n, err
+}
