@@ -58,10 +58,11 @@ bench:
 	@bench/install-deps.sh
 	$(GO) run ./bench
 
-# A smoke run of the same code (about half a minute): one repetition on
-# fleets of 2 and 3 hosts with a small app; prints its report instead of
-# writing docs/. `make test` makes the same run (TestQuickRun in bench/), with
-# Capistrano only if it is installed: test-deps does not install it.
+# A smoke run of the same code (about a minute, half without Capistrano): one
+# repetition on fleets of 2 and 3 hosts with a small app; prints its report
+# instead of writing docs/. `make test` makes the same run (TestQuickRun in
+# bench/), with Capistrano only if it is installed: test-deps does not
+# install it.
 bench-quick:
 	@bench/install-deps.sh
 	BENCH_QUICK=1 $(GO) run ./bench
