@@ -49,3 +49,20 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_N) ./internal/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZ_N) ./internal/source/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime $(FUZZ_N) ./internal/deploy/
+
+# Measures slipway against Capistrano 3 on fleets of real sshd hosts (10, 50
+# and 100) and writes docs/benchmarks.md and docs/scaling.md. Needs root;
+# takes about half an hour. See bench/main.go for the settings.
+.PHONY: bench bench-quick
+bench:
+	@bench/install-deps.sh
+	$(GO) run ./bench
+
+# A smoke run of the same code (about a minute, half without Capistrano): one
+# repetition on fleets of 2 and 3 hosts with a small app; prints its report
+# instead of writing docs/. `make test` makes the same run (TestQuickRun in
+# bench/), with Capistrano only if it is installed: test-deps does not
+# install it.
+bench-quick:
+	@bench/install-deps.sh
+	BENCH_QUICK=1 $(GO) run ./bench

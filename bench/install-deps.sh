@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs what `make bench` needs on Debian/Ubuntu: the OpenSSH server (the
-# fleet's hosts), the client's ssh-keygen, git, util-linux (one mount
-# namespace per host), and Capistrano 3 (Debian's capistrano package, with
-# Ruby), which the benchmark measures slipway against. Does nothing when
-# they are already there.
+# Installs what `make bench` and `make bench-quick` need on Debian/Ubuntu:
+# the OpenSSH server (the fleet's hosts), the client's ssh-keygen, git,
+# util-linux (one mount namespace per host), and Capistrano 3 (Debian's
+# capistrano package, with Ruby), which the benchmark measures slipway
+# against. Does nothing when they are already there.
 set -euo pipefail
 
 need=()

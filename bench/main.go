@@ -1,12 +1,16 @@
 // Command bench measures slipway against Capistrano 3 on real OpenSSH
 // servers on loopback, the fleet of the end-to-end tests, and writes
 // docs/benchmarks.md and docs/scaling.md. Run it as root with `make bench`;
-// BENCH_QUICK=1 makes a smoke run (one repetition, a few hosts) that prints
-// its report instead of writing the docs. BENCH_SLIPWAY=/path/to/slipway
-// measures that binary instead of a build of this checkout.
+// `make bench-quick` (BENCH_QUICK=1) makes a smoke run (quickPlan: one
+// repetition, the smallest fleets, slipway alone if Capistrano is not
+// installed) that prints its report instead of writing the docs, and
+// TestQuickRun makes the same run in `go test ./...`.
+// BENCH_SLIPWAY=/path/to/slipway measures that binary instead of a build of
+// this checkout.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -34,10 +38,14 @@ type plan struct {
 	extraHosts  []int
 	app, bigApp appSpec
 	docsDir     string // where the docs go; "" prints them
+	// quietWait is how long the whole run may wait, before its commands,
+	// for other programs to quiet down.
+	quietWait time.Duration
 }
 
-func planFromEnv() (plan, error) {
-	p := plan{
+// fullPlan is what `make bench` measures and writes to docs/.
+func fullPlan() plan {
+	return plan{
 		reps:         3,
 		compareHosts: 10,
 		goalHosts:    50,
@@ -46,13 +54,34 @@ func planFromEnv() (plan, error) {
 		app:          appSpec{Files: 3000, Bytes: 33e6, Seed: 1},
 		// The same bytes in more files: what a file costs, apart from
 		// its bytes (which the fleet sizes already vary).
-		bigApp:  appSpec{Files: 10000, Bytes: 33e6, Seed: 2},
-		docsDir: "docs",
+		bigApp:    appSpec{Files: 10000, Bytes: 33e6, Seed: 2},
+		docsDir:   "docs",
+		quietWait: 5 * time.Minute,
 	}
+}
+
+// quickPlan is the smoke run (`make bench-quick`, and TestQuickRun in
+// `go test ./...`): every part of the full run, on the smallest fleets and
+// app that still have a fleet skew, a second fleet size to fit a line
+// through and a delta to send. Capistrano is measured if it is installed.
+// It does not wait for a quiet machine: its figures are not the
+// benchmark's, only proof that the benchmark still runs.
+func quickPlan() plan {
+	return plan{
+		quick:        true,
+		reps:         1,
+		compareHosts: 2,
+		goalHosts:    3,
+		scaleReps:    1,
+		app:          appSpec{Files: 200, Bytes: 1e6, Seed: 1},
+		bigApp:       appSpec{Files: 600, Bytes: 1e6, Seed: 2},
+	}
+}
+
+func planFromEnv() (plan, error) {
+	p := fullPlan()
 	if quick, _ := strconv.ParseBool(os.Getenv("BENCH_QUICK")); quick {
-		p.quick = true
-		p.reps, p.compareHosts, p.goalHosts, p.extraHosts = 1, 3, 6, []int{9}
-		p.bigApp.Files = 6000
+		p = quickPlan()
 		p.docsDir = os.Getenv("BENCH_DOCS")
 	}
 	for _, setting := range []struct {
@@ -101,44 +130,48 @@ func run() (code int) {
 	defer closeAllScopes()
 	defer func() {
 		if r := recover(); r != nil {
-			if f, ok := r.(fatal); ok {
-				fmt.Fprintln(os.Stderr, "bench: FAILED:", f.msg)
-			} else {
-				fmt.Fprintf(os.Stderr, "bench: panic: %v\n%s", r, debug.Stack())
-			}
+			fmt.Fprintf(os.Stderr, "bench: panic: %v\n%s", r, debug.Stack())
 			code = 1
 		}
 	}()
 
+	if n, _ := strconv.Atoi(os.Getenv("BENCH_PROBE")); n > 0 {
+		err = probe(p, n)
+	} else {
+		var res *results
+		res, err = measureAll(p)
+		if res != nil {
+			err = errors.Join(res.write(), err)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: FAILED:", err)
+		return 1
+	}
+	return 0
+}
+
+// measureAll runs the plan: slipway against Capistrano on compareHosts,
+// the ways of compressing, slipway alone on bigger fleets and a bigger
+// app. It returns the results, and an error when the run stopped (no
+// results) or something failed on the way (results, but not to trust).
+func measureAll(p plan) (res *results, err error) {
+	defer catchFatal(&err)
+	defer closeAllScopes() // also a fleet's whose start failed
 	started := time.Now()
 	root := newScope("bench")
-	requireTools(root)
-	res := &results{plan: p, started: started.UTC(), machine: describeMachine()}
-	res.slipwayBin = os.Getenv("BENCH_SLIPWAY")
-	if res.slipwayBin == "" {
-		res.slipwayBin = testutil.Slipway(root)
-	}
-	res.slipwayVersion = slipwayVersion(res.slipwayBin, os.Getenv("BENCH_SLIPWAY") != "")
-	res.capVersion = capistranoVersion()
-	logf("measuring %s against %s", res.slipwayVersion, res.capVersion)
-
-	logf("generating the app: %d files, %s", p.app.Files, size(float64(p.app.Bytes)))
-	app := newAppRepo(root, "app", p.app)
-	res.app = app.info()
-
-	// Waiting for a busy machine to quiet down costs 5 minutes at most.
-	quiet := &quietWait{left: 5 * time.Minute}
-
-	if n, _ := strconv.Atoi(os.Getenv("BENCH_PROBE")); n > 0 {
-		probe(n, app, res.slipwayBin, quiet)
-		return 0
-	}
+	res, app := prepare(root, p)
+	quiet := &quietWait{left: p.quietWait}
 
 	// Slipway and Capistrano side by side, on the same hosts.
 	func() {
 		b := newBench(p.compareHosts, app, res.slipwayBin, quiet)
 		defer b.close()
-		res.compare = b.run(p.reps, b.slipwayTool(slipwayDeployTo), b.capistranoTool(capDeployTo), b.floorTool())
+		tools := []tool{b.slipwayTool(slipwayDeployTo)}
+		if res.withCapistrano {
+			tools = append(tools, b.capistranoTool(capDeployTo))
+		}
+		res.compare = b.run(p.reps, append(tools, b.floorTool())...)
 		res.scale = append(res.scale, res.compare.slipwayOnly())
 		res.compression = b.compression(p.reps)
 	}()
@@ -165,28 +198,53 @@ func run() (code int) {
 	}()
 	root.close()
 	res.took = time.Since(started)
-
-	if err := res.write(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 1
-	}
-	if root.Failed() {
-		return 1
-	}
-	return 0
+	return res, root.Err()
 }
 
-func requireTools(s *scope) {
-	if os.Geteuid() != 0 {
-		s.Fatalf("run as root: the fleet creates a user, mount namespaces and sshd servers (sudo make bench)")
+// prepare checks the tools, builds slipway (unless BENCH_SLIPWAY names a
+// binary) and generates the app, in root.
+func prepare(root *scope, p plan) (*results, *appRepo) {
+	res := &results{plan: p, started: time.Now().UTC(), machine: describeMachine()}
+	res.withCapistrano = requireTools(root, p)
+	res.slipwayBin = os.Getenv("BENCH_SLIPWAY")
+	if res.slipwayBin == "" {
+		res.slipwayBin = testutil.Slipway(root)
 	}
-	for _, tool := range []string{"git", "cap", "ssh-keygen", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			hint := map[string]string{"cap": "apt-get install capistrano", "git": "apt-get install git",
-				"ssh-keygen": "apt-get install openssh-client", "go": "install Go 1.26"}[tool]
-			s.Fatalf("%s is not on PATH: %s", tool, hint)
+	res.slipwayVersion = slipwayVersion(res.slipwayBin, os.Getenv("BENCH_SLIPWAY") != "")
+	res.capVersion = "none (cap is not installed; bench/install-deps.sh installs it)"
+	if res.withCapistrano {
+		res.capVersion = capistranoVersion()
+	}
+	logf("measuring %s against %s", res.slipwayVersion, res.capVersion)
+
+	logf("generating the app: %d files, %s", p.app.Files, size(float64(p.app.Bytes)))
+	app := newAppRepo(root, "app", p.app)
+	res.app = app.info()
+	return res, app
+}
+
+// requireTools stops the run unless what it needs is installed, and says
+// whether Capistrano is: the full run needs it, the quick run measures
+// slipway alone without it.
+func requireTools(s *scope, p plan) (capistrano bool) {
+	if os.Geteuid() != 0 {
+		s.Skipf("run as root: the fleet creates a user, mount namespaces and sshd servers (sudo make bench)")
+	}
+	for _, tool := range []struct{ name, hint string }{
+		{"git", "apt-get install git"}, {"ssh-keygen", "apt-get install openssh-client"}, {"go", "install Go 1.26"},
+	} {
+		if _, err := exec.LookPath(tool.name); err != nil {
+			s.Skipf("%s is not on PATH: %s", tool.name, tool.hint)
 		}
 	}
+	if _, err := exec.LookPath("cap"); err == nil {
+		return true
+	}
+	if !p.quick {
+		s.Skipf("cap is not on PATH: apt-get install capistrano")
+	}
+	logf("Capistrano is not installed (cap is not on PATH): measuring slipway alone")
+	return false
 }
 
 func logf(format string, args ...any) {

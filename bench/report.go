@@ -20,6 +20,7 @@ type results struct {
 	slipwayBin     string
 	slipwayVersion string
 	capVersion     string
+	withCapistrano bool // false in a quick run without cap: slipway alone
 	app, bigApp    appInfo
 	compare        fleetResult   // slipway and Capistrano on compareHosts
 	scale          []fleetResult // slipway on compareHosts, then on each of scaleHosts
@@ -160,7 +161,11 @@ func (r *results) header(title string) string {
 	fmt.Fprintf(&b, "Written by `make bench` (bench/) on %s; the run took %s. Do not edit by hand:\nre-run `make bench` (as root) and commit the result.",
 		r.started.Format("2006-01-02 15:04 MST"), r.took.Round(time.Second))
 	if r.plan.quick {
-		b.WriteString("\n\n> **BENCH_QUICK smoke run**: one repetition and a few hosts. These are not the benchmark's figures.")
+		b.WriteString("\n\n> **BENCH_QUICK smoke run**: one repetition, a few hosts, a small app, no waiting for a quiet machine.\n" +
+			"> These are not the benchmark's figures.")
+	}
+	if !r.withCapistrano {
+		b.WriteString("\n\n> **Capistrano was not measured**: cap is not installed (bench/install-deps.sh installs it). Its columns are empty.")
 	}
 	if other, machine := r.otherShare(); other > 0.1 {
 		fmt.Fprintf(&b, "\n\n> **The machine was not quiet**: during the measured commands, %.0f%% of its busy CPU time went to\n"+
@@ -228,17 +233,25 @@ func (r *results) summaryTable() string {
 	goals := map[string]float64{"cold": coldGoal, "redeploy": redeployGoal, "rollback": rollbackGoal}
 	for _, w := range workloads {
 		s, c := medianWall(r.compare.get("slipway", w)), medianWall(r.compare.get("capistrano", w))
+		capCell, vs, goalMet, floorGoal := "—", "—", "—", ""
+		if r.withCapistrano {
+			capCell, vs, goalMet = secs(c), ratio(s, c), met(float64(s) <= goals[w]*float64(c))
+			floorGoal = fmt.Sprintf(" (goal: %s)", secs(time.Duration(goals[w]*float64(c))))
+		}
 		floor := "—"
 		if f := r.compare.get("floor", w); len(f) > 0 {
-			floor = fmt.Sprintf("%s (goal: %s)", secs(medianWall(f)), secs(time.Duration(goals[w]*float64(c))))
+			floor = secs(medianWall(f)) + floorGoal
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | ≤ 1/%.0f | %s | %s |\n", workloadTitle[w], secs(s), secs(c), ratio(s, c),
-			1/goals[w], met(float64(s) <= goals[w]*float64(c)), floor)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | ≤ 1/%.0f | %s | %s |\n", workloadTitle[w], secs(s), capCell, vs,
+			1/goals[w], goalMet, floor)
 		if w == "redeploy" {
 			sent := perHost(r.compare.get("slipway", w), n, func(s sample) int64 { return s.traffic.up })
-			capSent := perHost(r.compare.get("capistrano", w), n, func(s sample) int64 { return s.traffic.up })
+			capSent := "—"
+			if r.withCapistrano {
+				capSent = size(perHost(r.compare.get("capistrano", w), n, func(s sample) int64 { return s.traffic.up }))
+			}
 			fmt.Fprintf(&b, "| bytes sent per host on that redeploy | %s | %s | | ≈ the change (%s file, one line); taken as ≤ %s per host | %s | |\n",
-				size(sent), size(capSent), size(float64(r.app.changedSize)), size(changeBytesGoal), met(sent <= changeBytesGoal))
+				size(sent), capSent, size(float64(r.app.changedSize)), size(changeBytesGoal), met(sent <= changeBytesGoal))
 		}
 	}
 	// The goal compares 50 hosts with 10; a quick run has smaller fleets.
@@ -428,7 +441,8 @@ shows under *kernel* in the table below.)
 		fmt.Fprintf(&b, "- %s\n", line)
 	}
 	b.WriteString("\n## Reproduce\n\n```sh\nmake bench            # as root; writes docs/benchmarks.md and docs/scaling.md\n" +
-		"BENCH_QUICK=1 make bench   # smoke run of a few minutes: one repetition, 3, 6 and 9 hosts; prints the report\n```\n\n" +
+		"make bench-quick      # as root; a smoke run of the same code on the smallest fleets; prints the report\n```\n\n" +
+		"`make bench-quick` is `BENCH_QUICK=1 make bench`; `go test ./bench/` runs the same smoke run (TestQuickRun), Capistrano included if installed.\n\n" +
 		"Settings (environment): `BENCH_REPS` (repetitions of the goals' figures, default 3), `BENCH_SCALE_REPS`\n" +
 		"(of the 100-host and more-files figures, default 1), `BENCH_SLIPWAY` (measure that binary instead of a build of\n" +
 		"the checkout), `BENCH_LOGS=dir` (keep every command's output), `BENCH_DOCS=dir` (where a quick run writes its report).\n")

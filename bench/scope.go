@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -12,8 +13,9 @@ import (
 // the fleet's directories) and runs them, last first, when the benchmark is
 // done with the fleet, or when it is interrupted.
 //
-// Fatalf and Skipf panic with a fatal value that main recovers: a missing
-// prerequisite is a failure of the benchmark, never a skip.
+// Fatalf and Skipf panic with a fatal value that catchFatal turns into the
+// run's error: a missing prerequisite is a failure of the benchmark, never
+// a skip (TestQuickRun hands it to testutil.Require).
 type scope struct {
 	// testing.TB is nil: testutil calls only the methods defined below,
 	// and any other call would be a bug to hear about at once.
@@ -26,8 +28,30 @@ type scope struct {
 	errors   []string
 }
 
-// fatal is what Fatalf panics with.
-type fatal struct{ msg string }
+// fatal is what Fatalf and Skipf panic with.
+type fatal struct {
+	msg          string
+	prerequisite bool // from Skipf: something to install, not a failure of the run
+}
+
+func (f fatal) Error() string {
+	if f.prerequisite {
+		return "missing prerequisite: " + f.msg
+	}
+	return f.msg
+}
+
+// catchFatal, deferred, ends the panic of a Fatalf or Skipf and sets *err
+// to it; any other panic goes on.
+func catchFatal(err *error) {
+	if r := recover(); r != nil {
+		f, ok := r.(fatal)
+		if !ok {
+			panic(r)
+		}
+		*err = f
+	}
+}
 
 var (
 	openScopesMu sync.Mutex
@@ -46,11 +70,11 @@ func (s *scope) Helper()      {}
 func (s *scope) Name() string { return s.name }
 
 func (s *scope) Fatalf(format string, args ...any) {
-	panic(fatal{fmt.Sprintf(format, args...)})
+	panic(fatal{msg: fmt.Sprintf(format, args...)})
 }
 
 func (s *scope) Skipf(format string, args ...any) {
-	panic(fatal{"missing prerequisite: " + fmt.Sprintf(format, args...)})
+	panic(fatal{msg: fmt.Sprintf(format, args...), prerequisite: true})
 }
 
 func (s *scope) Errorf(format string, args ...any) {
@@ -61,10 +85,17 @@ func (s *scope) Errorf(format string, args ...any) {
 	s.mu.Unlock()
 }
 
-func (s *scope) Failed() bool {
+func (s *scope) Failed() bool { return s.Err() != nil }
+
+// Err is every error reported with Errorf, joined; nil if none was.
+func (s *scope) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.errors) > 0
+	var errs []error
+	for _, msg := range s.errors {
+		errs = append(errs, fmt.Errorf("%s: %s", s.name, msg))
+	}
+	return errors.Join(errs...)
 }
 
 func (s *scope) Logf(format string, args ...any) {
