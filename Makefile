@@ -40,15 +40,18 @@ reliability:
 # Fuzz budgets are counts of executions (about 10 s each here), not times:
 # with a time, Go 1.26's fuzz coordinator can fail a run that found nothing
 # with "context deadline exceeded" when a busy worker misses the deadline
-# (go.dev/issue/75804, fixed in Go 1.27). FuzzQuote runs a shell per input.
+# (go.dev/issue/75804, fixed in Go 1.27). FuzzQuote runs a shell per input;
+# FuzzScripts runs sh -n on each of about 30 scripts per input.
 # Longer runs by hand: make fuzz FUZZ_QUOTE=60000x FUZZ_N=2000000x
-FUZZ_QUOTE ?= 5000x
-FUZZ_N     ?= 200000x
+FUZZ_QUOTE   ?= 5000x
+FUZZ_SCRIPTS ?= 300x
+FUZZ_N       ?= 200000x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQuote$$' -fuzztime $(FUZZ_QUOTE) ./internal/shell/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_N) ./internal/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZ_N) ./internal/source/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime $(FUZZ_N) ./internal/deploy/
+	$(GO) test -run '^$$' -fuzz '^FuzzScripts$$' -fuzztime $(FUZZ_SCRIPTS) ./internal/deploy/
 
 # Measures slipway against Capistrano 3 on fleets of real sshd hosts (10, 50
 # and 100) and writes docs/benchmarks.md and docs/scaling.md. Needs root;

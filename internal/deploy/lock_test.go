@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
 )
@@ -112,5 +113,83 @@ func TestAcquireWaitsForOwner(t *testing.T) {
 	}()
 	if _, err := acquire(ctx, host.NewLocal(), l, LockOwner{User: "u", Machine: "m"}, ""); err != nil {
 		t.Errorf("lock released while waiting: %v, want it taken", err)
+	}
+}
+
+// lockRun is a run of one local host with a deploy directory in a temp
+// dir, for the Lock handle's tests.
+func lockRun(t *testing.T, ttl time.Duration) (*run, *Target) {
+	t.Helper()
+	cfg := &config.Config{Layout: config.Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"}}
+	stage := &config.Stage{Name: "demo", DeployTo: t.TempDir(), Hosts: []config.Host{{Name: "local", Local: true}}}
+	r := newRun(context.Background(), Options{Config: cfg, Stage: stage, Hosts: stage.Hosts, Parallel: 1, LockTTL: ttl})
+	target := r.targets[0]
+	target.Exec = host.NewLocal()
+	return r, target
+}
+
+// TestLockLostCancelsTheRun: a lock removed under a running run (slipway
+// unlock) and taken by another is found by the next refresh, which
+// cancels the run's context with the loss as its cause; the first run's
+// release then leaves the other's lock alone.
+func TestLockLostCancelsTheRun(t *testing.T) {
+	first, target := lockRun(t, 300*time.Millisecond)
+	defer first.lock.Close()
+	ctx := context.Background()
+	if _, err := first.lock.Acquire(ctx, target, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !first.lock.Holds(target) {
+		t.Fatal("Holds is false after Acquire")
+	}
+	// Refreshes keep the lock while it is the run's own.
+	time.Sleep(400 * time.Millisecond)
+	if err := first.lock.Context().Err(); err != nil {
+		t.Fatalf("the run was cancelled while its lock was its own: %v", context.Cause(first.lock.Context()))
+	}
+
+	if err := removeLock(ctx, target.Exec, first.layout); err != nil {
+		t.Fatal(err)
+	}
+	second := LockOwner{User: "other", Machine: "elsewhere", PID: 1, Token: newLockToken()}
+	if _, err := acquire(ctx, target.Exec, first.layout, second, ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.lock.Context().Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("the run went on after its lock was taken over")
+	}
+	lost := first.lock.Lost()
+	if lost == nil || lost.Host != "local" {
+		t.Fatalf("cause = %v, want a LockLostError for local", context.Cause(first.lock.Context()))
+	}
+	if err := first.lock.Release(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	body, err := os.ReadFile(first.layout.LockOwnerFile())
+	if err != nil || !strings.Contains(string(body), second.Token) {
+		t.Errorf("the lost run's release removed or changed the other run's lock: %q %v", body, err)
+	}
+}
+
+// TestLockReleaseAndClose: Release removes the run's own lock; Close
+// stops the refresher and cancels the context without calling it a loss.
+func TestLockReleaseAndClose(t *testing.T) {
+	r, target := lockRun(t, time.Minute)
+	ctx := context.Background()
+	if _, err := r.lock.Acquire(ctx, target, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.lock.Release(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(r.layout.LockDir()); !os.IsNotExist(err) {
+		t.Errorf("the lock is still there after Release: %v", err)
+	}
+	r.lock.Close()
+	r.lock.Close() // twice is harmless
+	if r.lock.Context().Err() == nil || r.lock.Lost() != nil {
+		t.Errorf("after Close: context %v, lost %v; want cancelled, not lost", r.lock.Context().Err(), r.lock.Lost())
 	}
 }
