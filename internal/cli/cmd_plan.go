@@ -26,8 +26,7 @@ any host: its connections refuse every write. deploy --dry-run is the same.`,
   slipway plan production --tag v1.4.2 --json`,
 		Args: stageArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.stage = args[0]
-			return runPlan(cmd.Context(), g, streams, opts)
+			return runPlan(cmd.Context(), g, streams, args[0], opts)
 		},
 	}
 	addRevisionFlags(cmd.Flags(), opts)
@@ -35,10 +34,10 @@ any host: its connections refuse every write. deploy --dry-run is the same.`,
 	return cmd
 }
 
-func runPlan(ctx context.Context, g *globalOptions, streams IO, opts *deployOptions) error {
+func runPlan(ctx context.Context, g *globalOptions, streams IO, stage string, opts *deployOptions) error {
 	gq := *g
 	gq.quiet = true
-	dopts, err := loadOptions(&gq, streams, opts.stage, "plan "+opts.stage)
+	dopts, err := loadOptions(&gq, streams, stage, "plan "+stage)
 	if err != nil {
 		return err
 	}

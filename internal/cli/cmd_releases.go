@@ -12,8 +12,7 @@ import (
 )
 
 type releasesOptions struct {
-	stage string
-	json  bool
+	json bool
 }
 
 func newReleasesCmd(g *globalOptions, streams IO) *cobra.Command {
@@ -25,18 +24,17 @@ func newReleasesCmd(g *globalOptions, streams IO) *cobra.Command {
   slipway releases production --json | jq '.[0]'`,
 		Args: stageArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.stage = args[0]
-			return runReleases(cmd.Context(), g, streams, opts)
+			return runReleases(cmd.Context(), g, streams, args[0], opts)
 		},
 	}
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON for machines")
 	return cmd
 }
 
-func runReleases(ctx context.Context, g *globalOptions, streams IO, opts *releasesOptions) error {
+func runReleases(ctx context.Context, g *globalOptions, streams IO, stage string, opts *releasesOptions) error {
 	gq := *g
 	gq.quiet = true // the table is the output; step lines would only repeat it
-	dopts, err := loadOptions(&gq, streams, opts.stage, "releases "+opts.stage)
+	dopts, err := loadOptions(&gq, streams, stage, "releases "+stage)
 	if err != nil {
 		return err
 	}

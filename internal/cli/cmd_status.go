@@ -15,8 +15,7 @@ import (
 )
 
 type statusOptions struct {
-	stage string
-	json  bool
+	json bool
 }
 
 func newStatusCmd(g *globalOptions, streams IO) *cobra.Command {
@@ -38,18 +37,17 @@ read (a held lock alone does not fail it); 2 for bad arguments or configuration.
   slipway status production --json | jq '.groups'`,
 		Args: stageArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.stage = args[0]
-			return runStatus(cmd.Context(), g, streams, opts)
+			return runStatus(cmd.Context(), g, streams, args[0], opts)
 		},
 	}
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON for machines")
 	return cmd
 }
 
-func runStatus(ctx context.Context, g *globalOptions, streams IO, opts *statusOptions) error {
+func runStatus(ctx context.Context, g *globalOptions, streams IO, stage string, opts *statusOptions) error {
 	gq := *g
 	gq.quiet = true // the table is the output; step lines would only repeat it
-	dopts, err := loadOptions(&gq, streams, opts.stage, "status "+opts.stage)
+	dopts, err := loadOptions(&gq, streams, stage, "status "+stage)
 	if err != nil {
 		return err
 	}

@@ -16,16 +16,18 @@ func newVersionCmd(streams IO) *cobra.Command {
 		Short:   "Print slipway's version and commit",
 		Example: "  slipway version",
 		Args:    cobra.NoArgs,
-		Run: func(*cobra.Command, []string) {
-			commit := "unknown"
-			if info, ok := debug.ReadBuildInfo(); ok {
-				for _, s := range info.Settings {
-					if s.Key == "vcs.revision" {
-						commit = s.Value
-					}
-				}
-			}
-			fmt.Fprintf(streams.Out, "slipway %s (commit %s)\n", Version, commit)
-		},
+		Run:     func(*cobra.Command, []string) { runVersion(streams) },
 	}
+}
+
+func runVersion(streams IO) {
+	commit := "unknown"
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				commit = s.Value
+			}
+		}
+	}
+	fmt.Fprintf(streams.Out, "slipway %s (commit %s)\n", Version, commit)
 }

@@ -2,9 +2,48 @@ package cli
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"sync"
+
+	"github.com/slipway-deploy/slipway/internal/config"
+	"github.com/slipway-deploy/slipway/internal/deploy"
 )
+
+// printError prints a failure: each host's error on its own line.
+func printError(w io.Writer, err error) {
+	var configErr *config.Error
+	if errors.As(err, &configErr) {
+		fmt.Fprintf(w, "error: %v\n", err)
+		return
+	}
+	parts := deploy.Errors(err)
+	if len(parts) == 1 {
+		fmt.Fprintf(w, "error: %v\n", err)
+		return
+	}
+	fmt.Fprintln(w, "errors:")
+	for _, e := range parts {
+		fmt.Fprintf(w, "  %v\n", strings.ReplaceAll(e.Error(), "\n", "\n    "))
+	}
+}
+
+// endProgress leaves a live progress view's last state on screen, before
+// the summary is printed under it.
+func endProgress(o deploy.Observer) {
+	if c, ok := o.(interface{ Close() }); ok {
+		c.Close()
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
 
 // prefixWriter prefixes each line written to it, for build output
 // interleaved with progress lines on stderr.
