@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -51,9 +50,7 @@ func runPlan(ctx context.Context, g *globalOptions, streams IO, stage string, op
 		return err
 	}
 	if opts.json {
-		enc := json.NewEncoder(streams.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(plan)
+		return writeJSON(streams.Out, plan)
 	}
 	printPlan(streams.Out, dopts, plan)
 	return nil

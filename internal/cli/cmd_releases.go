@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -43,12 +42,10 @@ func runReleases(ctx context.Context, g *globalOptions, streams IO, stage string
 		return err
 	}
 	if opts.json {
-		enc := json.NewEncoder(streams.Out)
-		enc.SetIndent("", "  ")
 		if rows == nil {
 			rows = []deploy.ReleaseRow{}
 		}
-		return enc.Encode(rows)
+		return writeJSON(streams.Out, rows)
 	}
 	var table [][]string
 	for _, r := range rows {

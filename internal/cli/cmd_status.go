@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -56,9 +55,7 @@ func runStatus(ctx context.Context, g *globalOptions, streams IO, stage string, 
 		return err
 	}
 	if opts.json {
-		enc := json.NewEncoder(streams.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
+		if err := writeJSON(streams.Out, st); err != nil {
 			return err
 		}
 	} else {

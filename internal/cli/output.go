@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,14 @@ func printError(w io.Writer, err error) {
 	for _, e := range parts {
 		fmt.Fprintf(w, "  %v\n", strings.ReplaceAll(e.Error(), "\n", "\n    "))
 	}
+}
+
+// writeJSON prints v as the JSON output of a command (plan, releases,
+// status): indented by two spaces, with a final newline.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // endProgress leaves a live progress view's last state on screen, before
