@@ -12,7 +12,7 @@ import (
 )
 
 func newCheckCmd(g *globalOptions, streams IO) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "check STAGE",
 		Short:   "Preflight: reach every host, check tools, layout, shared files and disk; changes nothing",
 		Example: "  slipway check production",
@@ -21,6 +21,8 @@ func newCheckCmd(g *globalOptions, streams IO) *cobra.Command {
 			return runCheck(cmd.Context(), g, streams, args[0])
 		},
 	}
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitUnreachable, ExitInterrupted)
+	return cmd
 }
 
 func runCheck(ctx context.Context, g *globalOptions, streams IO, stage string) error {

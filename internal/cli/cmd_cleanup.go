@@ -11,7 +11,7 @@ import (
 )
 
 func newCleanupCmd(g *globalOptions, streams IO) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "cleanup STAGE",
 		Short:   "Delete old and failed releases, keeping keep_releases, the live one and the rollback target",
 		Example: "  slipway cleanup production",
@@ -20,6 +20,8 @@ func newCleanupCmd(g *globalOptions, streams IO) *cobra.Command {
 			return runCleanup(cmd.Context(), g, streams, args[0])
 		},
 	}
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable, ExitInterrupted)
+	return cmd
 }
 
 func runCleanup(ctx context.Context, g *globalOptions, streams IO, stage string) error {

@@ -47,6 +47,7 @@ func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
 	f.IntVar(&opts.canary, "canary", 0, "switch this many hosts first and check their health before the rest")
 	f.BoolVar(&opts.noRollback, "no-rollback", false, "leave the release live when its health check fails")
 	f.BoolVar(&opts.json, "json", false, "print NDJSON events on stdout (schema: docs/json-events.md); progress on stderr shows only errors")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable, ExitAfterSwitch, ExitRolledBack, ExitInterrupted)
 	return cmd
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 func newExecCmd(g *globalOptions, streams IO) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "exec STAGE -- COMMAND [ARG...]",
 		Short: "Run a command in the live release of every host, output prefixed by host",
 		Example: `  slipway exec production -- php artisan about
@@ -27,6 +27,8 @@ func newExecCmd(g *globalOptions, streams IO) *cobra.Command {
 			return runExec(cmd.Context(), g, streams, args[0], args[1:])
 		},
 	}
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitUnreachable, ExitInterrupted)
+	return cmd
 }
 
 func runExec(ctx context.Context, g *globalOptions, streams IO, stage string, argv []string) error {

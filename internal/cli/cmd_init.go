@@ -31,6 +31,7 @@ and never overwrites an existing file without --force.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runInit(g, streams, opts) },
 	}
 	cmd.Flags().BoolVar(&opts.force, "force", false, "overwrite an existing file")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage)
 	return cmd
 }
 

@@ -30,6 +30,7 @@ any host: its connections refuse every write. deploy --dry-run is the same.`,
 	}
 	addRevisionFlags(cmd.Flags(), opts)
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print the plan as JSON")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitUnreachable, ExitInterrupted)
 	return cmd
 }
 

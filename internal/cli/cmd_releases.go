@@ -27,6 +27,7 @@ func newReleasesCmd(g *globalOptions, streams IO) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON for machines")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitUnreachable, ExitInterrupted)
 	return cmd
 }
 

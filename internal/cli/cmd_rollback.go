@@ -29,6 +29,7 @@ func newRollbackCmd(g *globalOptions, streams IO) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opts.to, "to", "", "release id to switch to (see slipway releases STAGE)")
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print NDJSON events on stdout (schema: docs/json-events.md)")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable, ExitAfterSwitch, ExitInterrupted)
 	return cmd
 }
 

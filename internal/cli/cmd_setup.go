@@ -10,7 +10,7 @@ import (
 )
 
 func newSetupCmd(g *globalOptions, streams IO) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "setup STAGE",
 		Short:   "Create the deploy directory layout and shared directories on every host",
 		Example: "  slipway setup production",
@@ -19,6 +19,8 @@ func newSetupCmd(g *globalOptions, streams IO) *cobra.Command {
 			return runSetup(cmd.Context(), g, streams, args[0])
 		},
 	}
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitUnreachable, ExitInterrupted)
+	return cmd
 }
 
 func runSetup(ctx context.Context, g *globalOptions, streams IO, stage string) error {

@@ -15,9 +15,13 @@ import (
 )
 
 func newSSHCmd(g *globalOptions, streams IO) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "ssh STAGE [HOST]",
 		Short: "Open an interactive shell in the live release of a host (the first one by default)",
+		Long: `Opens an interactive login shell in the live release of a host of the stage: the
+first host, or the one named. slipway hands the terminal to the system's ssh client
+(for a local host, to sh), so once it has, the exit status is the shell's, or 255
+when ssh cannot connect; the codes below are slipway's own, before that.`,
 		Example: `  slipway ssh production
   slipway ssh production web2`,
 		Args: cobra.RangeArgs(1, 2),
@@ -25,6 +29,8 @@ func newSSHCmd(g *globalOptions, streams IO) *cobra.Command {
 			return runSSH(g, streams, args)
 		},
 	}
+	setExitStatus(cmd, ExitFailed, ExitUsage)
+	return cmd
 }
 
 // runSSH replaces slipway with the system's ssh client (or a local shell),

@@ -28,9 +28,9 @@ the deploy lock and how many releases are present. Below the table it says
 whether all hosts are live on the same release, which hosts differ, which
 releases are only on some hosts, and which hosts could not be read.
 
-Exit status: 0 when every host was read and all are live on the same release;
-1 when hosts disagree on the live release or a host could not be reached or
-read (a held lock alone does not fail it); 2 for bad arguments or configuration.`,
+It succeeds when every host was read and all are live on the same release; it
+fails (exit 1) when hosts disagree on the live release or a host could not be
+reached or read. A held lock alone does not fail it.`,
 		Example: `  slipway status production
   slipway status production --hosts web1,web2
   slipway status production --json | jq '.groups'`,
@@ -40,6 +40,7 @@ read (a held lock alone does not fail it); 2 for bad arguments or configuration.
 		},
 	}
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON for machines")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitInterrupted)
 	return cmd
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 func newUnlockCmd(g *globalOptions, streams IO) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "unlock STAGE",
 		Short:   "Remove a deploy lock left by a run that died (check nobody is deploying first)",
 		Example: "  slipway unlock production",
@@ -19,6 +19,8 @@ func newUnlockCmd(g *globalOptions, streams IO) *cobra.Command {
 			return runUnlock(cmd.Context(), g, streams, args[0])
 		},
 	}
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitUnreachable, ExitInterrupted)
+	return cmd
 }
 
 func runUnlock(ctx context.Context, g *globalOptions, streams IO, stage string) error {

@@ -11,13 +11,15 @@ import (
 var Version = "dev"
 
 func newVersionCmd(streams IO) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "version",
 		Short:   "Print slipway's version and commit",
 		Example: "  slipway version",
 		Args:    cobra.NoArgs,
 		Run:     func(*cobra.Command, []string) { runVersion(streams) },
 	}
+	setExitStatus(cmd, ExitOK, ExitUsage)
+	return cmd
 }
 
 func runVersion(streams IO) {
