@@ -100,53 +100,6 @@ func (p *project) runWatched(on func(e ui.JSONEvent, kill func()), args ...strin
 	return run
 }
 
-// hostProc is a process running inside a host.
-type hostProc struct {
-	pid  int
-	comm string
-}
-
-// hostProcesses lists the live processes in h's mount namespace other than
-// its sshd listener: the sshd processes of its connections and what they
-// started (what KillSessions and Stop act on).
-func hostProcesses(t *testing.T, h *testutil.Host) []hostProc {
-	t.Helper()
-	listener := h.SSHDPid()
-	if listener == 0 {
-		t.Fatalf("%s: sshd is not running", h.Name)
-	}
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", listener))
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var procs []hostProc
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == listener {
-			continue
-		}
-		// Errors: the process ended meanwhile.
-		if link, err := os.Readlink("/proc/" + e.Name() + "/ns/mnt"); err != nil || link != ns {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || closing+2 >= len(s) || s[closing+2] == 'Z' || s[closing+2] == 'X' {
-			continue
-		}
-		procs = append(procs, hostProc{pid: pid, comm: s[open+1 : closing]})
-	}
-	return procs
-}
-
 // signalSessions sends sig to the sshd processes serving h's connections
 // (the ones KillSessions kills): SIGSTOP freezes the host's side of every
 // connection, as a network that stops carrying packets does; SIGCONT lets
@@ -154,10 +107,10 @@ func hostProcesses(t *testing.T, h *testutil.Host) []hostProc {
 func signalSessions(t *testing.T, h *testutil.Host, sig syscall.Signal) {
 	t.Helper()
 	n := 0
-	for _, p := range hostProcesses(t, h) {
-		if p.comm == "sshd" || p.comm == "sshd-session" || p.comm == "sshd-auth" {
-			if err := syscall.Kill(p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-				t.Fatalf("%s: signal %v to sshd pid %d: %v", h.Name, sig, p.pid, err)
+	for _, p := range h.Processes(t) {
+		if p.IsSSHD() {
+			if err := syscall.Kill(p.PID, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+				t.Fatalf("%s: signal %v to sshd pid %d: %v", h.Name, sig, p.PID, err)
 			}
 			n++
 		}
@@ -172,8 +125,8 @@ func signalSessions(t *testing.T, h *testutil.Host, sig syscall.Signal) {
 func waitHostIdle(t *testing.T, h *testutil.Host) {
 	t.Helper()
 	waitFor(t, func() bool {
-		for _, p := range hostProcesses(t, h) {
-			if p.comm != "sshd" && p.comm != "sshd-session" && p.comm != "sshd-auth" {
+		for _, p := range h.Processes(t) {
+			if !p.IsSSHD() {
 				return false
 			}
 		}
@@ -188,7 +141,7 @@ func waitHostIdle(t *testing.T, h *testutil.Host) {
 func (f *faultFleet) waitQuiet() {
 	f.t.Helper()
 	for _, h := range f.fleet.Hosts {
-		waitFor(f.t, func() bool { return len(hostProcesses(f.t, h)) == 0 })
+		waitFor(f.t, func() bool { return len(h.Processes(f.t)) == 0 })
 	}
 }
 
