@@ -124,7 +124,7 @@ func signalSessions(t *testing.T, h *testutil.Host, sig syscall.Signal) {
 // a lost connection (a hook) have finished.
 func waitHostIdle(t *testing.T, h *testutil.Host) {
 	t.Helper()
-	waitFor(t, func() bool {
+	waitFor(t, time.Minute, h.Name+": the commands of lost connections ended", func() bool {
 		for _, p := range h.Processes(t) {
 			if !p.IsSSHD() {
 				return false
@@ -141,7 +141,7 @@ func waitHostIdle(t *testing.T, h *testutil.Host) {
 func (f *faultFleet) waitQuiet() {
 	f.t.Helper()
 	for _, h := range f.fleet.Hosts {
-		waitFor(f.t, func() bool { return len(h.Processes(f.t)) == 0 })
+		waitFor(f.t, time.Minute, h.Name+": no connection served", func() bool { return len(h.Processes(f.t)) == 0 })
 	}
 }
 

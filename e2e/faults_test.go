@@ -318,18 +318,6 @@ func holdAgain(t *testing.T, hosts ...*testutil.Host) {
 	}
 }
 
-// pollFor polls cond every millisecond, failing the test after timeout.
-func pollFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func faultNetwork(t *testing.T, add func(matrixRow)) {
 	f := newFaultFleet(t)
 	f.config(faultConfig(nil, ""))
@@ -350,7 +338,7 @@ func faultNetwork(t *testing.T, add func(matrixRow)) {
 				return
 			}
 			var big string
-			pollFor(t, 30*time.Second, "the upload reaching host2", func() bool {
+			waitFor(t, 30*time.Second, "the upload reaching host2", func() bool {
 				for _, id := range f.state(host2).releases {
 					if !slices.Contains(before[host2.Name].releases, id) {
 						big = f.path(host2, deployTo+"/releases/"+id+"/assets/big.bin")
@@ -428,7 +416,7 @@ func faultNetwork(t *testing.T, add func(matrixRow)) {
 				signalSessions(t, host2, syscall.SIGSTOP)
 				signalSessions(t, host1, syscall.SIGCONT)
 				signalSessions(t, host3, syscall.SIGCONT)
-				pollFor(t, 30*time.Second, "host1 and host3 switching", func() bool {
+				waitFor(t, 30*time.Second, "host1 and host3 switching", func() bool {
 					return f.state(host1).live != old && f.state(host3).live != old
 				})
 				host2.KillSessions(t)
