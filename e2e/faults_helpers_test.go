@@ -1,10 +1,12 @@
 package e2e
 
 // The machinery of the fault-injection suite (faults_test.go): slipway runs
-// watched through their --json events, the processes of a host, a host
-// whose deploy path is a small tmpfs, the invariants of SPEC checked on
-// every host, and how a fault's outcome is summed up for the reliability
-// matrix (written by reliability_doc_test.go).
+// watched through their --json events, a host's connections frozen or
+// waited out, a host whose deploy path is a small tmpfs, the invariants
+// checked on every host (current never dangles and points at a complete
+// release, shared/ never changes, the next deploy recovers), and how a
+// fault's outcome is summed up for the reliability matrix (written by
+// reliability_doc_test.go).
 
 import (
 	"bufio"

@@ -16,9 +16,12 @@ import (
 
 // The fault-injection suite (issue 7): slipway killed at every step of a
 // deploy and of a rollback, a host's connection lost mid-upload, mid-hook
-// and at the switch, a host's disk full. After every fault the invariants
-// of SPEC are checked on every host (see faultFleet), then the next plain
-// deploy must recover. With SLIPWAY_WRITE_RELIABILITY set, the suite
+// and at the switch, a host's disk full. The invariants: whatever the fault,
+// current never dangles on any host and points at a complete release (the
+// one live before, or the new one with every pre-switch step done), and
+// shared/ is never changed (checkAfterFault); the next plain deploy then
+// recovers without manual steps, or names the one command that does
+// (recover, checkRecovered). With SLIPWAY_WRITE_RELIABILITY set, the suite
 // writes the matrix of what it did and saw to docs/reliability.md (or to
 // the path the variable gives): `make reliability`, and
 // reliability_doc_test.go.
