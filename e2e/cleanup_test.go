@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway-deploy/slipway/internal/testutil"
 )
@@ -63,7 +64,7 @@ func TestCleanupNeverBreaksRunningWork(t *testing.T) {
 	}
 	// Once the job is gone, the next cleanup deletes the release.
 	h.Run(t, "pkill -u "+testutil.DeployUser+" -x sleep || true")
-	waitFor(t, func() bool {
+	waitFor(t, time.Minute, "the job gone", func() bool {
 		_, _, err := h.TryRun("pgrep -u " + testutil.DeployUser + " -x sleep")
 		return err != nil
 	})

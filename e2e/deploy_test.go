@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway-deploy/slipway/internal/testutil"
 )
@@ -202,8 +203,7 @@ func TestConcurrentDeployIsRefusedAndUnlock(t *testing.T) {
 	p.config("hooks:\n  before_switch:\n    - 'while [ ! -e " + gate + " ]; do sleep 0.1; done'\n")
 	first := make(chan result)
 	go func() { first <- p.run("deploy", "production") }()
-	// Wait until every host is locked by the first run.
-	waitFor(t, func() bool {
+	waitFor(t, time.Minute, "every host locked by the first run", func() bool {
 		for _, h := range p.fleet.Hosts {
 			if _, err := os.Stat(h.Path(deployTo + "/.slipway/lock/owner.json")); err != nil {
 				return false

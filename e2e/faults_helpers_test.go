@@ -1,9 +1,12 @@
 package e2e
 
 // The machinery of the fault-injection suite (faults_test.go): slipway runs
-// watched through their --json events, the processes of a host, a host
-// whose deploy path is a small tmpfs, the invariants of SPEC checked on
-// every host, and the reliability matrix the suite writes.
+// watched through their --json events, a host's connections frozen or
+// waited out, a host whose deploy path is a small tmpfs, the invariants
+// checked on every host (current never dangles and points at a complete
+// release, shared/ never changes, the next deploy recovers), and how a
+// fault's outcome is summed up for the reliability matrix (written by
+// reliability_doc_test.go).
 
 import (
 	"bufio"
@@ -18,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,53 +102,6 @@ func (p *project) runWatched(on func(e ui.JSONEvent, kill func()), args ...strin
 	return run
 }
 
-// hostProc is a process running inside a host.
-type hostProc struct {
-	pid  int
-	comm string
-}
-
-// hostProcesses lists the live processes in h's mount namespace other than
-// its sshd listener: the sshd processes of its connections and what they
-// started (what KillSessions and Stop act on).
-func hostProcesses(t *testing.T, h *testutil.Host) []hostProc {
-	t.Helper()
-	listener := h.SSHDPid()
-	if listener == 0 {
-		t.Fatalf("%s: sshd is not running", h.Name)
-	}
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", listener))
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var procs []hostProc
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == listener {
-			continue
-		}
-		// Errors: the process ended meanwhile.
-		if link, err := os.Readlink("/proc/" + e.Name() + "/ns/mnt"); err != nil || link != ns {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || closing+2 >= len(s) || s[closing+2] == 'Z' || s[closing+2] == 'X' {
-			continue
-		}
-		procs = append(procs, hostProc{pid: pid, comm: s[open+1 : closing]})
-	}
-	return procs
-}
-
 // signalSessions sends sig to the sshd processes serving h's connections
 // (the ones KillSessions kills): SIGSTOP freezes the host's side of every
 // connection, as a network that stops carrying packets does; SIGCONT lets
@@ -154,10 +109,10 @@ func hostProcesses(t *testing.T, h *testutil.Host) []hostProc {
 func signalSessions(t *testing.T, h *testutil.Host, sig syscall.Signal) {
 	t.Helper()
 	n := 0
-	for _, p := range hostProcesses(t, h) {
-		if p.comm == "sshd" || p.comm == "sshd-session" || p.comm == "sshd-auth" {
-			if err := syscall.Kill(p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-				t.Fatalf("%s: signal %v to sshd pid %d: %v", h.Name, sig, p.pid, err)
+	for _, p := range h.Processes(t) {
+		if p.IsSSHD() {
+			if err := syscall.Kill(p.PID, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+				t.Fatalf("%s: signal %v to sshd pid %d: %v", h.Name, sig, p.PID, err)
 			}
 			n++
 		}
@@ -171,9 +126,9 @@ func signalSessions(t *testing.T, h *testutil.Host, sig syscall.Signal) {
 // a lost connection (a hook) have finished.
 func waitHostIdle(t *testing.T, h *testutil.Host) {
 	t.Helper()
-	waitFor(t, func() bool {
-		for _, p := range hostProcesses(t, h) {
-			if p.comm != "sshd" && p.comm != "sshd-session" && p.comm != "sshd-auth" {
+	waitFor(t, time.Minute, h.Name+": the commands of lost connections ended", func() bool {
+		for _, p := range h.Processes(t) {
+			if !p.IsSSHD() {
 				return false
 			}
 		}
@@ -188,7 +143,7 @@ func waitHostIdle(t *testing.T, h *testutil.Host) {
 func (f *faultFleet) waitQuiet() {
 	f.t.Helper()
 	for _, h := range f.fleet.Hosts {
-		waitFor(f.t, func() bool { return len(hostProcesses(f.t, h)) == 0 })
+		waitFor(f.t, time.Minute, h.Name+": no connection served", func() bool { return len(h.Processes(f.t)) == 0 })
 	}
 }
 
@@ -667,106 +622,6 @@ func describe(hosts []*testutil.Host, states map[string]hostState, names map[str
 		left = append(left, "nothing")
 	}
 	return strings.Join(parts, "; ") + "; left: " + strings.Join(left, ", ")
-}
-
-// matrixRow is one line of docs/reliability.md.
-type matrixRow struct {
-	class    string // the section: which fault
-	where    string // the step (or moment) the fault hit
-	run      string // how the faulty run ended
-	after    string // the fleet right after
-	recovery string // the next run
-	verdict  string
-}
-
-// reliabilityDoc renders the matrix, with how it was produced.
-func reliabilityDoc(rows []matrixRow, classes []struct{ name, intro string }) string {
-	var b strings.Builder
-	b.WriteString("# Reliability: the fault-injection matrix\n\n")
-	b.WriteString("Written by the fault-injection suite, `e2e/faults_test.go`; do not edit it by hand.\n")
-	fmt.Fprintf(&b, "This is the output of a real run on %s of `make reliability`, that is\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	b.WriteString("`SLIPWAY_WRITE_RELIABILITY=1 go test -count=1 -timeout 10m -run '^TestFaultInjection$' ./e2e/`")
-	fmt.Fprintf(&b, "\n(%s, %s, %s).\n\n", runtime.Version(), sshdVersion(), kernelVersion())
-	b.WriteString(strings.ReplaceAll(docIntro, "~", "`"))
-	for _, c := range classes {
-		fmt.Fprintf(&b, "## %s\n\n%s\n\n", c.name, c.intro)
-		b.WriteString("| fault at | the faulty run | fleet right after | recovery | invariants |\n|---|---|---|---|---|\n")
-		for _, r := range rows {
-			if r.class == c.name {
-				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.where, r.run, r.after, r.recovery, r.verdict)
-			}
-		}
-		b.WriteString("\n")
-	}
-	b.WriteString(strings.ReplaceAll(docOutro, "~", "`"))
-	return b.String()
-}
-
-// docIntro and docOutro are the fixed text of docs/reliability.md, with ~
-// for a backtick.
-const docIntro = `Every fault hits a real deploy (or rollback) of the slipway binary against real OpenSSH
-servers: three hosts on loopback, each in its own mount namespace with its own ~/srv~. The
-stage has shared data (~storage/~, ~.env~), a ~before_switch~ hook that writes the release id
-into the release, ~after_switch~ and ~after_rollback~ hooks, and a health check. Right after
-every fault the suite checks on every host:
-
-- ~current~ is a symlink to ~releases/<id>~ that resolves to a complete release: the one live
-  before, byte for byte as it was, or the new one with every shipped file byte for byte, the
-  shared links, ~REVISION~ and the before_switch hook's file (it passed every pre-switch step);
-- ~shared/~ is byte for byte (content and modes) what it was.
-
-Then it runs the next plain ~slipway deploy production~ (after a killed deploy, the same deploy
-again, as a retried CI job does) and checks that it succeeds without manual steps, or that its
-error names the single command to run, which then succeeds; and after it, on every host:
-
-- every host is live on one complete release, recorded as deployed;
-- no unfinished or failed release, switch link (~.current.slipway-*~), lock, or manifest of a
-  release that is gone is left;
-- the release the host served before the recovery is kept, recorded as deployed, and is what
-  ~slipway rollback~ goes back to (~previous~ in ~slipway releases~);
-- ~shared/~ is still unchanged, and a lock the dead run left was taken over with a warning.
-
-A ✓ means every check held. "unfinished release ×N": N hosts kept a release directory the
-faulty run did not finish (the recovery removes it). Recovery runs use ~--parallel 1~: the
-simulated hosts share this machine's ~/proc~, so in parallel the cleanup on one host would
-see another host's ~rm -rf~ of the same release path as a process using the release and keep
-it; one host at a time, each sees only its own processes, as on real servers.
-
-`
-
-const docOutro = `## Known gaps
-
-None: every case above holds every check.
-
-Not exercised here: a host that crashes or loses power (the order of syncs around the switch
-is proven in ~internal/deploy/durability_test.go~); and a connection lost after a host's rename
-took effect but before its answer arrived, which leaves that host on the new release while the
-others are switched back, a split fleet the next deploy refuses, naming
-~slipway deploy production --force~ (the refusal is exercised above).
-`
-
-func sshdVersion() string {
-	out, _ := exec.Command("/usr/sbin/sshd", "-V").CombinedOutput()
-	v, _, _ := strings.Cut(strings.TrimSpace(string(out)), ",")
-	if v == "" {
-		return "OpenSSH (unknown version)"
-	}
-	return v
-}
-
-func kernelVersion() string {
-	var u syscall.Utsname
-	if err := syscall.Uname(&u); err != nil {
-		return "Linux"
-	}
-	var b strings.Builder
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		b.WriteByte(byte(c))
-	}
-	return "Linux " + b.String()
 }
 
 // usedBytes is how much of the file system holding dir is in use.

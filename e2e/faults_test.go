@@ -16,67 +16,23 @@ import (
 
 // The fault-injection suite (issue 7): slipway killed at every step of a
 // deploy and of a rollback, a host's connection lost mid-upload, mid-hook
-// and at the switch, a host's disk full. After every fault the invariants
-// of SPEC are checked on every host (see faultFleet), then the next plain
-// deploy must recover. With SLIPWAY_WRITE_RELIABILITY set, the suite
+// and at the switch, a host's disk full. The invariants: whatever the fault,
+// current never dangles on any host and points at a complete release (the
+// one live before, or the new one with every pre-switch step done), and
+// shared/ is never changed (checkAfterFault); the next plain deploy then
+// recovers without manual steps, or names the one command that does
+// (recover, checkRecovered). With SLIPWAY_WRITE_RELIABILITY set, the suite
 // writes the matrix of what it did and saw to docs/reliability.md (or to
-// the path the variable gives): `make reliability`.
-
-// reliabilityEnv turns on writing the matrix: "1" for docs/reliability.md,
-// or the path of the file to write.
-const reliabilityEnv = "SLIPWAY_WRITE_RELIABILITY"
-
-var faultClasses = []struct{ name, intro string }{
-	{"SIGKILL during a deploy", "slipway runs `deploy production --json`; the suite SIGKILLs it the moment it prints the " +
-		"event named: the start of every step, and for a step run on each host the moment the first host is done " +
-		"with it (the others may still be at it), in the order of a deploy without a fault, which the suite runs " +
-		"first to find them (the switch, inside `rollout`, reports only its result). " +
-		"Recovery: the same deploy again, as a retried CI job runs it."},
-	{"SIGKILL during a rollback", "The same for `rollback production --json`. Recovery: a plain deploy of the next version."},
-	{"Lost network", "host2's connection is cut by killing its sshd session processes (the commands they started " +
-		"run on, as on a real network loss). The moment is pinned by freezing the session (SIGSTOP) before the cut " +
-		"where it matters, so the fault lands mid-upload, inside a hook, and between the other hosts' switch and " +
-		"host2's. Recovery: the same deploy again."},
-	{"Full disk", "host2's deploy path is a 4 MiB tmpfs, mounted inside host2 only. Recovery: a deploy of a " +
-		"version that fits (the operator freed space where the disk was full before the deploy)."},
-}
+// the path the variable gives): `make reliability`, and
+// reliability_doc_test.go.
 
 func TestFaultInjection(t *testing.T) {
 	var rows []matrixRow
-	ran := map[string]bool{}
-	add := func(r matrixRow) {
-		rows = append(rows, r)
-		ran[r.class] = true
-	}
+	add := func(r matrixRow) { rows = append(rows, r) }
 	t.Run("Kill", func(t *testing.T) { faultKill(t, add) })
 	t.Run("Network", func(t *testing.T) { faultNetwork(t, add) })
 	t.Run("Disk", func(t *testing.T) { faultDisk(t, add) })
-
-	target := os.Getenv(reliabilityEnv)
-	if target == "" {
-		return
-	}
-	if t.Failed() {
-		t.Errorf("%s is set, but docs/reliability.md is not written: a case failed", reliabilityEnv)
-		return
-	}
-	for _, c := range faultClasses {
-		if !ran[c.name] {
-			t.Errorf("%s is set, but docs/reliability.md is not written: %q did not run (run the whole suite: make reliability)", reliabilityEnv, c.name)
-			return
-		}
-	}
-	if target == "1" {
-		root, err := testutil.ModuleRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		target = filepath.Join(root, "docs", "reliability.md")
-	}
-	if err := os.WriteFile(target, []byte(reliabilityDoc(rows, faultClasses)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("wrote %s", target)
+	writeReliabilityDoc(t, rows)
 }
 
 // verdict is the matrix's last column for the case t checked.
@@ -318,18 +274,6 @@ func holdAgain(t *testing.T, hosts ...*testutil.Host) {
 	}
 }
 
-// pollFor polls cond every millisecond, failing the test after timeout.
-func pollFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func faultNetwork(t *testing.T, add func(matrixRow)) {
 	f := newFaultFleet(t)
 	f.config(faultConfig(nil, ""))
@@ -350,7 +294,7 @@ func faultNetwork(t *testing.T, add func(matrixRow)) {
 				return
 			}
 			var big string
-			pollFor(t, 30*time.Second, "the upload reaching host2", func() bool {
+			waitFor(t, 30*time.Second, "the upload reaching host2", func() bool {
 				for _, id := range f.state(host2).releases {
 					if !slices.Contains(before[host2.Name].releases, id) {
 						big = f.path(host2, deployTo+"/releases/"+id+"/assets/big.bin")
@@ -428,7 +372,7 @@ func faultNetwork(t *testing.T, add func(matrixRow)) {
 				signalSessions(t, host2, syscall.SIGSTOP)
 				signalSessions(t, host1, syscall.SIGCONT)
 				signalSessions(t, host3, syscall.SIGCONT)
-				pollFor(t, 30*time.Second, "host1 and host3 switching", func() bool {
+				waitFor(t, 30*time.Second, "host1 and host3 switching", func() bool {
 					return f.state(host1).live != old && f.state(host3).live != old
 				})
 				host2.KillSessions(t)

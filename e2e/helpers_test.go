@@ -201,15 +201,18 @@ func (p *project) putShared(rel, content string) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after a generous bound.
-func waitFor(t *testing.T, cond func() bool) {
+// waitFor polls cond every millisecond until it holds, failing the test,
+// naming what it waited for, once timeout has passed. The fault tests act
+// the moment a state is reached (an upload in flight), hence the short
+// interval.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 60s")
+			t.Fatalf("%s: not within %s", what, timeout)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 }
 

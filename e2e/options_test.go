@@ -121,7 +121,7 @@ func TestInterruptReleasesLockAndRemovesPartialRelease(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	waitFor(t, time.Minute, "the before_switch hook running on every host", func() bool {
 		for _, h := range p.fleet.Hosts {
 			if _, err := os.Stat(h.Path("/srv/hook-started")); err != nil {
 				return false

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway-deploy/slipway/internal/testutil"
 )
@@ -88,7 +89,7 @@ func startAgent(t *testing.T, key string) string {
 		_ = agent.Process.Kill()
 		_ = agent.Wait()
 	})
-	waitFor(t, func() bool { _, err := os.Stat(sock); return err == nil })
+	waitFor(t, time.Minute, "ssh-agent listening", func() bool { _, err := os.Stat(sock); return err == nil })
 	add := exec.Command("ssh-add", key)
 	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
 	if out, err := add.CombinedOutput(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway-deploy/slipway/internal/testutil"
 )
@@ -298,7 +299,7 @@ func TestBuildDirectoryIsRemovedOnFailureAndCtrlC(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(tmp, "started")); return err == nil })
+	waitFor(t, time.Minute, "the build started", func() bool { _, err := os.Stat(filepath.Join(tmp, "started")); return err == nil })
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}

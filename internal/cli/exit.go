@@ -1,25 +1,69 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/deploy"
 	"github.com/slipway-deploy/slipway/internal/host"
 )
 
-// Exit codes, the one place they are decided. The README documents them.
+// Exit codes, the one place they are decided; exitMeaning says what each
+// means. Every command's help lists the codes it can return (setExitStatus);
+// the README documents them.
 const (
-	ExitOK          = 0   // every selected host is live on the new release
-	ExitFailed      = 1   // the run failed; every host stays on its previous release
-	ExitUsage       = 2   // bad flags, arguments or configuration; nothing was changed
-	ExitLocked      = 3   // another run holds the lock; nothing was changed
-	ExitUnreachable = 4   // a host could not be reached or its host key was refused; nothing was changed
-	ExitAfterSwitch = 5   // the new release went live, but a step after the switch failed
-	ExitRolledBack  = 6   // the new release went live, failed its health check (or a rolling batch failed), and every host was switched back
-	ExitInterrupted = 130 // stopped by Ctrl-C; cleanup ran
+	ExitOK          = 0
+	ExitFailed      = 1
+	ExitUsage       = 2
+	ExitLocked      = 3
+	ExitUnreachable = 4
+	ExitAfterSwitch = 5
+	ExitRolledBack  = 6
+	ExitInterrupted = 130
 )
+
+// exitMeaning is what an exit code means, in words that hold for every
+// command that can return it.
+func exitMeaning(code int) string {
+	switch code {
+	case ExitOK:
+		return "success"
+	case ExitFailed:
+		return "failed; no host was switched"
+	case ExitUsage:
+		return "bad flags, arguments or configuration; nothing was changed"
+	case ExitLocked:
+		return "another run holds the deploy lock; nothing was changed"
+	case ExitUnreachable:
+		return "a host could not be reached or its host key was refused; nothing was changed"
+	case ExitAfterSwitch:
+		return "the release went live, but a step after the switch failed"
+	case ExitRolledBack:
+		return "the new release went live, then failed (health check, a switch, a rolling batch), and every host was switched back"
+	case ExitInterrupted:
+		return "interrupted (Ctrl-C); cleanup ran"
+	}
+	panic(fmt.Sprintf("exit code %d has no meaning: add it to exitMeaning", code))
+}
+
+// setExitStatus ends cmd's help with an EXIT STATUS section: the codes the
+// command can return, each with its meaning.
+func setExitStatus(cmd *cobra.Command, codes ...int) {
+	var b strings.Builder
+	b.WriteString(cmp.Or(cmd.Long, cmd.Short))
+	b.WriteString("\n\nEXIT STATUS\n")
+	for _, code := range slices.Sorted(slices.Values(codes)) {
+		fmt.Fprintf(&b, "  %-4d %s\n", code, exitMeaning(code))
+	}
+	cmd.Long = b.String()
+}
 
 // UserError is a mistake in how slipway was called, printed as is.
 type UserError struct{ Msg string }

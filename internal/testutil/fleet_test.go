@@ -200,10 +200,28 @@ func TestKillSessionsDropsConnections(t *testing.T) {
 	}
 	var sleeping bool
 	for _, p := range procs {
-		sleeping = sleeping || p.comm == "sleep"
+		sleeping = sleeping || p.Name == "sleep"
 	}
 	if !sleeping {
 		t.Errorf("processes in host1 after KillSessions: %v; want the session's sleep still running", procs)
+	}
+}
+
+func TestProcessesAreWhatTheHostRunsButItsListener(t *testing.T) {
+	t.Parallel()
+	requireSSHClient(t)
+	f := StartFleet(t, 1, Options{})
+	h := f.Hosts[0]
+	h.Run(t, "(sleep 300 >/dev/null 2>&1 &)")
+	var sleeping bool
+	for _, p := range h.Processes(t) {
+		if p.PID == h.SSHDPid() {
+			t.Errorf("Processes lists the sshd listener %d", p.PID)
+		}
+		sleeping = sleeping || p.Name == "sleep"
+	}
+	if !sleeping {
+		t.Errorf("Processes: %v; want the sleep a session left running", h.Processes(t))
 	}
 }
 
@@ -301,7 +319,7 @@ func TestCleanupLeavesNothingBehind(t *testing.T) {
 					t.Error(err)
 				}
 				for _, p := range procs {
-					pids = append(pids, p.pid)
+					pids = append(pids, p.PID)
 				}
 			}
 		})

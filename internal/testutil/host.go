@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -346,7 +347,7 @@ func (h *Host) stopLocked() error {
 	if h.nsLink == "" {
 		return nil // the namespace was never made
 	}
-	return killUntilGone(h.nsLink, func(process) bool { return true }, 5*time.Second)
+	return killUntilGone(h.nsLink, func(Process) bool { return true }, 5*time.Second)
 }
 
 // release stops the host for good and lets its namespace go.
@@ -492,6 +493,23 @@ func (h *Host) SSHDPid() int {
 	return h.listener.Process.Pid
 }
 
+// Processes lists the live processes in the host other than its sshd
+// listener: the sshd processes serving its connections and what they
+// started (what KillSessions and Stop act on). It fails the test if sshd is
+// not running.
+func (h *Host) Processes(t testing.TB) []Process {
+	t.Helper()
+	listener := h.SSHDPid()
+	if listener == 0 {
+		t.Fatalf("%s: sshd is not running", h.Name)
+	}
+	procs, err := processesInMountNamespace(h.nsLink)
+	if err != nil {
+		t.Fatalf("%s: list processes: %v", h.Name, err)
+	}
+	return slices.DeleteFunc(procs, func(p Process) bool { return p.PID == listener })
+}
+
 // KillSessions kills the sshd processes serving this host's connections,
 // not the listener: every client connected to the host sees its connection
 // drop, as on a lost network, and new connections are accepted. As on a
@@ -500,11 +518,7 @@ func (h *Host) SSHDPid() int {
 func (h *Host) KillSessions(t testing.TB) {
 	t.Helper()
 	listenerPid := h.SSHDPid()
-	isSession := func(p process) bool {
-		// sshd-session and sshd-auth are the per-connection programs of
-		// OpenSSH 9.8 and later.
-		return p.pid != listenerPid && (p.comm == "sshd" || p.comm == "sshd-session" || p.comm == "sshd-auth")
-	}
+	isSession := func(p Process) bool { return p.PID != listenerPid && p.IsSSHD() }
 	if err := killUntilGone(h.nsLink, isSession, 5*time.Second); err != nil {
 		t.Fatalf("%s: kill sessions: %v", h.Name, err)
 	}

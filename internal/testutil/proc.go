@@ -9,17 +9,23 @@ import (
 	"time"
 )
 
-// process is a live (not zombie) process seen in /proc.
-type process struct {
-	pid  int
-	comm string
+// Process is a live (not zombie) process of a host, seen in /proc.
+type Process struct {
+	PID  int
+	Name string // the program's name, as /proc/PID/stat gives it
+}
+
+// IsSSHD reports whether p is sshd: the listener, or a program serving one
+// connection (sshd, or from OpenSSH 9.8 on sshd-session and sshd-auth).
+func (p Process) IsSSHD() bool {
+	return p.Name == "sshd" || p.Name == "sshd-session" || p.Name == "sshd-auth"
 }
 
 // processesInMountNamespace lists the live processes whose mount namespace
 // is nsLink (the target of /proc/PID/ns/mnt, "mnt:[4026532...]"). A
 // namespace's number can be reused once the namespace is gone; the caller
 // keeps it alive by holding it open.
-func processesInMountNamespace(nsLink string) ([]process, error) {
+func processesInMountNamespace(nsLink string) ([]Process, error) {
 	dir, err := os.Open("/proc")
 	if err != nil {
 		return nil, err
@@ -29,7 +35,7 @@ func processesInMountNamespace(nsLink string) ([]process, error) {
 	if err != nil {
 		return nil, err
 	}
-	var procs []process
+	var procs []Process
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
 		if err != nil {
@@ -43,7 +49,7 @@ func processesInMountNamespace(nsLink string) ([]process, error) {
 		}
 		comm, alive := processState(pid)
 		if alive {
-			procs = append(procs, process{pid: pid, comm: comm})
+			procs = append(procs, Process{PID: pid, Name: comm})
 		}
 	}
 	return procs, nil
@@ -68,14 +74,14 @@ func processState(pid int) (comm string, alive bool) {
 // killUntilGone sends SIGKILL to the processes that match, again and again
 // (a dying sshd listener may still fork), until none is left or the timeout
 // passes.
-func killUntilGone(nsLink string, match func(process) bool, timeout time.Duration) error {
+func killUntilGone(nsLink string, match func(Process) bool, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		procs, err := processesInMountNamespace(nsLink)
 		if err != nil {
 			return err
 		}
-		var left []process
+		var left []Process
 		for _, p := range procs {
 			if match(p) {
 				left = append(left, p)
@@ -88,7 +94,7 @@ func killUntilGone(nsLink string, match func(process) bool, timeout time.Duratio
 			return fmt.Errorf("processes still running in %s after SIGKILL: %v", nsLink, left)
 		}
 		for _, p := range left {
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

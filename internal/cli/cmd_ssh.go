@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,53 +11,17 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/slipway-deploy/slipway/internal/deploy"
 	"github.com/slipway-deploy/slipway/internal/shell"
-	"github.com/slipway-deploy/slipway/internal/ui"
 )
 
-func newExecCmd(g *globalOptions, streams IO) *cobra.Command {
-	return &cobra.Command{
-		Use:   "exec STAGE -- COMMAND [ARG...]",
-		Short: "Run a command in the live release of every host, output prefixed by host",
-		Example: `  slipway exec production -- php artisan about
-  slipway exec production --hosts web1 -- tail -n 20 storage/logs/laravel.log
-  slipway exec production --roles worker -- 'php artisan queue:restart'`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) < 2 || cmd.ArgsLenAtDash() != 1 {
-				return &UserError{Msg: "exec needs a stage and a command after --, e.g. slipway exec production -- php artisan about"}
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runExec(cmd.Context(), g, streams, args[0], args[1:])
-		},
-	}
-}
-
-func runExec(ctx context.Context, g *globalOptions, streams IO, stage string, argv []string) error {
-	opts, err := loadOptions(g, streams, stage, "exec "+stage)
-	if err != nil {
-		return err
-	}
-	width := 0
-	for _, h := range opts.Hosts {
-		width = max(width, len(h.Name))
-	}
-	opts.Events = &ui.HostOutput{Out: streams.Out, Err: streams.Err, Width: width}
-	// One argument is a shell command line as typed ('a && b'); several are
-	// a command and its arguments, each quoted.
-	command := argv[0]
-	if len(argv) > 1 {
-		command = shell.Join(argv...)
-	}
-	return deploy.Exec(ctx, opts, command)
-}
-
 func newSSHCmd(g *globalOptions, streams IO) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "ssh STAGE [HOST]",
 		Short: "Open an interactive shell in the live release of a host (the first one by default)",
+		Long: `Opens an interactive login shell in the live release of a host of the stage: the
+first host, or the one named. slipway hands the terminal to the system's ssh client
+(for a local host, to sh), so once it has, the exit status is the shell's, or 255
+when ssh cannot connect; the codes below are slipway's own, before that.`,
 		Example: `  slipway ssh production
   slipway ssh production web2`,
 		Args: cobra.RangeArgs(1, 2),
@@ -66,6 +29,8 @@ func newSSHCmd(g *globalOptions, streams IO) *cobra.Command {
 			return runSSH(g, streams, args)
 		},
 	}
+	setExitStatus(cmd, ExitFailed, ExitUsage)
+	return cmd
 }
 
 // runSSH replaces slipway with the system's ssh client (or a local shell),

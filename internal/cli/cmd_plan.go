@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -26,19 +25,19 @@ any host: its connections refuse every write. deploy --dry-run is the same.`,
   slipway plan production --tag v1.4.2 --json`,
 		Args: stageArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.stage = args[0]
-			return runPlan(cmd.Context(), g, streams, opts)
+			return runPlan(cmd.Context(), g, streams, args[0], opts)
 		},
 	}
 	addRevisionFlags(cmd.Flags(), opts)
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print the plan as JSON")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitUnreachable, ExitInterrupted)
 	return cmd
 }
 
-func runPlan(ctx context.Context, g *globalOptions, streams IO, opts *deployOptions) error {
+func runPlan(ctx context.Context, g *globalOptions, streams IO, stage string, opts *deployOptions) error {
 	gq := *g
 	gq.quiet = true
-	dopts, err := loadOptions(&gq, streams, opts.stage, "plan "+opts.stage)
+	dopts, err := loadOptions(&gq, streams, stage, "plan "+stage)
 	if err != nil {
 		return err
 	}
@@ -52,9 +51,7 @@ func runPlan(ctx context.Context, g *globalOptions, streams IO, opts *deployOpti
 		return err
 	}
 	if opts.json {
-		enc := json.NewEncoder(streams.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(plan)
+		return writeJSON(streams.Out, plan)
 	}
 	printPlan(streams.Out, dopts, plan)
 	return nil

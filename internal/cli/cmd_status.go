@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -15,8 +14,7 @@ import (
 )
 
 type statusOptions struct {
-	stage string
-	json  bool
+	json bool
 }
 
 func newStatusCmd(g *globalOptions, streams IO) *cobra.Command {
@@ -30,26 +28,26 @@ the deploy lock and how many releases are present. Below the table it says
 whether all hosts are live on the same release, which hosts differ, which
 releases are only on some hosts, and which hosts could not be read.
 
-Exit status: 0 when every host was read and all are live on the same release;
-1 when hosts disagree on the live release or a host could not be reached or
-read (a held lock alone does not fail it); 2 for bad arguments or configuration.`,
+It succeeds when every host was read and all are live on the same release; it
+fails (exit 1) when hosts disagree on the live release or a host could not be
+reached or read. A held lock alone does not fail it.`,
 		Example: `  slipway status production
   slipway status production --hosts web1,web2
   slipway status production --json | jq '.groups'`,
 		Args: stageArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.stage = args[0]
-			return runStatus(cmd.Context(), g, streams, opts)
+			return runStatus(cmd.Context(), g, streams, args[0], opts)
 		},
 	}
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON for machines")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitInterrupted)
 	return cmd
 }
 
-func runStatus(ctx context.Context, g *globalOptions, streams IO, opts *statusOptions) error {
+func runStatus(ctx context.Context, g *globalOptions, streams IO, stage string, opts *statusOptions) error {
 	gq := *g
 	gq.quiet = true // the table is the output; step lines would only repeat it
-	dopts, err := loadOptions(&gq, streams, opts.stage, "status "+opts.stage)
+	dopts, err := loadOptions(&gq, streams, stage, "status "+stage)
 	if err != nil {
 		return err
 	}
@@ -58,9 +56,7 @@ func runStatus(ctx context.Context, g *globalOptions, streams IO, opts *statusOp
 		return err
 	}
 	if opts.json {
-		enc := json.NewEncoder(streams.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
+		if err := writeJSON(streams.Out, st); err != nil {
 			return err
 		}
 	} else {

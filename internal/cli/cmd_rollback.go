@@ -11,9 +11,8 @@ import (
 )
 
 type rollbackOptions struct {
-	stage string
-	to    string
-	json  bool
+	to   string
+	json bool
 }
 
 func newRollbackCmd(g *globalOptions, streams IO) *cobra.Command {
@@ -25,20 +24,20 @@ func newRollbackCmd(g *globalOptions, streams IO) *cobra.Command {
   slipway rollback production --to 20261122103015`,
 		Args: stageArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.stage = args[0]
-			return runRollback(cmd.Context(), g, streams, opts)
+			return runRollback(cmd.Context(), g, streams, args[0], opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.to, "to", "", "release id to switch to (see slipway releases STAGE)")
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print NDJSON events on stdout (schema: docs/json-events.md)")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable, ExitAfterSwitch, ExitInterrupted)
 	return cmd
 }
 
-func runRollback(ctx context.Context, g *globalOptions, streams IO, opts *rollbackOptions) error {
+func runRollback(ctx context.Context, g *globalOptions, streams IO, stage string, opts *rollbackOptions) error {
 	if opts.to != "" && !layout.IsReleaseID(opts.to) {
-		return &UserError{Msg: "--to " + opts.to + ": a release id is 14 digits, UTC YYYYMMDDHHMMSS; list them with: slipway releases " + opts.stage}
+		return &UserError{Msg: "--to " + opts.to + ": a release id is 14 digits, UTC YYYYMMDDHHMMSS; list them with: slipway releases " + stage}
 	}
-	dopts, err := loadOptions(g, streams, opts.stage, "rollback "+opts.stage)
+	dopts, err := loadOptions(g, streams, stage, "rollback "+stage)
 	if err != nil {
 		return err
 	}

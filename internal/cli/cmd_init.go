@@ -31,6 +31,7 @@ and never overwrites an existing file without --force.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runInit(g, streams, opts) },
 	}
 	cmd.Flags().BoolVar(&opts.force, "force", false, "overwrite an existing file")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage)
 	return cmd
 }
 
@@ -51,18 +52,4 @@ func runInit(g *globalOptions, streams IO, opts *initOptions) error {
 	}
 	fmt.Fprintf(streams.Err, "wrote %s for a %s project; try it here with: slipway deploy demo\n", path, project.Kind)
 	return nil
-}
-
-// completeStages completes a stage name from the configuration file.
-func completeStages(g *globalOptions) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-		if len(args) > 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		cfg, err := config.Load(g.configFile)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		return cfg.StageNames(), cobra.ShellCompDirectiveNoFileComp
-	}
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -12,8 +11,7 @@ import (
 )
 
 type releasesOptions struct {
-	stage string
-	json  bool
+	json bool
 }
 
 func newReleasesCmd(g *globalOptions, streams IO) *cobra.Command {
@@ -25,18 +23,18 @@ func newReleasesCmd(g *globalOptions, streams IO) *cobra.Command {
   slipway releases production --json | jq '.[0]'`,
 		Args: stageArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.stage = args[0]
-			return runReleases(cmd.Context(), g, streams, opts)
+			return runReleases(cmd.Context(), g, streams, args[0], opts)
 		},
 	}
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print JSON for machines")
+	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitUnreachable, ExitInterrupted)
 	return cmd
 }
 
-func runReleases(ctx context.Context, g *globalOptions, streams IO, opts *releasesOptions) error {
+func runReleases(ctx context.Context, g *globalOptions, streams IO, stage string, opts *releasesOptions) error {
 	gq := *g
 	gq.quiet = true // the table is the output; step lines would only repeat it
-	dopts, err := loadOptions(&gq, streams, opts.stage, "releases "+opts.stage)
+	dopts, err := loadOptions(&gq, streams, stage, "releases "+stage)
 	if err != nil {
 		return err
 	}
@@ -45,12 +43,10 @@ func runReleases(ctx context.Context, g *globalOptions, streams IO, opts *releas
 		return err
 	}
 	if opts.json {
-		enc := json.NewEncoder(streams.Out)
-		enc.SetIndent("", "  ")
 		if rows == nil {
 			rows = []deploy.ReleaseRow{}
 		}
-		return enc.Encode(rows)
+		return writeJSON(streams.Out, rows)
 	}
 	var table [][]string
 	for _, r := range rows {

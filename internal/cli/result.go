@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/slipway-deploy/slipway/internal/deploy"
+	"github.com/slipway-deploy/slipway/internal/ui"
+)
+
+// printDeployResult prints the final summary: which host is on what.
+func printDeployResult(w io.Writer, verb string, res *deploy.Result, err error) {
+	if res == nil {
+		return
+	}
+	var rows [][]string
+	for _, h := range res.Hosts {
+		live := h.Live
+		switch {
+		case !h.Known:
+			live = "(not read)"
+		case live == "":
+			live = "(none)"
+		}
+		outcome := "unchanged"
+		switch {
+		case h.RolledBack:
+			outcome = "switched, then back"
+		case h.Switched:
+			outcome = "switched from " + orDash(h.Previous)
+		}
+		at := ""
+		if st, ok := res.Switches[h.Host]; ok {
+			at = st.Local.UTC().Format("15:04:05.000000")
+		}
+		rows = append(rows, []string{h.Host, live, outcome, at})
+	}
+	fmt.Fprintln(w)
+	ui.Table(w, []string{"HOST", "LIVE", "RESULT", "SWITCHED AT (UTC)"}, rows)
+	if res.SkewHosts > 1 {
+		fmt.Fprintf(w, "fleet skew: %s from the first switch to the last\n", res.Skew.Round(time.Microsecond))
+	}
+	var switched *deploy.SwitchedError
+	var rolledBack *deploy.RolledBackError
+	switch {
+	case err == nil:
+		fmt.Fprintf(w, "%s done: release %s is live on %d host(s)", verb, res.ReleaseID, len(res.Hosts))
+		if res.Duration > 0 {
+			fmt.Fprintf(w, " in %s", res.Duration.Round(10*time.Millisecond))
+		}
+		fmt.Fprintln(w)
+	case errors.As(err, &rolledBack):
+		fmt.Fprintf(w, "%s: release %s went live, failed, and every host it reached was switched back to its previous release\n", verb, rolledBack.ReleaseID)
+	case errors.As(err, &switched):
+		fmt.Fprintf(w, "%s: release %s went live, but a later step failed (see below)\n", verb, switched.ReleaseID)
+	default:
+		fmt.Fprintf(w, "%s failed: no host was switched; every host stays on its previous release\n", verb)
+	}
+}
+
+// jsonStream is the --json output of a deploy or rollback, or nothing.
+type jsonStream struct{ j *ui.JSON }
+
+// jsonEvents switches a run to --json output: NDJSON events on stdout, and
+// on stderr only what a person must see (errors, warnings).
+func jsonEvents(opts *deploy.Options, streams IO, enabled bool, command string) jsonStream {
+	if !enabled {
+		return jsonStream{}
+	}
+	j := ui.NewJSON(streams.Out)
+	var hosts []string
+	for _, h := range opts.Hosts {
+		hosts = append(hosts, h.Name)
+	}
+	opts.Events = ui.Fanout{ui.NewProgress(streams.Err, hosts, true), j}
+	j.Write(ui.JSONEvent{Type: "run_started", Command: command, Stage: opts.Stage.Name, Hosts: hosts})
+	return jsonStream{j}
+}
+
+func (s jsonStream) finished(res *deploy.Result, err error) {
+	if s.j == nil {
+		return
+	}
+	s.j.Finished(outcomeOf(res, err), exitCode(err), res, err)
+}
