@@ -55,16 +55,11 @@ func runDeploy(ctx context.Context, g *globalOptions, streams IO, stage string, 
 	if opts.dryRun {
 		return runPlan(ctx, g, streams, stage, opts)
 	}
-	dopts, err := loadOptions(g, streams, stage, "deploy "+stage)
-	if err != nil {
-		return err
-	}
-	src, prepared, err := deploySource(ctx, dopts.Config, opts, streams)
+	dopts, src, prepared, err := loadDeploy(ctx, g, streams, stage, "deploy "+stage, opts)
 	if err != nil {
 		return err
 	}
 	defer prepared.Remove()
-	src.Force = opts.force
 	if opts.canary < 0 {
 		return &UserError{Msg: "--canary: give a number of hosts, e.g. --canary 1"}
 	}

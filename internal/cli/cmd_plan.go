@@ -37,11 +37,7 @@ any host: its connections refuse every write. deploy --dry-run is the same.`,
 func runPlan(ctx context.Context, g *globalOptions, streams IO, stage string, opts *deployOptions) error {
 	gq := *g
 	gq.quiet = true
-	dopts, err := loadOptions(&gq, streams, stage, "plan "+stage)
-	if err != nil {
-		return err
-	}
-	src, prepared, err := deploySource(ctx, dopts.Config, opts, streams)
+	dopts, src, prepared, err := loadDeploy(ctx, &gq, streams, stage, "plan "+stage, opts)
 	if err != nil {
 		return err
 	}

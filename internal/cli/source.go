@@ -23,6 +23,21 @@ func addRevisionFlags(f *pflag.FlagSet, opts *deployOptions) {
 	f.BoolVar(&opts.allowDirty, "allow-dirty", false, "ship uncommitted changes of tracked files (the release is marked dirty)")
 }
 
+// loadDeploy loads the stage's options and prepares what a deploy (or its
+// plan) ships; the caller removes prepared when it is done.
+func loadDeploy(ctx context.Context, g *globalOptions, streams IO, stage, command string, opts *deployOptions) (deploy.Options, deploy.Source, *source.Prepared, error) {
+	dopts, err := loadOptions(g, streams, stage, command)
+	if err != nil {
+		return deploy.Options{}, deploy.Source{}, nil, err
+	}
+	src, prepared, err := deploySource(ctx, dopts.Config, opts, streams)
+	if err != nil {
+		return deploy.Options{}, deploy.Source{}, nil, err
+	}
+	dopts.Force = opts.force
+	return dopts, src, prepared, nil
+}
+
 // deploySource turns the config's source and the revision flags into what
 // the deploy ships: for the upload strategy, content prepared here (a
 // directory as is, or a clean git export, built); for the git strategy, the

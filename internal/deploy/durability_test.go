@@ -28,6 +28,11 @@ func (r *recorder) record(op string) {
 	r.ops = append(r.ops, op)
 }
 
+func (r *recorder) Query(ctx context.Context, cmd host.Command) (host.Result, error) {
+	r.record("query " + cmd.Script)
+	return r.Local.Query(ctx, cmd)
+}
+
 func (r *recorder) Exec(ctx context.Context, cmd host.Command) (host.Result, error) {
 	r.record("exec " + cmd.Script)
 	return r.Local.Exec(ctx, cmd)
