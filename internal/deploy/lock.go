@@ -122,13 +122,19 @@ const ownerWaitTries = 30
 // place, looks again for up to three seconds rather than refusing with no
 // name to give; if the lock goes meanwhile, it takes it. A lock whose
 // owner could not be written (a full disk) would be nobody's, never stale,
-// and refuse every later run: it goes at once.
+// and refuse every later run: it goes at once. A lock that cannot be made
+// at all (no permission) is a failure with mkdir's reason, never taken
+// for someone else's lock.
 func acquireScript(l layout.Layout, owner []byte) string {
-	return shell.Script(`umask 022 && mkdir -p -- {{meta}} && tries=0 && while :; do
-if mkdir -- {{lock}} 2>/dev/null; then
-  printf '%s\n' {{owner}} > {{tmp}} && mv -f -- {{tmp}} {{file}} || { status=$?; rm -rf -- {{lock}}; exit $status; }
+	return shell.Script(`umask 022
+mkdir -p -- {{meta}} || exit
+tries=0
+while :; do
+if why=$(mkdir -- {{lock}} 2>&1); then
+  printf '%s\n' {{owner}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}} || { status=$?; rm -rf -- {{lock}}; exit $status; }
   break
 fi
+[ -d {{lock}} ] || { echo "$why" >&2; exit 1; }
 if [ -s {{file}} ] || [ "$tries" -ge {{tries}} ]; then head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}; fi
 tries=$((tries + 1)); sleep 0.1 2>/dev/null || sleep 1
 done`, shell.Args{
@@ -138,20 +144,19 @@ done`, shell.Args{
 	})
 }
 
-// refreshScript pushes the lock's expiry forward, if the lock is still
-// the one with token.
-func refreshScript(l layout.Layout, token string, owner []byte) string {
-	return shell.Script(`grep -qsF -- {{token}} {{file}} || exit {{lost}}
-printf '%s\n' {{owner}} > {{tmp}} && mv -f -- {{tmp}} {{file}}`, shell.Args{
-		"token": `"token":"` + token + `"`, "file": l.LockOwnerFile(), "lost": lostStatus,
-		"owner": string(owner), "tmp": l.LockOwnerFile() + ".tmp",
+// refreshScript pushes the lock's expiry forward; the run's executor
+// fences it, so only the run's own lock is refreshed.
+func refreshScript(l layout.Layout, owner []byte) string {
+	return shell.Script(`printf '%s\n' {{owner}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}}`, shell.Args{
+		"owner": string(owner), "tmp": l.LockOwnerFile() + ".tmp", "file": l.LockOwnerFile(),
 	})
 }
 
-// releaseScript removes the lock, if it is still the one with token.
+// releaseScript removes the lock, if it is still the one with token (a
+// run that lost its lock leaves the new holder's alone, and says nothing).
 func releaseScript(l layout.Layout, token string) string {
 	return shell.Script(`if grep -qsF -- {{token}} {{file}}; then rm -rf -- {{lock}}; fi`, shell.Args{
-		"token": `"token":"` + token + `"`, "file": l.LockOwnerFile(), "lock": l.LockDir(),
+		"token": tokenField(token), "file": l.LockOwnerFile(), "lock": l.LockDir(),
 	})
 }
 
@@ -255,6 +260,8 @@ func (l *Lock) Acquire(ctx context.Context, t *Target, then string) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
+	// From now on every change on t is fenced by the lock's token.
+	t.Exec = fenced{Executor: t.Exec, fence: fenceScript(l.layout, l.owner.Token)}
 	l.mu.Lock()
 	l.held = append(l.held, t)
 	l.mu.Unlock()
@@ -284,7 +291,13 @@ func (l *Lock) Release(ctx context.Context, t *Target) error {
 	if !held {
 		return nil
 	}
+	// The executor's fence would refuse to remove a lost lock: say nothing
+	// of it, the loss is reported already.
 	_, err := t.Exec.Exec(ctx, host.Command{Script: releaseScript(l.layout, l.owner.Token)})
+	var lost *LockLostError
+	if errors.As(err, &lost) {
+		return nil
+	}
 	return err
 }
 
@@ -321,7 +334,7 @@ func (l *Lock) refresh() {
 		owner := l.owner
 		owner.Expires = l.now().Add(l.ttl).UTC()
 		body, _ := json.Marshal(owner) // a LockOwner always marshals
-		script := refreshScript(l.layout, l.owner.Token, body)
+		script := refreshScript(l.layout, body)
 		// Holding mu keeps a release from running under a refresh, which
 		// could otherwise leave a file in the lock being removed.
 		l.mu.Lock()
@@ -331,10 +344,10 @@ func (l *Lock) refresh() {
 		}
 		for _, t := range l.held {
 			_, err := t.Exec.Exec(l.ctx, host.Command{Script: script})
-			var exitErr *host.ExitError
+			var lost *LockLostError
 			switch {
-			case errors.As(err, &exitErr) && exitErr.Code == lostStatus:
-				l.cancel(&LockLostError{Host: t.Name()})
+			case errors.As(err, &lost):
+				l.cancel(lost)
 			case err != nil && l.ctx.Err() == nil:
 				l.warn(t, "could not refresh the deploy lock: %v", err)
 			}

@@ -148,11 +148,11 @@ func TestLockLostCancelsTheRun(t *testing.T) {
 		t.Fatalf("the run was cancelled while its lock was its own: %v", context.Cause(first.lock.Context()))
 	}
 
-	if err := removeLock(ctx, target.Exec, first.layout); err != nil {
+	if err := removeLock(ctx, host.NewLocal(), first.layout); err != nil {
 		t.Fatal(err)
 	}
 	second := LockOwner{User: "other", Machine: "elsewhere", PID: 1, Token: newLockToken()}
-	if _, err := acquire(ctx, target.Exec, first.layout, second, ""); err != nil {
+	if _, err := acquire(ctx, host.NewLocal(), first.layout, second, ""); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -37,5 +37,5 @@ func (recordStep) Plan(context.Context, *Target) error { return nil }
 
 // appendLogScript appends line to revisions.log.
 func appendLogScript(l layout.Layout, line string) string {
-	return shell.Script(`printf '%s\n' {{line}} >> {{log}}`, shell.Args{"line": line, "log": l.RevisionsLog()})
+	return shell.Script(`printf '%s\n' {{line}} | cat >> {{log}}`, shell.Args{"line": line, "log": l.RevisionsLog()})
 }

@@ -87,7 +87,7 @@ func (s createReleaseStep) Undo(ctx context.Context, t *Target) error {
 	l := s.d.layout
 	id := s.d.releaseID
 	script := shell.Script("rm -rf -- {{release}} {{link}} {{manifest}} && {{record}}", shell.Args{
-		"release": l.ReleaseDir(id), "link": l.SwitchTempLink(id), "manifest": l.ManifestFile(id),
+		"release": l.ReleaseDir(id), "link": l.LockedSwitchLink(id), "manifest": l.ManifestFile(id),
 		"record": shell.Raw(writeMetaScript(l, s.d.meta(StateFailed))),
 	})
 	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
@@ -95,21 +95,23 @@ func (s createReleaseStep) Undo(ctx context.Context, t *Target) error {
 }
 
 // writeMetaScript writes a release's metadata file atomically (temp file and
-// rename), so a reader never sees half of it.
+// rename), so a reader never sees half of it. Files are written through
+// cat, not by sh's redirection of printf: on a full disk cat says "No space
+// left on device", where dash only says "I/O error".
 func writeMetaScript(l layout.Layout, m *ReleaseMeta) string {
 	body, err := json.Marshal(m)
 	if err != nil {
 		panic(err) // ReleaseMeta always marshals
 	}
 	file := l.HistoryFile(m.ID)
-	return shell.Script(`mkdir -p -- {{dir}} && printf '%s\n' {{body}} > {{tmp}} && mv -f -- {{tmp}} {{file}}`, shell.Args{
+	return shell.Script(`mkdir -p -- {{dir}} && printf '%s\n' {{body}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}}`, shell.Args{
 		"dir": l.HistoryDir(), "body": string(body), "tmp": file + ".tmp", "file": file,
 	})
 }
 
 // revisionScript writes Capistrano's REVISION file into the release.
 func revisionScript(l layout.Layout, id, revision string) string {
-	return shell.Script(`printf '%s\n' {{revision}} > {{file}}`, shell.Args{
+	return shell.Script(`printf '%s\n' {{revision}} | cat > {{file}}`, shell.Args{
 		"revision": revision, "file": path.Join(l.ReleaseDir(id), "REVISION"),
 	})
 }

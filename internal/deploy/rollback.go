@@ -129,7 +129,8 @@ func (rollbackPrepareStep) Name() string { return "prepare switch" }
 // rollback stops before its switch, Undo marks it deployed again (as does
 // the next run that finds it live, see inspectStep).
 func (s rollbackPrepareStep) Run(ctx context.Context, t *Target) error {
-	if err := prepareSwitch(ctx, t.Exec, s.rb.layout, t.State.SwitchTo, false); err != nil {
+	l := s.rb.layout
+	if err := prepareSwitch(ctx, t.Exec, l, l.LockedSwitchLink(t.State.SwitchTo), t.State.SwitchTo, false); err != nil {
 		return err
 	}
 	m := t.State.Meta[t.State.Previous]
@@ -146,7 +147,7 @@ func (s rollbackPrepareStep) Run(ctx context.Context, t *Target) error {
 }
 
 func (s rollbackPrepareStep) Undo(ctx context.Context, t *Target) error {
-	script := "rm -f -- " + shell.Quote(s.rb.layout.SwitchTempLink(t.State.SwitchTo))
+	script := "rm -f -- " + shell.Quote(s.rb.layout.LockedSwitchLink(t.State.SwitchTo))
 	if m := t.State.Meta[t.State.Previous]; m != nil && m.State == StateRolledBack {
 		m.State, m.RolledBack = StateDeployed, time.Time{}
 		script += " && " + writeMetaScript(s.rb.layout, m)
@@ -164,7 +165,8 @@ func (rollbackSwitchStep) Name() string  { return "switch" }
 func (rollbackSwitchStep) Commits() bool { return true }
 
 func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
-	if err := switchTo(ctx, t.Exec, s.rb.layout, t.State.SwitchTo); err != nil {
+	l := s.rb.layout
+	if err := switchTo(ctx, t.Exec, l, l.LockedSwitchLink(t.State.SwitchTo), t.State.SwitchTo); err != nil {
 		return err
 	}
 	t.State.Current = t.State.SwitchTo

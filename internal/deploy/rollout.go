@@ -60,12 +60,17 @@ func (s rolloutStep) RunFleet(ctx context.Context, targets []*Target) error {
 		}
 		ok, err := d.switchBatch(ctx, batch)
 		switched = append(switched, ok...)
+		if err == nil {
+			// Interrupted while the batch switched: the rollout reverts
+			// whole rather than leave the fleet split.
+			err = ctx.Err()
+		}
 		if err != nil {
 			return d.rollBack(ctx, switched, err)
 		}
 		for _, hook := range s.afterSwitch() {
 			if _, err := d.runner.each(ctx, hook, hookTargets(batch, i, targets)); err != nil {
-				if len(batches) > 1 && !d.opts.NoRollback {
+				if (len(batches) > 1 && !d.opts.NoRollback) || ctx.Err() != nil {
 					return d.rollBack(ctx, switched, err)
 				}
 				return err
@@ -73,7 +78,7 @@ func (s rolloutStep) RunFleet(ctx context.Context, targets []*Target) error {
 		}
 		if health != nil {
 			if _, err := d.runner.each(ctx, healthStep{r: d.run, health: health}, batch); err != nil {
-				if d.opts.NoRollback {
+				if d.opts.NoRollback && ctx.Err() == nil {
 					return fmt.Errorf("%w (left live: --no-rollback)", err)
 				}
 				return d.rollBack(ctx, switched, err)
@@ -147,8 +152,11 @@ func (d *deployRun) batches(targets []*Target) [][]*Target {
 
 // switchBatch renames the prepared link over current on every host of the
 // batch at the same moment, one round trip each, then reads back the link
-// and the host's own time of the rename.
+// and the host's own time of the rename. The renames run detached from
+// ctx: an interrupt does not stop a switch halfway through a batch (the
+// rollout then reverts the whole batch).
 func (d *deployRun) switchBatch(ctx context.Context, batch []*Target) ([]*Target, error) {
+	ctx = context.WithoutCancel(ctx)
 	l := d.layout
 	type outcome struct {
 		start, end time.Time
@@ -163,7 +171,7 @@ func (d *deployRun) switchBatch(ctx context.Context, batch []*Target) ([]*Target
 			defer wg.Done()
 			<-fire
 			start := time.Now()
-			err := t.Exec.Rename(ctx, l.SwitchTempLink(d.releaseID), l.CurrentLink())
+			err := t.Exec.Rename(ctx, l.LockedSwitchLink(d.releaseID), l.CurrentLink())
 			outcomes[i] = outcome{start, time.Now(), err}
 		}()
 	}

@@ -13,10 +13,17 @@ import (
 )
 
 // The switch, the same for deploy, rollback and a switch back: a symlink
-// to the release under a temporary name beside current (prepareSwitch),
-// then one rename(2) of it over current, then a sync of the deploy
-// directory and a read of the link (verifySwitch). current is never
+// to the release under a temporary name (prepareSwitch), then one
+// rename(2) of it over current (the executor's Rename: SFTP's
+// posix-rename, or mv -T where the host has no SFTP), then a sync of the
+// deploy directory and a read of the link (verifySwitch). current is never
 // removed or rewritten in place.
+//
+// A run holding the deploy lock makes its temporary link inside the lock
+// directory (layout.LockedSwitchLink): the switch is fenced by the lock
+// itself, atomically. If the lock was removed (slipway unlock --force) or
+// taken over, the link is gone with it and the rename fails; a run that
+// lost its lock never switches.
 
 // prepareSwitchStep makes the release durable and creates the temporary link
 // that the switch renames over current, so the switch itself is one rename.
@@ -28,7 +35,8 @@ type prepareSwitchStep struct {
 func (prepareSwitchStep) Name() string { return "sync" }
 
 func (s prepareSwitchStep) Run(ctx context.Context, t *Target) error {
-	if err := prepareSwitch(ctx, t.Exec, s.d.layout, s.d.releaseID, true); err != nil {
+	l, id := s.d.layout, s.d.releaseID
+	if err := prepareSwitch(ctx, t.Exec, l, l.LockedSwitchLink(id), id, true); err != nil {
 		return err
 	}
 	// Open the rename channel now, so the switch is one round trip.
@@ -38,20 +46,20 @@ func (s prepareSwitchStep) Run(ctx context.Context, t *Target) error {
 func (prepareSwitchStep) Plan(context.Context, *Target) error { return nil }
 
 func (s prepareSwitchStep) Undo(ctx context.Context, t *Target) error {
-	_, err := t.Exec.Exec(ctx, host.Command{Script: "rm -f -- " + shell.Quote(s.d.layout.SwitchTempLink(s.d.releaseID))})
+	_, err := t.Exec.Exec(ctx, host.Command{Script: "rm -f -- " + shell.Quote(s.d.layout.LockedSwitchLink(s.d.releaseID))})
 	return err
 }
 
-// prepareSwitch creates the temporary link to release id, after syncing
-// the release with syncRelease.
-func prepareSwitch(ctx context.Context, ex host.Executor, l layout.Layout, id string, syncRelease bool) error {
-	_, err := ex.Exec(ctx, host.Command{Script: prepareSwitchScript(l, id, syncRelease)})
+// prepareSwitch creates link, pointing at release id, after syncing the
+// release with syncRelease.
+func prepareSwitch(ctx context.Context, ex host.Executor, l layout.Layout, link, id string, syncRelease bool) error {
+	_, err := ex.Exec(ctx, host.Command{Script: prepareSwitchScript(l, link, id, syncRelease)})
 	return err
 }
 
-func prepareSwitchScript(l layout.Layout, id string, syncRelease bool) string {
-	script := shell.Script("rm -f -- {{tmp}} && ln -s -- {{target}} {{tmp}}", shell.Args{
-		"tmp": l.SwitchTempLink(id), "target": l.CurrentTarget(id),
+func prepareSwitchScript(l layout.Layout, link, id string, syncRelease bool) string {
+	script := shell.Script("rm -f -- {{link}} && ln -s -- {{target}} {{link}}", shell.Args{
+		"link": link, "target": l.CurrentTarget(id),
 	})
 	if syncRelease {
 		// sync -f flushes the file system holding the release (syncfs);
@@ -61,23 +69,34 @@ func prepareSwitchScript(l layout.Layout, id string, syncRelease bool) string {
 	return script
 }
 
-// switchTo renames the prepared temporary link over current, syncs the
-// deploy directory so the rename is durable, and reads the link back.
-func switchTo(ctx context.Context, ex host.Executor, l layout.Layout, id string) error {
-	if err := ex.Rename(ctx, l.SwitchTempLink(id), l.CurrentLink()); err != nil {
-		return fmt.Errorf("rename %s over %s: %w", l.SwitchTempLink(id), l.CurrentLink(), err)
+// switchTo renames link over current, syncs the deploy directory so the
+// rename is durable, and reads the link back.
+func switchTo(ctx context.Context, ex host.Executor, l layout.Layout, link, id string) error {
+	if err := ex.Rename(ctx, link, l.CurrentLink()); err != nil {
+		return fmt.Errorf("rename %s over %s: %w", link, l.CurrentLink(), err)
 	}
 	_, err := verifySwitch(ctx, ex, l, id)
 	return err
 }
 
 // Switch points current at release id on one host with the same two-step
-// switch a deploy uses: a temporary link, then one rename over current.
+// switch a deploy uses: a temporary link, then one rename over current. It
+// takes no lock.
 func Switch(ctx context.Context, ex host.Executor, l layout.Layout, id string) error {
-	if err := prepareSwitch(ctx, ex, l, id, false); err != nil {
+	link := l.SwitchTempLink(id)
+	if err := prepareSwitch(ctx, ex, l, link, id, false); err != nil {
 		return err
 	}
-	return switchTo(ctx, ex, l, id)
+	return switchTo(ctx, ex, l, link, id)
+}
+
+// lockedSwitch is Switch for a run that holds the lock: fenced by it.
+func lockedSwitch(ctx context.Context, ex host.Executor, l layout.Layout, id string) error {
+	link := l.LockedSwitchLink(id)
+	if err := prepareSwitch(ctx, ex, l, link, id, false); err != nil {
+		return err
+	}
+	return switchTo(ctx, ex, l, link, id)
 }
 
 // switchBack points current at previous again with the same atomic switch;
@@ -87,7 +106,7 @@ func switchBack(ctx context.Context, ex host.Executor, l layout.Layout, previous
 		_, err := ex.Exec(ctx, host.Command{Script: "rm -f -- " + shell.Quote(l.CurrentLink())})
 		return err
 	}
-	return Switch(ctx, ex, l, previous)
+	return lockedSwitch(ctx, ex, l, previous)
 }
 
 // verifySwitch syncs the deploy directory, so the rename survives a crash,

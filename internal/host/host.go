@@ -13,11 +13,14 @@ import (
 	"strings"
 )
 
-// Executor runs shell scripts and renames on one host.
+// Executor runs shell scripts on one host.
 //
-// Scripts are POSIX sh; every variable part of a script must have gone
-// through shell.Quote. Query is for scripts that only read state and runs in
-// dry runs too; Exec and Rename change the host and are only recorded there.
+// Scripts are POSIX sh, run by /bin/sh whatever the user's login shell is;
+// every variable part of a script must have gone through shell.Quote or
+// shell.Script. Query is for scripts that only read state and runs in dry
+// runs too; Exec and Rename change the host, and a dry run refuses them. A cancelled
+// command is stopped whole (its process group) before Query or Exec
+// returns, or they return a *StillRunningError.
 type Executor interface {
 	// Name is the host as the user named it; errors and output carry it.
 	Name() string

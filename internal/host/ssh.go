@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,7 +37,8 @@ const (
 	// close the connection.
 	keepAliveMisses = 3
 	// maxSessions bounds the sessions open at once on one connection:
-	// OpenSSH's MaxSessions defaults to 10, and the SFTP client holds one.
+	// OpenSSH's MaxSessions defaults to 10, the SFTP client holds one,
+	// and stopping a cancelled command takes one more.
 	maxSessions = 8
 	// abortGrace bounds the wait for a cancelled command's session to
 	// close; a dead network must not hold up a cancelled run.
@@ -92,6 +92,7 @@ type SSH struct {
 
 	sftpMu sync.Mutex
 	sftp   *sftp.Client // opened by the first Rename
+	noSFTP bool         // the server has none: Rename runs mv -T
 
 	lost       chan struct{}          // closed when the connection has ended
 	lostReason atomic.Pointer[string] // why, when slipway ended it
@@ -317,144 +318,6 @@ func (s *SSH) Loopback() bool { return s.loopback }
 // Name is the host as the user named it.
 func (s *SSH) Name() string { return s.name }
 
-// Query runs a script that changes nothing on the host.
-func (s *SSH) Query(ctx context.Context, cmd Command) (Result, error) { return s.run(ctx, cmd) }
-
-// Exec runs a script that may change the host.
-func (s *SSH) Exec(ctx context.Context, cmd Command) (Result, error) { return s.run(ctx, cmd) }
-
-// run runs cmd.Script as the command of a new session.
-func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
-	if err := ctx.Err(); err != nil {
-		return Result{}, err
-	}
-	select {
-	case s.sessions <- struct{}{}:
-		defer func() { <-s.sessions }()
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	}
-	session, err := s.client.NewSession()
-	if err != nil {
-		return Result{}, s.connectionError("open a session", err)
-	}
-	defer session.Close()
-	if s.forwardAgent {
-		// A server that refuses forwarding still runs the script, as with
-		// OpenSSH; what needs the agent there fails and says so.
-		_ = agent.RequestAgentForwarding(session)
-	}
-
-	var stdout, stderr bytes.Buffer
-	var stderrTail tailBuffer
-	out := &gatedWriter{w: &stdout}
-	errOut := &gatedWriter{w: &stderr}
-	if cmd.Stdout != nil {
-		out.w = cmd.Stdout
-	}
-	if cmd.Stderr != nil {
-		errOut.w = io.MultiWriter(cmd.Stderr, &stderrTail)
-	}
-	session.Stdout, session.Stderr = out, errOut
-	var stdin io.WriteCloser
-	if cmd.Stdin != nil {
-		if stdin, err = session.StdinPipe(); err != nil {
-			return Result{}, fmt.Errorf("%s: %w", s.name, err)
-		}
-	}
-	if err := session.Start(cmd.Script); err != nil {
-		return Result{}, s.connectionError("start a command", err)
-	}
-
-	stdinFailed := make(chan error, 1)
-	if stdin != nil {
-		go func() { stdinFailed <- copyStdin(stdin, cmd.Stdin) }()
-	}
-	done := make(chan error, 1)
-	go func() { done <- session.Wait() }()
-
-	var waitErr error
-	for waiting := true; waiting; {
-		select {
-		case waitErr = <-done:
-			waiting = false
-		case err := <-stdinFailed:
-			if err == nil {
-				continue
-			}
-			// The script must not see a clean end of a truncated input.
-			abort(session, done, out, errOut)
-			return Result{}, fmt.Errorf("%s: read the input of the command: %w", s.name, err)
-		case <-ctx.Done():
-			abort(session, done, out, errOut)
-			return Result{}, ctx.Err()
-		}
-	}
-	select {
-	case err := <-stdinFailed:
-		if err != nil {
-			return Result{}, fmt.Errorf("%s: read the input of the command: %w", s.name, err)
-		}
-	default:
-	}
-
-	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
-	var exitErr *ssh.ExitError
-	switch {
-	case waitErr == nil:
-		return res, nil
-	case ctx.Err() != nil:
-		return res, ctx.Err()
-	case errors.As(waitErr, &exitErr):
-		tail := res.Stderr
-		if cmd.Stderr != nil {
-			tail = stderrTail.Bytes()
-		}
-		return res, &ExitError{Host: s.name, Script: cmd.Script, Code: exitErr.ExitStatus(), Stderr: tail}
-	default:
-		return res, s.connectionError("run a command", waitErr)
-	}
-}
-
-// abort stops a running command: it signals the remote process, closes the
-// session and waits a little for it to end. Output arriving later is
-// dropped rather than written to buffers or writers the caller owns again.
-func abort(session *ssh.Session, done <-chan error, outputs ...*gatedWriter) {
-	_ = session.Signal(ssh.SIGTERM)
-	_ = session.Close()
-	select {
-	case <-done:
-	case <-time.After(abortGrace):
-	}
-	for _, w := range outputs {
-		w.shut()
-	}
-}
-
-// copyStdin copies the caller's input to the command and then closes the
-// command's standard input. A failed write means the command stopped
-// reading (it exited, or the connection broke), which its exit status
-// reports; a failed read is returned, and stdin is left open so the
-// command never takes a truncated input for a whole one.
-func copyStdin(w io.WriteCloser, r io.Reader) error {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return nil
-			}
-		}
-		if err == io.EOF {
-			w.Close()
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
 // connectionError describes err, from doing what on the connection.
 func (s *SSH) connectionError(what string, err error) error {
 	if s.closed.Load() {
@@ -476,39 +339,6 @@ func (s *SSH) connectionError(what string, err error) error {
 		reason = " (" + *r + ")"
 	}
 	return fmt.Errorf("%s: %w%s: cannot %s: %v", s.name, ErrConnectionLost, reason, what, err)
-}
-
-// Rename renames oldpath to newpath on the host with the SFTP extension
-// posix-rename@openssh.com: one rename(2) that replaces newpath atomically.
-// Once the request is sent it is not abandoned on cancellation, so the
-// caller learns whether the switch happened.
-func (s *SSH) Rename(ctx context.Context, oldpath, newpath string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	client, err := s.sftpClient()
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := client.PosixRename(oldpath, newpath); err != nil {
-		what := fmt.Sprintf("rename %s to %s", oldpath, newpath)
-		var status *sftp.StatusError
-		if errors.As(err, &status) {
-			return fmt.Errorf("%s: %s: %w", s.name, what, err)
-		}
-		return s.connectionError(what, err)
-	}
-	return nil
-}
-
-// PrepareRename opens the SFTP channel ahead of a switch, so the switch
-// itself costs one round trip.
-func (s *SSH) PrepareRename(context.Context) error {
-	_, err := s.sftpClient()
-	return err
 }
 
 // DialTCP opens a TCP connection from the host itself, through the SSH
@@ -540,25 +370,6 @@ func (s *SSH) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	}
 }
 
-// sftpClient returns the connection's SFTP client, opening it on first use.
-func (s *SSH) sftpClient() (*sftp.Client, error) {
-	s.sftpMu.Lock()
-	defer s.sftpMu.Unlock()
-	if s.sftp != nil {
-		return s.sftp, nil
-	}
-	client, err := sftp.NewClient(s.client)
-	if err != nil {
-		return nil, s.connectionError("start SFTP, which renames need (is the sftp Subsystem enabled in sshd_config?)", err)
-	}
-	if _, ok := client.HasExtension("posix-rename@openssh.com"); !ok {
-		client.Close()
-		return nil, fmt.Errorf("%s: the SFTP server does not support posix-rename@openssh.com, which the atomic switch of current needs", s.name)
-	}
-	s.sftp = client
-	return client, nil
-}
-
 // Close ends the connection and those to the jump hosts.
 func (s *SSH) Close() error {
 	s.closeOnce.Do(func() {
@@ -578,41 +389,3 @@ func (s *SSH) Close() error {
 	})
 	return s.closeErr
 }
-
-// gatedWriter passes writes to w until shut, then drops them: the session's
-// copying goroutines may outlive an aborted command.
-type gatedWriter struct {
-	mu     sync.Mutex
-	w      io.Writer
-	closed bool
-}
-
-func (g *gatedWriter) Write(p []byte) (int, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return len(p), nil
-	}
-	return g.w.Write(p)
-}
-
-func (g *gatedWriter) shut() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
-}
-
-// tailBuffer keeps the last stderrTailSize bytes written to it.
-type tailBuffer struct {
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - stderrTailSize; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) Bytes() []byte { return t.buf }

@@ -45,6 +45,14 @@ type testSSHServer struct {
 	// ignoreKeepAlives makes the server leave global requests unanswered,
 	// like a peer behind a dead network.
 	ignoreKeepAlives atomic.Bool
+	// ignoreSignals makes the server drop "signal" requests, as servers
+	// that do not support them do.
+	ignoreSignals atomic.Bool
+	// leaveProcesses keeps a session's processes running when the client
+	// closes it, as sshd does (it only closes their pipes).
+	leaveProcesses atomic.Bool
+	// noSFTP refuses the sftp subsystem, as a hardened sshd does.
+	noSFTP atomic.Bool
 	// forwardedKeys receives the keys of each forwarded agent.
 	forwardedKeys chan []*agent.Key
 
@@ -225,7 +233,7 @@ func (s *testSSHServer) handleSession(server *ssh.ServerConn, newChannel ssh.New
 			}()
 		case "subsystem":
 			var payload struct{ Name string }
-			if ssh.Unmarshal(req.Payload, &payload) != nil || payload.Name != "sftp" {
+			if ssh.Unmarshal(req.Payload, &payload) != nil || payload.Name != "sftp" || s.noSFTP.Load() {
 				req.Reply(false, nil)
 				continue
 			}
@@ -244,7 +252,7 @@ func (s *testSSHServer) handleSession(server *ssh.ServerConn, newChannel ssh.New
 		case "signal":
 			var payload struct{ Signal string }
 			ssh.Unmarshal(req.Payload, &payload)
-			if p := process.Load(); p != nil && !exited.Load() && payload.Signal == string(ssh.SIGTERM) {
+			if p := process.Load(); p != nil && !exited.Load() && payload.Signal == string(ssh.SIGTERM) && !s.ignoreSignals.Load() {
 				syscall.Kill(-p.Pid, syscall.SIGTERM)
 			}
 		case "auth-agent-req@openssh.com":
@@ -258,7 +266,7 @@ func (s *testSSHServer) handleSession(server *ssh.ServerConn, newChannel ssh.New
 	}
 	// The client closed the session: end what it started, as sshd's
 	// closing of the pipes would eventually.
-	if p := process.Load(); p != nil && !exited.Load() {
+	if p := process.Load(); p != nil && !exited.Load() && !s.leaveProcesses.Load() {
 		syscall.Kill(-p.Pid, syscall.SIGKILL)
 	}
 }

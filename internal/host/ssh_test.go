@@ -142,6 +142,78 @@ func TestSSHStreamsStdin(t *testing.T) {
 	}
 }
 
+// processesRunning counts this machine's processes whose command line is
+// exactly argv.
+func processesRunning(t *testing.T, argv ...string) int {
+	t.Helper()
+	want := strings.Join(argv, "\x00") + "\x00"
+	dirs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range dirs {
+		if b, err := os.ReadFile(f); err == nil && string(b) == want {
+			stat, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "stat"))
+			if fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(fields) > 0 && fields[0] != "Z" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestSSHCancelStopsTheWholeProcessGroup: a cancelled command returns only
+// once every process it started on the host is gone, on a server that
+// ignores the session's signal request too; one that ignores SIGTERM is
+// killed.
+func TestSSHCancelStopsTheWholeProcessGroup(t *testing.T) {
+	env := newSSHTestEnv(t)
+	srv := env.knownServer(t)
+	srv.ignoreSignals.Store(true)
+	srv.leaveProcesses.Store(true)
+	conn := env.dial(t, targetFor(srv))
+	for _, tc := range []struct {
+		name, script, arg string
+		atLeast           time.Duration
+	}{
+		{"plain", "sleep 47.31 & sleep 47.31 & wait", "47.31", 0},
+		{"ignoring SIGTERM", "trap '' TERM; sleep 48.31 & sleep 48.31 & wait", "48.31", stopGrace},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				for processesRunning(t, "sleep", tc.arg) < 2 {
+					time.Sleep(10 * time.Millisecond)
+				}
+				cancel()
+			}()
+			start := time.Now()
+			_, err := conn.Exec(ctx, Command{Script: tc.script, Stdin: strings.NewReader("")})
+			took := time.Since(start)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want context.Canceled", err)
+			}
+			var still *StillRunningError
+			if errors.As(err, &still) {
+				t.Fatalf("reported still running: %v", err)
+			}
+			if n := processesRunning(t, "sleep", tc.arg); n > 0 {
+				t.Errorf("%d sleep %s still running after the command returned", n, tc.arg)
+			}
+			if took < tc.atLeast || took > tc.atLeast+5*time.Second {
+				t.Errorf("took %s to stop, want %s to %s", took, tc.atLeast, tc.atLeast+5*time.Second)
+			}
+		})
+	}
+	// The report of the process group never shows in what the script
+	// printed.
+	res, err := conn.Query(context.Background(), Command{Script: "echo out; echo err >&2"})
+	if err != nil || string(res.Stdout) != "out\n" || string(res.Stderr) != "err\n" {
+		t.Errorf("printed %q / %q (%v), want out / err", res.Stdout, res.Stderr, err)
+	}
+}
+
 type failingReader struct{ sent bool }
 
 func (r *failingReader) Read(p []byte) (int, error) {
@@ -195,24 +267,27 @@ func TestSSHReusesOneConnection(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	dir := t.TempDir()
-	for i := range 3 {
-		from, to := filepath.Join(dir, fmt.Sprint(i)), filepath.Join(dir, "x")
-		if err := os.WriteFile(from, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := conn.Rename(context.Background(), from, to); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if n := srv.accepts.Load(); n != 1 {
 		t.Errorf("server accepted %d TCP connections, want 1", n)
 	}
 }
 
 func TestSSHRenameSwitchesSymlinkAtomically(t *testing.T) {
+	for _, path := range []string{"sftp", "exec"} {
+		t.Run(path, func(t *testing.T) { testRenameSwitchesAtomically(t, path) })
+	}
+}
+
+// testRenameSwitchesAtomically switches a symlink 40 times with Rename,
+// over SFTP or, on a server without SFTP, by command.
+func testRenameSwitchesAtomically(t *testing.T, path string) {
 	env := newSSHTestEnv(t)
-	conn := env.dial(t, targetFor(env.knownServer(t)))
+	srv := env.knownServer(t)
+	srv.noSFTP.Store(path == "exec")
+	conn := env.dial(t, targetFor(srv))
+	if got := conn.RenamePath(); got != path {
+		t.Fatalf("RenamePath = %q, want %q", got, path)
+	}
 	dir := t.TempDir()
 	for _, release := range []string{"releases/1", "releases/2"} {
 		if err := os.MkdirAll(filepath.Join(dir, release), 0o755); err != nil {
@@ -718,9 +793,6 @@ func TestSSHConnectionLost(t *testing.T) {
 	}
 	if _, err := conn.Query(context.Background(), Command{Script: "true"}); !errors.Is(err, ErrConnectionLost) {
 		t.Errorf("Query on the lost connection: %v, want ErrConnectionLost", err)
-	}
-	if err := conn.Rename(context.Background(), "/nonexistent/a", "/nonexistent/b"); !errors.Is(err, ErrConnectionLost) {
-		t.Errorf("Rename on the lost connection: %v, want ErrConnectionLost", err)
 	}
 }
 

@@ -66,8 +66,8 @@ func (v verbose) Rename(ctx context.Context, oldpath, newpath string) error {
 	return err
 }
 
-// DialTCP is shown too; the wrapper's other abilities (PrepareRename,
-// Loopback) are the wrapped executor's.
+// DialTCP is shown too; PrepareRename and Loopback are the wrapped
+// executor's.
 func (v verbose) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	v.report("$ connect to " + addr + " from the host")
 	return v.Executor.DialTCP(ctx, addr)

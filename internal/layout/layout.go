@@ -57,11 +57,20 @@ func (l Layout) ManifestFile(id string) string {
 // ManifestsDir holds the manifests of the releases.
 func (l Layout) ManifestsDir() string { return path.Join(l.DeployTo, MetaDir, "manifests") }
 
-// SwitchTempLink is the name of the link that is renamed over current. It
-// sits in the same directory as current, which rename(2) needs to be atomic,
-// and its name says which release it was made for.
+// SwitchTempLink is the name of the link that is renamed over current by a
+// switch made without the deploy lock (deploy.Switch); its name says which
+// release it was made for.
 func (l Layout) SwitchTempLink(id string) string {
 	return path.Join(l.DeployTo, "."+l.Current+".slipway-"+id)
+}
+
+// LockedSwitchLink is the link a run holding the deploy lock renames over
+// current. It lives in the lock directory: if the lock is removed or taken
+// over, the link goes with it, and the run's switch fails instead of
+// happening. (rename(2) replaces current atomically wherever on the same
+// file system the link comes from.)
+func (l Layout) LockedSwitchLink(id string) string {
+	return path.Join(l.LockDir(), "."+l.Current+".slipway-"+id)
 }
 
 // CurrentTarget is what the current link should hold to point at release id.
