@@ -95,7 +95,10 @@ func (r *run) checkHost(ctx context.Context, t *Target, rep *CheckReport) error 
 	rep.User, rep.FreeKB = facts.user, facts.freeKB
 	rep.Current, rep.Releases, rep.Lock = t.State.Current, len(t.State.Releases), t.State.Lock
 	rep.Problems = r.problems(t, facts)
-	rep.Warnings = fpmWarnings(ctx, t, FPMHooks(r.opts.Config.Hooks))
+	if facts.absent && facts.canCreate && r.setupNeed() == "" {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s does not exist yet; the first deploy creates it (slipway setup %s creates it now)", r.layout.DeployTo, r.opts.Stage.Name))
+	}
+	rep.Warnings = append(rep.Warnings, fpmWarnings(ctx, t, FPMHooks(r.opts.Config.Hooks))...)
 	for _, w := range rep.Warnings {
 		r.warn(t, "%s", w)
 	}
@@ -290,10 +293,29 @@ func (r *run) probe(ctx context.Context, t *Target) (*hostFacts, error) {
 // metadata need room.
 const minFreeKB = 100 << 10
 
+// setupNeed says what of the configuration only setup prepares, so that
+// a deploy directory that does not exist yet must be set up before a
+// deploy; "" when the first deploy can create it (releases/ and shared/
+// are made by every deploy that lacks them).
+func (r *run) setupNeed() string {
+	cfg := r.opts.Config
+	if shared, _ := splitWritable(cfg); len(shared) > 0 {
+		return "setup prepares the writable directories inside shared ones, which a deploy never changes"
+	}
+	if len(cfg.Shared.Files) > 0 {
+		return "its shared files must be put in place before a deploy"
+	}
+	return ""
+}
+
 // problems is what would make a deploy fail on t, each with its fix.
 func (r *run) problems(t *Target, f *hostFacts) []Problem {
 	l := r.layout
-	out := r.accessProblems(f)
+	var out []Problem
+	if need := r.setupNeed(); f.absent && f.canCreate && need != "" {
+		out = append(out, Problem{What: l.DeployTo + " does not exist yet, and " + need, Fix: "slipway setup " + r.opts.Stage.Name})
+	}
+	out = append(out, r.accessProblems(f)...)
 	out = append(out, toolProblems(f.missingTools, needsOf(r.opts.Config).tools)...)
 	if f.noWebUser {
 		out = append(out, r.webUserProblem())
@@ -429,15 +451,12 @@ func (e *CauseError) Error() string {
 
 func (e *CauseError) Unwrap() error { return e.Err }
 
-// accessProblems are the layout's: the deploy directory missing, or
-// directories the deploy user cannot write.
+// accessProblems are the layout's: the deploy directory missing where
+// the deploy user may not create it, or directories it cannot write.
 func (r *run) accessProblems(f *hostFacts) []Problem {
 	l := r.layout
 	var out []Problem
-	switch {
-	case f.absent && f.canCreate:
-		out = append(out, Problem{What: l.DeployTo + " does not exist yet", Fix: "slipway setup " + r.opts.Stage.Name})
-	case f.absent:
+	if f.absent && !f.canCreate {
 		out = append(out, Problem{
 			What: fmt.Sprintf("%s does not exist, and %s may not create it: %s is not writable", l.DeployTo, f.user, f.ancestor),
 			Fix:  fmt.Sprintf("on the host: sudo mkdir -p %s && sudo chown %s %s; then: slipway setup %s", l.DeployTo, f.user, l.DeployTo, r.opts.Stage.Name),

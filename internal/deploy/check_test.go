@@ -81,7 +81,7 @@ func TestCheckListsWhatADeployOfThisConfigNeeds(t *testing.T) {
 	}
 	got := problemTexts(rep.Problems)
 	for _, want := range []string{
-		deployTo + " does not exist yet | fix: slipway setup demo",
+		deployTo + " does not exist yet, and setup prepares the writable directories inside shared ones, which a deploy never changes | fix: slipway setup demo",
 		"setfacl is not installed (writable.mode: acl runs it) | fix: apt-get install acl (Debian/Ubuntu), apk add acl (Alpine), dnf install acl (RHEL); or set writable.mode: group",
 		"sudo is not installed (cleanup.sudo runs it) | fix: apt-get install sudo",
 		"shared file " + deployTo + "/shared/.env does not exist (every release links it) | fix: slipway setup demo (which creates its directory), then copy it there: cp FILE " + deployTo + "/shared/.env",
@@ -110,6 +110,25 @@ func TestCheckListsWhatADeployOfThisConfigNeeds(t *testing.T) {
 	}
 	if reports, err := Check(context.Background(), opts); err != nil || len(reports[0].Problems) != 0 {
 		t.Errorf("after setup: %v\n%s", err, problemTexts(reports[0].Problems))
+	}
+}
+
+// TestCheckLetsTheFirstDeployCreateTheDeployDirectory: with nothing only
+// setup prepares (no shared files, no writable directory inside a shared
+// one), a deploy directory that does not exist yet is no problem: the
+// first deploy creates it. check says so, and passes.
+func TestCheckLetsTheFirstDeployCreateTheDeployDirectory(t *testing.T) {
+	deployTo := filepath.Join(t.TempDir(), "app")
+	opts := checkConfig(deployTo, localHost, func(c *config.Config) {
+		c.Shared = config.Shared{Dirs: []string{"storage"}}
+		c.Writable = config.Writable{Dirs: []string{"bootstrap/cache"}, Mode: "group"}
+	})
+	reports, err := Check(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if w := strings.Join(reports[0].Warnings, "\n"); !strings.Contains(w, deployTo+" does not exist yet; the first deploy creates it (slipway setup demo creates it now)") {
+		t.Errorf("warnings: %q", w)
 	}
 }
 
