@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
+	"github.com/slipway-deploy/slipway/internal/source"
 )
 
 // The server-side flow (strategy git): each host keeps a bare mirror of the
@@ -29,10 +31,18 @@ func (s fetchStep) Limit() int { return s.d.src.Git.Parallel }
 
 func (s fetchStep) Run(ctx context.Context, t *Target) error {
 	res, err := t.Exec.Exec(ctx, host.Command{Script: fetchScript(s.d.layout.RepoDir(), s.d.src.Git.URL)})
-	if err != nil {
-		return gitError(err, res.Stderr, s.d.src.Git.URL)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if deniedWrite(res.Stderr) {
+		// The mirror lives in the deploy directory: when check finds a
+		// directory there the deploy user may not write, that is the cause.
+		var cause *CauseError
+		if explained := s.d.explainFailure(ctx, t, "updating the git mirror "+s.d.layout.RepoDir(), err); errors.As(explained, &cause) {
+			return explained
+		}
+	}
+	return gitError(err, res.Stderr, s.d.src.Git.URL)
 }
 
 // Plan: a dry run does not fetch.
@@ -51,16 +61,12 @@ else
 fi`, shell.Args{"repo": repo, "url": url})
 }
 
-// gitError explains the usual reasons a fetch fails on a host.
+// gitError says what to do about a failed fetch, from git's own words
+// (source.GitAdvice); a failure they do not explain is git's message
+// alone, never a guess.
 func gitError(err error, stderr []byte, url string) error {
-	msg := string(stderr)
-	switch {
-	case strings.Contains(msg, "Host key verification failed"):
-		return fmt.Errorf("%w\nthe host does not know the git server's host key; on the host, verify its fingerprint and add it to the deploy user's ~/.ssh/known_hosts (slipway never turns this check off)", err)
-	case strings.Contains(msg, "Permission denied") || strings.Contains(msg, "Could not read from remote repository"):
-		return fmt.Errorf("%w\nthe host cannot read %s: give it a deploy key, or set forward_agent: true and load your key in ssh-agent", err, url)
-	case strings.Contains(msg, "command not found") || strings.Contains(msg, "git: not found"):
-		return fmt.Errorf("%w\ngit is not installed on the host (strategy git builds on the server)", err)
+	if advice := source.GitAdvice(string(stderr), source.GitOnHost, url); advice != "" {
+		return fmt.Errorf("%w\n%s", err, advice)
 	}
 	return err
 }

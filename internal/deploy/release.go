@@ -61,8 +61,10 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 			stdin = copyList(plan.delta.CopyTree)
 		}
 	}
-	_, err := t.Exec.Exec(ctx, host.Command{Script: createReleaseScript(l, s.d.releaseID, fill), Stdin: stdin})
-	return err
+	if _, err := t.Exec.Exec(ctx, host.Command{Script: createReleaseScript(l, s.d.releaseID, fill), Stdin: stdin}); err != nil {
+		return s.d.explainFailure(ctx, t, "creating release "+l.ReleaseDir(s.d.releaseID), err)
+	}
+	return nil
 }
 
 // Plan: what the release is filled with is the upload's part of the plan.

@@ -60,7 +60,8 @@ func everyScript(name string) map[string]string {
 		"resolve":              resolveScript(l.RepoDir(), name),
 		"export":               exportScript(l, id, name, name),
 		"setup":                setupScript(l, cfg),
-		"check":                checkScript(l.DeployTo),
+		"check":                checkScript(l, needsOf(cfg)),
+		"check, every need":    checkScript(l, checkNeeds{tools: baseTools, sudo: true, webUser: name, sharedFiles: []string{name, "config/" + name}, liveSize: true, repo: true}),
 		"prune":                pruneScript(l, PrunePlan{Delete: []string{id, live}, Forget: []string{id}}, map[string]*ReleaseMeta{id: meta}, true),
 		"php-fpm timeouts":     fpmTimeoutScript,
 	}

@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"fmt"
 	"path"
 
 	"github.com/slipway-deploy/slipway/internal/config"
@@ -21,13 +20,13 @@ func Setup(ctx context.Context, opts Options) error {
 	setup := stepFunc{name: "setup", fn: func(ctx context.Context, t *Target) error {
 		script := setupScript(l, opts.Config)
 		if _, err := t.Exec.Exec(ctx, host.Command{Script: script}); err != nil {
-			return fmt.Errorf("creating the layout under %s: %w (the deploy user needs write access: sudo mkdir -p %s && sudo chown USER %s)", l.DeployTo, err, l.DeployTo, l.DeployTo)
+			return r.explainFailure(ctx, t, "creating the layout under "+l.DeployTo, err)
 		}
 		return nil
 	}}
 	check := stepFunc{name: "check shared", fn: func(ctx context.Context, t *Target) error {
 		for _, f := range t.State.MissingShared {
-			r.warn(t, "shared file %s does not exist yet; create it before deploying (for example: scp .env.production %s:%s)", l.SharedPath(f), t.Name(), l.SharedPath(f))
+			r.warn(t, "shared file %s does not exist yet; create it before deploying: %s", l.SharedPath(f), copyCommand(t.Host, l.SharedPath(f)))
 		}
 		return nil
 	}}
@@ -45,7 +44,8 @@ func setupScript(l layout.Layout, cfg *config.Config) string {
 	for _, f := range cfg.Shared.Files {
 		dirs = append(dirs, path.Dir(l.SharedPath(f)))
 	}
-	script := shell.Script("umask 022 && mkdir -p -- {{dirs}} && test -w {{deploy_to}}", shell.Args{"dirs": dirs, "deploy_to": l.DeployTo})
+	script := shell.Script(`umask 022 && mkdir -p -- {{dirs}} || exit
+[ -w {{deploy_to}} ] || { printf 'cannot write in %s: Permission denied\n' {{deploy_to}} >&2; exit 1; }`, shell.Args{"dirs": dirs, "deploy_to": l.DeployTo})
 	if sharedWritable, _ := splitWritable(cfg); len(sharedWritable) > 0 {
 		var paths []string
 		for _, d := range sharedWritable {

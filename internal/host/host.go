@@ -63,6 +63,9 @@ type Result struct {
 }
 
 // ExitError reports a script that ran and exited with a non-zero status.
+// Its message is the status and what the script printed last on stderr,
+// not the script: that is slipway's own text, which says nothing to the
+// reader of an error (-v shows every script as it runs).
 type ExitError struct {
 	Host   string
 	Script string
@@ -71,11 +74,15 @@ type ExitError struct {
 }
 
 func (e *ExitError) Error() string {
-	msg := fmt.Sprintf("command exited with status %d: %s", e.Code, e.Script)
-	if tail := Tail(e.Stderr, 10); tail != "" {
-		msg += "\n" + tail
+	msg := fmt.Sprintf("command exited with status %d", e.Code)
+	switch tail := Tail(e.Stderr, 10); {
+	case tail == "":
+		return msg
+	case strings.Contains(tail, "\n"):
+		return msg + ":\n" + tail
+	default:
+		return msg + ": " + tail
 	}
-	return msg
 }
 
 // Tail returns the last n non-empty lines of out, trimmed, for error

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,6 +206,12 @@ func openLocal(ctx context.Context, dir string) (*repository, error) {
 		if errors.Is(err, errNoGit) {
 			return nil, err
 		}
+		var gerr *gitError
+		if errors.As(err, &gerr) {
+			if advice := GitAdvice(gerr.stderr, GitHere, abs); advice != "" {
+				return nil, fmt.Errorf("%s: git cannot read the repository (git: %s)\n%s", abs, gitMessage(err), advice)
+			}
+		}
 		return nil, fmt.Errorf("%s is not in a git repository (git: %s); run slipway inside one, or set source.path to ship a directory as is", abs, gitMessage(err))
 	}
 	bare, commonDir, _ := strings.Cut(out, "\n")
@@ -302,8 +309,17 @@ func remoteError(what, rawURL string, err error) error {
 	if errors.Is(err, errNoGit) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s %s: %w", what, redactURL(rawURL), err)
 	}
-	msg := strings.ReplaceAll(gitMessage(err), rawURL, redactURL(rawURL))
-	return fmt.Errorf("%s %s (git: %s); check the URL, and that this machine can reach it: git ls-remote %s", what, redactURL(rawURL), msg, redactURL(rawURL))
+	shown := redactURL(rawURL)
+	msg := strings.ReplaceAll(gitMessage(err), rawURL, shown)
+	var gerr *gitError
+	if errors.As(err, &gerr) {
+		if advice := GitAdvice(gerr.stderr, GitHere, shown); advice != "" {
+			return fmt.Errorf("%s %s (git: %s)\n%s", what, shown, msg, strings.ReplaceAll(advice, rawURL, shown))
+		}
+	}
+	// A failure git's words do not explain: its message, and how to see
+	// it again outside slipway.
+	return fmt.Errorf("%s %s (git: %s); try it here with: git ls-remote %s", what, shown, msg, shown)
 }
 
 // mirrorName is the cache directory name of a URL.
@@ -970,6 +986,102 @@ func (e *gitError) message() string {
 		return e.err.Error()
 	}
 	return strings.Join(lines[max(0, len(lines)-8):], "; ")
+}
+
+// GitPlace says where a git command ran, for advice that names the
+// machine to fix: this one (the upload flow's export) or a deploy host
+// (strategy git, whose hosts fetch the repository themselves).
+type GitPlace int
+
+const (
+	GitHere   GitPlace = iota // this machine, as the user running slipway
+	GitOnHost                 // a deploy host, as the deploy user
+)
+
+func (p GitPlace) machine() string {
+	if p == GitOnHost {
+		return "the host"
+	}
+	return "this machine"
+}
+
+func (p GitPlace) user() string {
+	if p == GitOnHost {
+		return "the deploy user"
+	}
+	return "you"
+}
+
+var (
+	dubiousOwnership = regexp.MustCompile(`detected dubious ownership in repository at '([^']*)'`)
+	sshAuthRefused   = regexp.MustCompile(`Permission denied \((publickey|password|keyboard-interactive|gssapi)`)
+	httpAuthRefused  = regexp.MustCompile(`could not read (Username|Password) for|Authentication failed for|terminal prompts disabled`)
+	unresolvedHost   = regexp.MustCompile(`Could not resolve host(?:name)?:? ([^\s:]+)`)
+	refusedConnect   = regexp.MustCompile(`(?:connect to host|Failed to connect to) (\S+) port (\d+)(?: after \d+ ms)?: ([^\r\n]+)`)
+	missingRepo      = regexp.MustCompile(`'([^']*)' does not appear to be a git repository|repository '([^']*)' (?:does not exist|not found)|Repository not found`)
+	missingRef       = regexp.MustCompile(`couldn't find remote ref (\S+)|Remote branch (\S+) not found`)
+	gitNotFound      = regexp.MustCompile(`\bgit: (?:command )?not found`)
+	fileDenied       = regexp.MustCompile(`(?m)^(?:fatal: |error: )?(.*?):? Permission denied\.?$`)
+	quotedPath       = regexp.MustCompile(`'([^']+)'`)
+)
+
+// deniedPath is the file a "...: Permission denied" line of git names: the
+// last quoted path, else the last word.
+func deniedPath(line string) string {
+	if m := quotedPath.FindAllStringSubmatch(line, -1); len(m) > 0 {
+		return m[len(m)-1][1]
+	}
+	if fields := strings.Fields(line); len(fields) > 0 {
+		return fields[len(fields)-1]
+	}
+	return "a file"
+}
+
+// GitAdvice says what to do about a git command that failed, from what git
+// printed on stderr, or "" when git's words name no cause slipway knows:
+// the user then gets git's message alone, never a guess. url is the
+// repository git was reading, as the user wrote it.
+func GitAdvice(stderr string, place GitPlace, url string) string {
+	machine := place.machine()
+	switch {
+	case dubiousOwnership.MatchString(stderr):
+		dir := dubiousOwnership.FindStringSubmatch(stderr)[1]
+		if place == GitOnHost {
+			return fmt.Sprintf("git on the host refuses %s: another user owns it (\"dubious ownership\"); on the host, as the deploy user, run: git config --global --add safe.directory %s, or chown the repository to the deploy user", dir, dir)
+		}
+		return fmt.Sprintf("git refuses %s: another user owns it (\"dubious ownership\"); run: git config --global --add safe.directory %s, or chown the repository to yourself", dir, dir)
+	case strings.Contains(stderr, "Host key verification failed"):
+		if place == GitOnHost {
+			return "the host does not know the git server's host key; on the host, verify its fingerprint and add it to the deploy user's ~/.ssh/known_hosts (slipway never turns this check off)"
+		}
+		return "this machine does not know the git server's host key; verify its fingerprint and add it to your ~/.ssh/known_hosts"
+	case sshAuthRefused.MatchString(stderr):
+		if place == GitOnHost {
+			return fmt.Sprintf("the git server refused the host's SSH key for %s: give the host a deploy key (in the deploy user's ~/.ssh), or set forward_agent: true and load your key in ssh-agent", url)
+		}
+		return fmt.Sprintf("the git server refused your SSH key for %s: load a key it accepts in ssh-agent (ssh-add), and test it with: git ls-remote %s", url, url)
+	case httpAuthRefused.MatchString(stderr):
+		return fmt.Sprintf("the git server wants credentials for %s that %s does not have (slipway never prompts): use an SSH URL with a key, or a credential helper for %s", url, machine, place.user())
+	case unresolvedHost.MatchString(stderr):
+		name := unresolvedHost.FindStringSubmatch(stderr)[1]
+		return fmt.Sprintf("%s cannot resolve the git server's name %s: check the host name in %s, and DNS on %s (getent hosts %s)", machine, name, url, machine, name)
+	case refusedConnect.MatchString(stderr):
+		m := refusedConnect.FindStringSubmatch(stderr)
+		return fmt.Sprintf("%s cannot connect to the git server %s port %s (%s): check the host and port in %s, and that %s may reach it", machine, m[1], m[2], strings.TrimSpace(m[3]), url, machine)
+	case missingRef.MatchString(stderr):
+		m := missingRef.FindStringSubmatch(stderr)
+		return fmt.Sprintf("%s has no branch or tag %s: check the name, or list them with: git ls-remote %s", url, m[1]+m[2], url)
+	case missingRepo.MatchString(stderr):
+		return fmt.Sprintf("there is no git repository at %s that %s can read: check the URL (a repository the key may not see, or a directory %s cannot read, looks missing too)", url, place.user(), place.user())
+	case gitNotFound.MatchString(stderr):
+		if place == GitOnHost {
+			return "git is not installed on the host (strategy git fetches and exports there): apt-get install git (Debian/Ubuntu), apk add git (Alpine), dnf install git (RHEL)"
+		}
+		return errNoGit.Error()
+	case fileDenied.MatchString(stderr):
+		return fmt.Sprintf("%s may not write (or read) %s on %s", place.user(), deniedPath(fileDenied.FindStringSubmatch(stderr)[1]), machine)
+	}
+	return ""
 }
 
 func gitMessage(err error) string {
