@@ -355,6 +355,35 @@ func TestInterruptedDeployCleansUp(t *testing.T) {
 			p.requireCleanedUp(r, group, live, releases)
 		})
 	}
+	// Under nohup, SIGHUP is ignored, and stays so: the deploy goes on.
+	t.Run("SIGHUP under nohup", func(t *testing.T) {
+		p.t = t
+		p.commit()
+		live, releases := p.live(), p.releases()
+		pidFile := filepath.Join(t.TempDir(), "hook.pid")
+		output := &lockedOutput{}
+		cmd := p.command("HOOK_PID_FILE=" + pidFile)
+		cmd.Args = append([]string{"sh", "-c", `trap "" HUP; exec "$0" "$@"`}, cmd.Args...)
+		cmd.Path = "/bin/sh"
+		cmd.Stdout, cmd.Stderr = output, output
+		r := p.start(cmd, output)
+		group := r.hookGroup(pidFile)
+		r.signal(syscall.SIGHUP)
+		select {
+		case <-r.exited:
+			t.Fatalf("slipway started with SIGHUP ignored exited (%d) on SIGHUP\n%s", r.code, output)
+		case <-time.After(500 * time.Millisecond):
+		}
+		if left := liveInGroup(t, group); len(left) == 0 {
+			t.Errorf("the hook stopped on a SIGHUP slipway was to ignore\n%s", output)
+		}
+		r.signal(syscall.SIGTERM)
+		r.wait(10 * time.Second)
+		if r.code != 143 {
+			t.Errorf("exit %d after SIGTERM, want 143\n%s", r.code, output)
+		}
+		p.requireCleanedUp(r, group, live, releases)
+	})
 	t.Run("closed output", func(t *testing.T) {
 		p.t = t
 		p.commit()

@@ -84,8 +84,8 @@ type interrupts struct {
 	signals int // signals seen since the first interrupt
 }
 
-// notify starts turning SIGINT, SIGTERM and SIGHUP into interrupts, and
-// returns the function that stops it.
+// notify starts turning SIGINT, SIGTERM and SIGHUP (those not ignored)
+// into interrupts, and returns the function that stops it.
 //
 // SIGPIPE is notified too, only so that a write to a closed stdout or
 // stderr fails with EPIPE (which watch turns into an interrupt) instead of
@@ -93,7 +93,14 @@ type interrupts struct {
 // left. The signal itself says nothing: writes to any closed pipe raise it.
 func (in *interrupts) notify() (stop func()) {
 	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
+		// A signal ignored when slipway started stays ignored: nohup
+		// ignores SIGHUP, a shell ignores SIGINT for a background job
+		// of a script, and Notify would catch it again.
+		if !signal.Ignored(sig) {
+			signal.Notify(signals, sig)
+		}
+	}
 	pipes := make(chan os.Signal, 1)
 	signal.Notify(pipes, syscall.SIGPIPE)
 	done := make(chan struct{})
