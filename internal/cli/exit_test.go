@@ -15,16 +15,19 @@ import (
 // its meaning from exitMeaning.
 func TestHelpListsTheExitCodesOfEachCommand(t *testing.T) {
 	// Every command can fail (1) and be called wrongly (2). Those that
-	// connect can find a host unreachable (4) and be interrupted (130);
-	// those that take the deploy lock can find it held (3); only deploy
-	// and rollback switch, so only they can fail after the switch (5), and
-	// only a deploy's rollout switches back (6). ssh replaces itself with
-	// the ssh client, whose exit status is the shell's.
-	connects := []int{ExitOK, ExitFailed, ExitUsage, ExitUnreachable, ExitInterrupted}
+	// connect can find a host unreachable (4) and be interrupted (129
+	// SIGHUP, 130 SIGINT, 141 closed output, 143 SIGTERM); those that take
+	// the deploy lock can find it held (3); only deploy and rollback
+	// switch, so only they can fail after the switch (5), and only a
+	// deploy's rollout switches back (6). ssh replaces itself with the ssh
+	// client, whose exit status is the shell's.
+	interrupted := []int{ExitHangup, ExitInterrupted, ExitOutputClosed, ExitTerminated}
+	with := func(codes ...int) []int { return append(codes, interrupted...) }
+	connects := with(ExitOK, ExitFailed, ExitUsage, ExitUnreachable)
 	want := map[string][]int{
-		"deploy":   {ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable, ExitAfterSwitch, ExitRolledBack, ExitInterrupted},
-		"rollback": {ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable, ExitAfterSwitch, ExitInterrupted},
-		"cleanup":  {ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable, ExitInterrupted},
+		"deploy":   with(ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable, ExitAfterSwitch, ExitRolledBack),
+		"rollback": with(ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable, ExitAfterSwitch),
+		"cleanup":  with(ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable),
 		"releases": connects,
 		"setup":    connects,
 		"check":    connects,
@@ -32,7 +35,7 @@ func TestHelpListsTheExitCodesOfEachCommand(t *testing.T) {
 		"plan":     connects,
 		"exec":     connects,
 		// status reports an unreachable host in its output and fails with 1.
-		"status":  {ExitOK, ExitFailed, ExitUsage, ExitInterrupted},
+		"status":  with(ExitOK, ExitFailed, ExitUsage),
 		"init":    {ExitOK, ExitFailed, ExitUsage},
 		"ssh":     {ExitFailed, ExitUsage},
 		"version": {ExitOK, ExitUsage},

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -55,13 +56,18 @@ func printDeployResult(w io.Writer, verb string, res *deploy.Result, err error) 
 		fmt.Fprintf(w, "%s: release %s went live, failed, and every host it reached was switched back to its previous release\n", verb, rolledBack.ReleaseID)
 	case errors.As(err, &switched):
 		fmt.Fprintf(w, "%s: release %s went live, but a later step failed (see below)\n", verb, switched.ReleaseID)
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(w, "%s interrupted: no host was switched; every host stays on its previous release\n", verb)
 	default:
 		fmt.Fprintf(w, "%s failed: no host was switched; every host stays on its previous release\n", verb)
 	}
 }
 
 // jsonStream is the --json output of a deploy or rollback, or nothing.
-type jsonStream struct{ j *ui.JSON }
+type jsonStream struct {
+	j          *ui.JSON
+	interrupts *interrupts
+}
 
 // jsonEvents switches a run to --json output: NDJSON events on stdout, and
 // on stderr only what a person must see (errors, warnings).
@@ -76,12 +82,20 @@ func jsonEvents(opts *deploy.Options, streams IO, enabled bool, command string) 
 	}
 	opts.Events = ui.Fanout{ui.NewProgress(streams.Err, hosts, true), j}
 	j.Write(ui.JSONEvent{Type: "run_started", Command: command, Stage: opts.Stage.Name, Hosts: hosts})
-	return jsonStream{j}
+	return jsonStream{j: j, interrupts: streams.interrupts}
 }
 
+// finished emits run_finished. An interrupted run's error is the interrupt
+// (never "context canceled"), with its exit code.
 func (s jsonStream) finished(res *deploy.Result, err error) {
 	if s.j == nil {
 		return
 	}
-	s.j.Finished(outcomeOf(res, err), exitCode(err), res, err)
+	outcome := outcomeOf(res, err)
+	err = s.interrupts.explain(err)
+	code := exitCode(err)
+	if isInterrupt(code) {
+		outcome = "interrupted"
+	}
+	s.j.Finished(outcome, code, res, err)
 }

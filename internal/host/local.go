@@ -12,7 +12,8 @@ import (
 
 // Local runs on this machine, without SSH: the embedded default for
 // `hosts: [local]`. It runs the same sh scripts an SSH host would, so a local
-// deploy exercises the same code as a remote one.
+// deploy exercises the same code as a remote one. It needs a POSIX system:
+// on Windows every effect fails with a message saying so.
 type Local struct{}
 
 // NewLocal returns the executor for this machine.
@@ -27,8 +28,14 @@ func (l *Local) Query(ctx context.Context, cmd Command) (Result, error) { return
 
 func (l *Local) Exec(ctx context.Context, cmd Command) (Result, error) { return l.run(ctx, cmd) }
 
-func (*Local) run(ctx context.Context, cmd Command) (Result, error) {
-	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd.Script)
+// run runs cmd.Script with /bin/sh in a process group of its own
+// (RunGroup): a cancelled script is stopped whole, background processes
+// included, before run returns.
+func (l *Local) run(ctx context.Context, cmd Command) (Result, error) {
+	if err := posixOnly(); err != nil {
+		return Result{}, err
+	}
+	c := exec.Command("/bin/sh", "-c", cmd.Script)
 	c.Stdin = cmd.Stdin
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
@@ -38,22 +45,29 @@ func (*Local) run(ctx context.Context, cmd Command) (Result, error) {
 	if cmd.Stderr != nil {
 		c.Stderr = cmd.Stderr
 	}
-	err := c.Run()
+	err := RunGroup(ctx, c)
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	var stillRunning *StillRunningError
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
 		return res, nil
+	case errors.As(err, &stillRunning):
+		stillRunning.Host = l.Name()
+		return res, stillRunning
 	case ctx.Err() != nil:
 		return res, ctx.Err()
 	case errors.As(err, &exitErr):
-		return res, &ExitError{Host: "local", Script: cmd.Script, Code: exitErr.ExitCode(), Stderr: res.Stderr}
+		return res, &ExitError{Host: l.Name(), Script: cmd.Script, Code: exitErr.ExitCode(), Stderr: res.Stderr}
 	default:
 		return res, fmt.Errorf("run %s: %w", cmd.Script, err)
 	}
 }
 
 func (*Local) Rename(ctx context.Context, oldpath, newpath string) error {
+	if err := posixOnly(); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -8,8 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/slipway-deploy/slipway/internal/host"
 )
 
 // buildTailLines is how much of a failed command's output its error keeps.
@@ -30,12 +31,15 @@ func (e *BuildError) Error() string {
 	return msg + "; its last lines of output:\n  " + strings.Join(e.Tail, "\n  ")
 }
 
-// RunBuild runs each command with sh -c in dir, one after another, with
-// the environment of slipway plus SLIPWAY_BUILD_DIR=dir. Each command is
-// announced on out as "$ command", then its stdout and stderr are written
-// there as they come. The first failing command stops the build with a
-// *BuildError. Cancelling ctx kills the running command and every process
-// it started (its process group), so a cancelled npm run build stops whole.
+// RunBuild runs each command with the shell (sh -c; cmd.exe /C on Windows)
+// in dir, one after another, with the environment of slipway plus
+// SLIPWAY_BUILD_DIR=dir. Each command is announced on out as "$ command",
+// then its stdout and stderr are written there as they come. The first
+// failing command stops the build with a *BuildError. Cancelling ctx
+// stops the running command and every process it started (its process
+// group: SIGTERM, then SIGKILL), so a cancelled npm run build stops whole,
+// and RunBuild returns once they are gone (host.RunGroup); on Windows only
+// the command's own process is killed.
 func RunBuild(ctx context.Context, dir string, commands []string, out io.Writer) error {
 	if out == nil {
 		out = io.Discard
@@ -57,21 +61,21 @@ func runBuildCommand(ctx context.Context, dir string, env []string, command stri
 		return fmt.Errorf("build command %q: output: %w", command, err)
 	}
 	tail := &tailWriter{w: out}
-	cmd := exec.CommandContext(ctx, "sh", "-c", command)
+	cmd := shellCommand(command)
 	cmd.Dir, cmd.Env = dir, env
-	// One writer for both streams: exec then copies them through one
-	// pipe, so their lines stay in the order the command wrote them.
+	// One writer for both streams: they then share one pipe, so their
+	// lines stay in the order the command wrote them.
 	cmd.Stdout, cmd.Stderr = tail, tail
-	// Its own process group, so cancelling kills what it started too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	// A background process left by the command (a build server) may
 	// keep the output open; do not wait for it forever.
 	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
+	// Cancelling stops the command and what it started (host.RunGroup).
+	err := host.RunGroup(ctx, cmd)
 	switch {
 	case err == nil, errors.Is(err, exec.ErrWaitDelay):
 		return nil
+	case errors.As(err, new(*host.StillRunningError)):
+		return fmt.Errorf("build command %q stopped: %w", command, err)
 	case ctx.Err() != nil:
 		return fmt.Errorf("build command %q stopped: %w", command, ctx.Err())
 	}
