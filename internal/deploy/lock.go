@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -57,12 +56,6 @@ func (o LockOwner) stale(machine string, now time.Time, alive func(int) bool) st
 		return fmt.Sprintf("it expired at %s without being refreshed", o.Expires.UTC().Format(time.RFC3339))
 	}
 	return ""
-}
-
-// processAlive reports whether pid runs on this machine.
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func (o LockOwner) String() string {

@@ -36,13 +36,10 @@ const (
 	groupMarker = "slipway-process-group"
 )
 
-// stopGrace is how long a cancelled command's processes get to end after
-// SIGTERM before they are killed; stopBound is how long they then get to
-// be gone before the command is reported as still running.
-const (
-	stopGrace = 5 * time.Second
-	stopBound = 3 * time.Second
-)
+// stopBound is how long a cancelled command's processes get to be gone
+// after SIGKILL (they got StopGrace after SIGTERM) before the command is
+// reported as still running.
+const stopBound = 3 * time.Second
 
 // Query runs a script that changes nothing on the host.
 func (s *SSH) Query(ctx context.Context, cmd Command) (Result, error) { return s.run(ctx, cmd) }
@@ -148,7 +145,7 @@ func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
 }
 
 // stop ends a running command: SIGTERM to its process group, SIGKILL to
-// what is left after stopGrace, and a wait until the group is gone. Only
+// what is left after StopGrace, and a wait until the group is gone. Only
 // then is the session closed; output arriving later is dropped rather
 // than written to buffers or writers the caller owns again. It returns a
 // *StillRunningError when processes of the command may still run.
@@ -194,12 +191,12 @@ func (s *SSH) stopGroup(id int) error {
 	defer session.Close()
 	var stderr bytes.Buffer
 	session.Stderr = &stderr
-	session.Stdin = strings.NewReader(stopGroupScript(id, stopGrace, stopBound))
+	session.Stdin = strings.NewReader(stopGroupScript(id, StopGrace, stopBound))
 	done := make(chan error, 1)
 	go func() { done <- session.Run(readAll) }()
 	select {
 	case err = <-done:
-	case <-time.After(stopGrace + stopBound + 2*abortGrace):
+	case <-time.After(StopGrace + stopBound + 2*abortGrace):
 		err = errors.New("no answer")
 	}
 	if err != nil {
@@ -240,18 +237,6 @@ wait_gone %d && exit 0
 echo "processes of group $g are still running after SIGKILL" >&2
 exit 3
 `, id, int(grace/(100*time.Millisecond)), int(bound/(100*time.Millisecond)))
-}
-
-// StillRunningError reports processes a cancelled run started on a host
-// that could not be stopped, or not be seen to stop: the run keeps the
-// deploy lock there, so no other run starts beside them.
-type StillRunningError struct {
-	Host string
-	What string
-}
-
-func (e *StillRunningError) Error() string {
-	return fmt.Sprintf("%s: could not stop %s", e.Host, e.What)
 }
 
 // groupWriter passes stderr on, taking out the line in which the script

@@ -178,7 +178,7 @@ func TestSSHCancelStopsTheWholeProcessGroup(t *testing.T) {
 		atLeast           time.Duration
 	}{
 		{"plain", "sleep 47.31 & sleep 47.31 & wait", "47.31", 0},
-		{"ignoring SIGTERM", "trap '' TERM; sleep 48.31 & sleep 48.31 & wait", "48.31", stopGrace},
+		{"ignoring SIGTERM", "trap '' TERM; sleep 48.31 & sleep 48.31 & wait", "48.31", StopGrace},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
