@@ -55,11 +55,11 @@ func runDeploy(ctx context.Context, g *globalOptions, streams IO, stage string, 
 	if opts.dryRun {
 		return runPlan(ctx, g, streams, stage, opts)
 	}
-	dopts, src, prepared, err := loadDeploy(ctx, g, streams, stage, "deploy "+stage, opts)
+	dopts, src, made, err := loadDeploy(ctx, g, streams, stage, "deploy "+stage, opts)
 	if err != nil {
 		return err
 	}
-	defer prepared.Remove()
+	defer made.Remove()
 	if opts.canary < 0 {
 		return &UserError{Msg: "--canary: give a number of hosts, e.g. --canary 1"}
 	}

@@ -37,11 +37,11 @@ any host: its connections refuse every write. deploy --dry-run is the same.`,
 func runPlan(ctx context.Context, g *globalOptions, streams IO, stage string, opts *deployOptions) error {
 	gq := *g
 	gq.quiet = true
-	dopts, src, prepared, err := loadDeploy(ctx, &gq, streams, stage, "plan "+stage, opts)
+	dopts, src, made, err := loadDeploy(ctx, &gq, streams, stage, "plan "+stage, opts)
 	if err != nil {
 		return err
 	}
-	defer prepared.Remove()
+	defer made.Remove()
 	plan, err := deploy.PlanDeploy(ctx, dopts, src)
 	if err != nil {
 		return err

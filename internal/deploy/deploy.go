@@ -13,9 +13,15 @@ import (
 
 // Source is what a deploy ships and how it is recorded.
 type Source struct {
-	// Tree is the content to upload (strategy upload); nil for the git
-	// strategy, where each host exports the commit from its own mirror.
-	Tree     *source.Tree
+	// Tree is the content to upload (strategy upload): given, or made by
+	// Build; nil for the git strategy, where each host exports the commit
+	// from its own mirror.
+	Tree *source.Tree
+	// Build makes Tree on this machine (an export, a build). The deploy
+	// calls it once every host is locked and the revision is known not to
+	// be live already, so a deploy that will be refused never waits for a
+	// build. A Revision left empty is the built tree's digest.
+	Build    func(ctx context.Context) (*source.Tree, error)
 	Revision string // commit SHA, or the tree digest of a plain directory; resolved on the hosts for the git strategy
 	Branch   string // branch or tag deployed, for history and revisions.log
 	Dirty    bool   // uncommitted changes were shipped (--allow-dirty)
@@ -129,7 +135,11 @@ func (d *deployRun) steps() []Step {
 	if d.src.Git != nil {
 		steps = append(steps, perHost(fetchStep{d: d}), fleetWide(resolveStep{d}))
 	}
-	steps = append(steps, fleetWide(alreadyLiveStep{d}), fleetWide(chooseReleaseStep{d}))
+	steps = append(steps, fleetWide(alreadyLiveStep{d}))
+	if d.src.Build != nil {
+		steps = append(steps, fleetWide(buildStep{d}))
+	}
+	steps = append(steps, fleetWide(chooseReleaseStep{d}))
 	if d.delta() {
 		steps = append(steps, fleetWide(manifestStep{d.run}))
 	}
@@ -157,7 +167,7 @@ func (d *deployRun) steps() []Step {
 // delta says whether this deploy may send only the changes: the upload
 // strategy with source.delta on.
 func (d *deployRun) delta() bool {
-	return d.src.Tree != nil && d.opts.Config.Source.Delta
+	return d.src.Git == nil && d.opts.Config.Source.Delta
 }
 
 func (d *deployRun) releaseFor(*Target) string { return d.releaseID }

@@ -120,10 +120,12 @@ const ownerWaitTries = 30
 // for someone else's lock.
 func acquireScript(l layout.Layout, owner []byte) string {
 	return shell.Script(`umask 022
+[ -d {{deploy_to}} ] || echo {{created_deploy_to}}
+[ -d {{meta}} ] || echo {{created_meta}}
 mkdir -p -- {{meta}} || exit
 tries=0
 while :; do
-if why=$(mkdir -- {{lock}} 2>&1); then
+if why=$(mkdir -p -- {{meta}} && mkdir -- {{lock}} 2>&1); then
   printf '%s\n' {{owner}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}} || { status=$?; rm -rf -- {{lock}}; exit $status; }
   break
 fi
@@ -131,11 +133,21 @@ fi
 if [ -s {{file}} ] || [ "$tries" -ge {{tries}} ]; then head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}; fi
 tries=$((tries + 1)); sleep 0.1 2>/dev/null || sleep 1
 done`, shell.Args{
+		"deploy_to": l.DeployTo, "created_deploy_to": createdDeployTo, "created_meta": createdMeta,
 		"meta": l.MetaDir(), "lock": l.LockDir(), "owner": string(owner),
 		"tmp": l.LockOwnerFile() + ".tmp", "file": l.LockOwnerFile(),
 		"tries": ownerWaitTries, "locked": lockedStatus,
 	})
 }
+
+// Lines the lock script prints when it made the deploy directory or
+// slipway's own directory in it: releasing the lock removes them again
+// while they are empty, so a run that stops before it made a release (a
+// failed build, an interrupt) leaves a fresh host as it found it.
+const (
+	createdDeployTo = "slipway-created deploy_to"
+	createdMeta     = "slipway-created .slipway"
+)
 
 // refreshScript pushes the lock's expiry forward; the run's executor
 // fences it, so only the run's own lock is refreshed.
@@ -146,11 +158,16 @@ func refreshScript(l layout.Layout, owner []byte) string {
 }
 
 // releaseScript removes the lock, if it is still the one with token (a
-// run that lost its lock leaves the new holder's alone, and says nothing).
-func releaseScript(l layout.Layout, token string) string {
-	return shell.Script(`if grep -qsF -- {{token}} {{file}}; then rm -rf -- {{lock}}; fi`, shell.Args{
+// run that lost its lock leaves the new holder's alone, and says nothing),
+// then the directories made, which rmdir removes only while empty.
+func releaseScript(l layout.Layout, token string, made []string) string {
+	script := shell.Script(`if grep -qsF -- {{token}} {{file}}; then rm -rf -- {{lock}}; fi`, shell.Args{
 		"token": tokenField(token), "file": l.LockOwnerFile(), "lock": l.LockDir(),
 	})
+	if len(made) > 0 {
+		script += shell.Script("\nrmdir -- {{made}} 2>/dev/null || true", shell.Args{"made": made})
+	}
+	return script
 }
 
 // acquire takes the lock on one host and, once it holds it, runs then in
@@ -169,16 +186,24 @@ func acquire(ctx context.Context, ex host.Executor, l layout.Layout, owner LockO
 	var exitErr *host.ExitError
 	if errors.As(err, &exitErr) && exitErr.Code == lockedStatus {
 		var holder LockOwner
-		_ = json.Unmarshal([]byte(strings.TrimSpace(string(res.Stdout))), &holder)
+		out := string(res.Stdout)
+		for _, marker := range []string{createdDeployTo, createdMeta} {
+			out = strings.Replace(out, marker+"\n", "", 1)
+		}
+		_ = json.Unmarshal([]byte(strings.TrimSpace(out)), &holder)
 		return nil, &LockedError{Host: ex.Name(), Owner: holder}
 	}
 	return res.Stdout, err
 }
 
 // removeLock removes the lock on one host, whoever holds it (slipway
-// unlock, and the takeover of a stale lock).
+// unlock, and the takeover of a stale lock). A holder that is alive may be
+// writing its refreshed owner file in the lock meanwhile, which makes one
+// rm -rf fail ("Directory not empty"): it tries again.
 func removeLock(ctx context.Context, ex host.Executor, l layout.Layout) error {
-	_, err := ex.Exec(ctx, host.Command{Script: "rm -rf -- " + shell.Quote(l.LockDir())})
+	script := shell.Script(`for i in 1 2 3 4 5; do rm -rf -- {{lock}} 2>/dev/null && exit 0; sleep 0.1 2>/dev/null || sleep 1; done
+rm -rf -- {{lock}}`, shell.Args{"lock": l.LockDir()})
+	_, err := ex.Exec(ctx, host.Command{Script: script})
 	return err
 }
 
@@ -200,7 +225,8 @@ type Lock struct {
 
 	mu       sync.Mutex
 	held     []*Target
-	released bool // release began: refreshing stops
+	made     map[*Target][]string // directories the lock script made, innermost first
+	released bool                 // release began: refreshing stops
 
 	startRefresh sync.Once
 	closeOnce    sync.Once
@@ -257,6 +283,12 @@ func (l *Lock) Acquire(ctx context.Context, t *Target, then string) ([]byte, err
 	t.Exec = fenced{Executor: t.Exec, fence: fenceScript(l.layout, l.owner.Token)}
 	l.mu.Lock()
 	l.held = append(l.held, t)
+	if made := madeDirs(out, l.layout); len(made) > 0 {
+		if l.made == nil {
+			l.made = map[*Target][]string{}
+		}
+		l.made[t] = made
+	}
 	l.mu.Unlock()
 	if l.ttl > 0 {
 		l.startRefresh.Do(func() {
@@ -265,6 +297,21 @@ func (l *Lock) Acquire(ctx context.Context, t *Target, then string) ([]byte, err
 		})
 	}
 	return out, nil
+}
+
+// madeDirs reads from the lock script's output which directories it made,
+// innermost first.
+func madeDirs(out []byte, l layout.Layout) []string {
+	var made []string
+	for _, line := range strings.Split(string(out), "\n") {
+		switch line {
+		case createdMeta:
+			made = append([]string{l.MetaDir()}, made...)
+		case createdDeployTo:
+			made = append(made, l.DeployTo)
+		}
+	}
+	return made
 }
 
 // Holds reports whether the run holds the lock on t.
@@ -279,14 +326,14 @@ func (l *Lock) Holds(t *Target) bool {
 func (l *Lock) Release(ctx context.Context, t *Target) error {
 	l.mu.Lock()
 	l.released = true
-	held := slices.Contains(l.held, t)
+	held, made := slices.Contains(l.held, t), l.made[t]
 	l.mu.Unlock()
 	if !held {
 		return nil
 	}
 	// The executor's fence would refuse to remove a lost lock: say nothing
 	// of it, the loss is reported already.
-	_, err := t.Exec.Exec(ctx, host.Command{Script: releaseScript(l.layout, l.owner.Token)})
+	_, err := t.Exec.Exec(ctx, host.Command{Script: releaseScript(l.layout, l.owner.Token, made)})
 	var lost *LockLostError
 	if errors.As(err, &lost) {
 		return nil

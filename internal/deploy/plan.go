@@ -58,6 +58,6 @@ func PlanDeploy(ctx context.Context, opts Options, src Source) (*Plan, error) {
 	if err := d.pipeline(d.steps()); err != nil {
 		return nil, err
 	}
-	d.plan.ReleaseID = d.releaseID
+	d.plan.ReleaseID, d.plan.Revision = d.releaseID, d.src.Revision
 	return d.plan, nil
 }

@@ -40,7 +40,7 @@ func everyScript(name string) map[string]string {
 	scripts := map[string]string{
 		"acquire":              acquireScript(l, owner),
 		"refresh lock":         refreshScript(l, owner),
-		"release lock":         releaseScript(l, "0123abcd"),
+		"release lock":         releaseScript(l, "0123abcd", []string{l.MetaDir(), l.DeployTo}),
 		"inspect":              inspectScript(l, []string{name, "config/" + name}, true),
 		"inspect, no manifest": inspectScript(l, nil, false),
 		"create":               createReleaseScript(l, id, writeMetaScript(l, meta)),

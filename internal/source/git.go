@@ -35,7 +35,7 @@ type GitExport struct {
 	Subdir     string // optional: export only this subdirectory of the repo, as the root
 	// MemoryLimit keeps the export in memory when its files hold at most
 	// this many bytes (0: always on disk, in a temporary directory, as a
-	// build needs).
+	// build needs); ExportGit only.
 	MemoryLimit int64
 }
 
@@ -62,11 +62,25 @@ func (e *Export) Scan(exclude []string) (*Tree, error) {
 // as submodules cannot recurse without end.
 const maxSubmoduleDepth = 16
 
-// ExportGit copies one revision of a repository into a fresh temporary
-// directory with git archive: only tracked content, never untracked or
-// ignored files of a working tree. Attributes such as export-ignore in
-// .gitattributes are honoured, as with any git archive.
-func ExportGit(ctx context.Context, opts GitExport) (*Export, error) {
+// GitRevision is a revision of a repository resolved to its commit,
+// before anything is exported: a deploy learns what it would ship, and
+// whether that is live already, before it spends time on an export or a
+// build.
+type GitRevision struct {
+	Commit string // full SHA (for a dirty export: HEAD's SHA)
+	Ref    string // branch or tag name deployed, "" for a bare revision
+	Dirty  bool   // uncommitted tracked changes will be included (AllowDirty)
+
+	repo    *repository
+	treeish string // what is exported: Commit, or a commit of the dirty working tree
+	subdir  string
+	opts    GitExport
+}
+
+// ResolveGit opens the repository (fetching the mirror of a remote one)
+// and resolves the revision opts names, refusing a dirty working tree
+// unless opts.AllowDirty.
+func ResolveGit(ctx context.Context, opts GitExport) (*GitRevision, error) {
 	subdir, err := cleanSubdir(opts.Subdir)
 	if err != nil {
 		return nil, err
@@ -84,8 +98,7 @@ func ExportGit(ctx context.Context, opts GitExport) (*Export, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Export{Commit: commit, Ref: ref}
-	treeish := commit
+	g := &GitRevision{Commit: commit, Ref: ref, repo: repo, treeish: commit, subdir: subdir, opts: opts}
 	defaultRevision := opts.Revision == "" && opts.Branch == "" && opts.Tag == ""
 	if defaultRevision && repo.worktree != "" {
 		changed, err := repo.uncommitted(ctx, opts.Submodules)
@@ -96,15 +109,35 @@ func ExportGit(ctx context.Context, opts GitExport) (*Export, error) {
 			if !opts.AllowDirty {
 				return nil, dirtyError(repo.worktree, changed)
 			}
-			e.Dirty = true
-			if treeish, err = repo.workingTreeCommit(ctx, commit); err != nil {
+			g.Dirty = true
+			if g.treeish, err = repo.workingTreeCommit(ctx, commit); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if opts.MemoryLimit > 0 {
-		e.mem = newMemFS(opts.MemoryLimit)
-		err := e.fill(ctx, repo, treeish, subdir, opts, memSink{e.mem})
+	return g, nil
+}
+
+// ExportGit copies one revision of a repository into a fresh temporary
+// directory with git archive: only tracked content, never untracked or
+// ignored files of a working tree. Attributes such as export-ignore in
+// .gitattributes are honoured, as with any git archive.
+func ExportGit(ctx context.Context, opts GitExport) (*Export, error) {
+	g, err := ResolveGit(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return g.Export(ctx, opts.MemoryLimit)
+}
+
+// Export exports the revision: in memory when its files hold at most
+// memoryLimit bytes (0: always on disk, as a build needs).
+func (g *GitRevision) Export(ctx context.Context, memoryLimit int64) (*Export, error) {
+	repo, opts := g.repo, g.opts
+	e := &Export{Commit: g.Commit, Ref: g.Ref, Dirty: g.Dirty}
+	if memoryLimit > 0 {
+		e.mem = newMemFS(memoryLimit)
+		err := e.fill(ctx, repo, g.treeish, g.subdir, opts, memSink{e.mem})
 		if err == nil || !errors.Is(err, errTooBig) {
 			if err != nil {
 				return nil, err
@@ -114,6 +147,7 @@ func ExportGit(ctx context.Context, opts GitExport) (*Export, error) {
 		}
 		e.mem = nil // too big: on disk after all
 	}
+	var err error
 	if e.Dir, err = os.MkdirTemp("", "slipway-export-*"); err != nil {
 		return nil, fmt.Errorf("export of %s: %w", repo.name, err)
 	}
@@ -123,7 +157,7 @@ func ExportGit(ctx context.Context, opts GitExport) (*Export, error) {
 		return nil, err
 	}
 	dirs := newDirCache(root)
-	err = e.fill(ctx, repo, treeish, subdir, opts, diskSink{dirs})
+	err = e.fill(ctx, repo, g.treeish, g.subdir, opts, diskSink{dirs})
 	dirs.close()
 	root.Close()
 	if err != nil {

@@ -40,11 +40,49 @@ type Prepared struct {
 // Bigger ones (and every export a build runs in) go to disk.
 const MemoryExportLimit = 128 << 20
 
+// Pending is release content whose revision is known and whose files are
+// not made yet: Resolve learns the revision cheaply (resolving a git
+// revision), Make exports or copies and builds. A deploy resolves first
+// and makes the content only once its hosts are locked and the revision is
+// known not to be live, so no build runs for a deploy that will be refused.
+type Pending struct {
+	Revision string // the commit to export; "" for a directory, whose digest is known once it is made
+	Ref      string // branch or tag
+	Dirty    bool
+
+	req Request
+	git *GitRevision
+}
+
+// Resolve resolves the revision req names (nothing to do for a directory).
+func Resolve(ctx context.Context, req Request) (*Pending, error) {
+	p := &Pending{req: req}
+	if req.Dir == "" {
+		g, err := ResolveGit(ctx, req.Git)
+		if err != nil {
+			return nil, err
+		}
+		p.git, p.Revision, p.Ref, p.Dirty = g, g.Commit, g.Ref, g.Dirty
+	}
+	return p, nil
+}
+
 // Prepare exports or copies the source, runs the build in the copy, and
 // scans the result. Nothing here touches a host, so a failing build or an
 // unknown revision stops the deploy before any host changes.
-func Prepare(ctx context.Context, req Request) (p *Prepared, err error) {
-	p = &Prepared{}
+func Prepare(ctx context.Context, req Request) (*Prepared, error) {
+	pending, err := Resolve(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return pending.Make(ctx)
+}
+
+// Make exports or copies the source, runs the build in the copy, and scans
+// the result.
+func (pending *Pending) Make(ctx context.Context) (p *Prepared, err error) {
+	req := pending.req
+	p = &Prepared{Revision: pending.Revision, Ref: pending.Ref, Dirty: pending.Dirty}
 	defer func() {
 		if err != nil {
 			p.Remove()
@@ -54,16 +92,15 @@ func Prepare(ctx context.Context, req Request) (p *Prepared, err error) {
 	dir := req.Dir
 	switch {
 	case dir == "":
-		opts := req.Git
+		var limit int64
 		if len(req.Build) == 0 {
-			opts.MemoryLimit = MemoryExportLimit
+			limit = MemoryExportLimit
 		}
-		export, err := ExportGit(ctx, opts)
+		export, err := pending.git.Export(ctx, limit)
 		if err != nil {
 			return p, err
 		}
 		p.export, dir = export, export.Dir
-		p.Revision, p.Ref, p.Dirty = export.Commit, export.Ref, export.Dirty
 		if dir == "" { // in memory, and nothing to build
 			p.Tree, err = export.Scan(req.Exclude)
 			return p, err
