@@ -113,8 +113,13 @@ func TestExitCodes(t *testing.T) {
 	if _, stderr, code := p.run("deploy", "demo"); code != ExitLocked || !strings.Contains(stderr, "alice@laptop") {
 		t.Errorf("locked: exit %d, want %d naming alice@laptop:\n%s", code, ExitLocked, stderr)
 	}
-	if _, stderr, code := p.run("unlock", "demo"); code != ExitOK || !strings.Contains(stderr, "alice@laptop") {
-		t.Errorf("unlock: exit %d\n%s", code, stderr)
+	// alice may still be deploying from her laptop: unlock refuses, naming
+	// her, until --force.
+	if _, stderr, code := p.run("unlock", "demo"); code != ExitLocked || !strings.Contains(stderr, "alice@laptop") || !strings.Contains(stderr, "--force") {
+		t.Errorf("unlock of a live lock: exit %d, want %d naming alice@laptop and --force:\n%s", code, ExitLocked, stderr)
+	}
+	if _, stderr, code := p.run("unlock", "demo", "--force"); code != ExitOK || !strings.Contains(stderr, "alice@laptop") {
+		t.Errorf("unlock --force: exit %d\n%s", code, stderr)
 	}
 	// A failing after_switch hook: live, but exit 5.
 	p.write("slipway.yml", "app: demo\nsource:\n  path: site\nhooks:\n  after_switch: [exit 9]\nstages:\n  demo:\n    hosts: [local]\n    deploy_to: ./deployed\n")
@@ -274,5 +279,29 @@ func TestVerboseShowsRemoteCommandsAndQuietOnlyTheEnd(t *testing.T) {
 	_, stderr, code = p.run("deploy", "demo", "-q")
 	if code != ExitOK || strings.Contains(stderr, " ok ") || !strings.Contains(stderr, "deploy done") {
 		t.Errorf("-q output (exit %d):\n%s", code, stderr)
+	}
+}
+
+// TestManualLock: slipway lock holds the stage with a reason that a
+// refused deploy shows, status marks, and unlock removes without --force.
+func TestManualLock(t *testing.T) {
+	p := newLocalProject(t, "")
+	if _, stderr, code := p.run("lock", "demo"); code != ExitUsage || !strings.Contains(stderr, "-m") {
+		t.Errorf("lock without a reason: exit %d, want %d asking for -m:\n%s", code, ExitUsage, stderr)
+	}
+	if _, stderr, code := p.run("lock", "demo", "-m", "Black Friday freeze"); code != ExitOK {
+		t.Fatalf("lock: exit %d\n%s", code, stderr)
+	}
+	if _, stderr, code := p.run("deploy", "demo"); code != ExitLocked || !strings.Contains(stderr, "Black Friday freeze") {
+		t.Errorf("deploy under a manual lock: exit %d, want %d with the reason:\n%s", code, ExitLocked, stderr)
+	}
+	if stdout, _, _ := p.run("status", "demo"); !strings.Contains(stdout, "Black Friday freeze") {
+		t.Errorf("status does not show the manual lock:\n%s", stdout)
+	}
+	if _, stderr, code := p.run("unlock", "demo"); code != ExitOK {
+		t.Errorf("unlock of a manual lock: exit %d\n%s", code, stderr)
+	}
+	if _, stderr, code := p.run("deploy", "demo"); code != ExitOK {
+		t.Errorf("deploy after unlock: exit %d\n%s", code, stderr)
 	}
 }

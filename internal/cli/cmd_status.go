@@ -85,6 +85,9 @@ func printStatus(w io.Writer, st *deploy.FleetStatus) {
 		lock := "free"
 		if h.Lock != nil {
 			lock = "LOCKED by " + h.Lock.String()
+			if h.LockStatus != "live" && h.LockStatus != "manual" {
+				lock += " (" + h.LockStatus + ")"
+			}
 		}
 		rows = append(rows, []string{h.Host, orDash(h.Live), rev, when, by, lock, fmt.Sprint(len(h.Releases))})
 	}

@@ -17,7 +17,8 @@ func TestHelpListsTheExitCodesOfEachCommand(t *testing.T) {
 	// Every command can fail (1) and be called wrongly (2). Those that
 	// connect can find a host unreachable (4) and be interrupted (129
 	// SIGHUP, 130 SIGINT, 141 closed output, 143 SIGTERM); those that take
-	// the deploy lock can find it held (3); only deploy and rollback
+	// the deploy lock can find it held (3), and unlock refuses a live one
+	// (3); only deploy and rollback
 	// switch, so only they can fail after the switch (5), and only a
 	// deploy's rollout switches back (6). ssh replaces itself with the ssh
 	// client, whose exit status is the shell's.
@@ -31,7 +32,8 @@ func TestHelpListsTheExitCodesOfEachCommand(t *testing.T) {
 		"releases": connects,
 		"setup":    connects,
 		"check":    connects,
-		"unlock":   connects,
+		"unlock":   with(ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable),
+		"lock":     with(ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable),
 		"plan":     connects,
 		"exec":     connects,
 		// status reports an unreachable host in its output and fails with 1.

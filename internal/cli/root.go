@@ -266,6 +266,7 @@ live by one atomic rename of the current symlink; rollback is the same switch ba
 		newSetupCmd(g, streams),
 		newCheckCmd(g, streams),
 		newUnlockCmd(g, streams),
+		newLockCmd(g, streams),
 		newCleanupCmd(g, streams),
 		newVersionCmd(streams),
 		newInitCmd(g, streams),

@@ -125,14 +125,14 @@ func PlanPrune(s *State, keep int) PrunePlan {
 			if id < oldestKept {
 				plan.Delete = append(plan.Delete, id)
 			}
-		case StateFailed, StatePreparing:
+		case StateFailed, StateInterrupted, StatePreparing:
 			plan.Delete = append(plan.Delete, id)
 		}
 	}
 	// Failed entries whose directory is gone: keep the newest keep of them.
 	var failed []string
 	for id, m := range s.Meta {
-		if (m.State == StateFailed || m.State == StatePreparing) && !s.HasRelease(id) {
+		if neverLive(m.State) && !s.HasRelease(id) {
 			failed = append(failed, id)
 		}
 	}
@@ -185,7 +185,7 @@ func Prune(ctx context.Context, t *Target, l layout.Layout, keep int, sudo bool)
 		delete(t.State.Meta, id)
 	}
 	for id := range gone {
-		if m := t.State.Meta[id]; m != nil && m.State != StateFailed && m.State != StatePreparing {
+		if m := t.State.Meta[id]; m != nil && !neverLive(m.State) {
 			delete(t.State.Meta, id)
 		}
 	}
@@ -206,7 +206,7 @@ func pruneScript(l layout.Layout, plan PrunePlan, meta map[string]*ReleaseMeta, 
 		// The metadata of a release that went live goes with it; a failed
 		// one's stays, so history keeps the failure (see PlanPrune).
 		forget := []string{l.ManifestFile(id)}
-		if m := meta[id]; m != nil && m.State != StateFailed && m.State != StatePreparing {
+		if m := meta[id]; m != nil && !neverLive(m.State) {
 			forget = append(forget, l.HistoryFile(id))
 		}
 		b.WriteString(shell.Script(`d={{dir}}

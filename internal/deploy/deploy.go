@@ -41,7 +41,7 @@ type GitSource struct {
 
 // ErrAlreadyLive reports a deploy with nothing to do: the revision is live on
 // every host. Deploy returns it with the result; it is not a failure.
-var ErrAlreadyLive = errors.New("already live")
+var ErrAlreadyLive = fmt.Errorf("the revision is already live on every host: %w", errDone)
 
 // Result says where each host ended up.
 type Result struct {

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"os"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -38,6 +39,10 @@ type LockOwner struct {
 	// Token tells this run's lock from any other's, so a run never
 	// refreshes or removes a lock that is no longer its own.
 	Token string `json:"token,omitempty"`
+	// Manual marks a lock taken with slipway lock, held until slipway
+	// unlock, never stale; Message says why.
+	Manual  bool   `json:"manual,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 func newLockToken() string {
@@ -50,6 +55,8 @@ func newLockToken() string {
 // holder ran on this machine and is gone, or it lapsed without refresh.
 func (o LockOwner) stale(machine string, now time.Time, alive func(int) bool) string {
 	switch {
+	case o.Manual:
+		return ""
 	case o.Machine != "" && o.Machine == machine && o.PID > 0 && !alive(o.PID):
 		return fmt.Sprintf("its holder, pid %d on this machine, is no longer running", o.PID)
 	case !o.Expires.IsZero() && now.After(o.Expires):
@@ -62,17 +69,40 @@ func (o LockOwner) String() string {
 	if o.User == "" && o.Machine == "" {
 		return "an unknown holder (the lock has no owner details)"
 	}
+	if o.Manual {
+		return fmt.Sprintf("%s@%s with slipway lock since %s: %q", o.User, o.Machine, o.Started.UTC().Format(time.RFC3339), o.Message)
+	}
 	return fmt.Sprintf("%s@%s (pid %d, %q, since %s)", o.User, o.Machine, o.PID, o.Command, o.Started.UTC().Format(time.RFC3339))
+}
+
+// LockStatus says what a lock found on a host is: "manual" (slipway
+// lock), "stale: WHY" (its holder is gone or it lapsed: the next run
+// takes it over), or "live" (a run holds it, or may: slipway unlock
+// refuses it without --force).
+func (o LockOwner) LockStatus(now time.Time) string {
+	machine, _ := os.Hostname()
+	switch why := o.stale(machine, now, processAlive); {
+	case o.Manual:
+		return "manual"
+	case why != "":
+		return "stale: " + why
+	}
+	return "live"
 }
 
 // LockedError reports a deploy directory locked by another run.
 type LockedError struct {
 	Host  string
 	Owner LockOwner
+	Hint  string // what to do about it, when there is more to say
 }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("deploy directory is locked by %s", e.Owner)
+	msg := fmt.Sprintf("deploy directory is locked by %s", e.Owner)
+	if e.Hint != "" {
+		msg += "; " + e.Hint
+	}
+	return msg
 }
 
 // LockLostError reports a run whose lock on a host was removed or taken
@@ -329,6 +359,11 @@ func (l *Lock) Release(ctx context.Context, t *Target) error {
 	held, made := slices.Contains(l.held, t), l.made[t]
 	l.mu.Unlock()
 	if !held {
+		return nil
+	}
+	if still := t.stillRunning; still != nil {
+		// Another run must not start beside what this one left running.
+		l.warn(t, "kept the deploy lock: %v; once it has ended, run slipway unlock %s", still, l.owner.Stage)
 		return nil
 	}
 	// The executor's fence would refuse to remove a lost lock: say nothing

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -137,6 +138,9 @@ type Target struct {
 	State *State
 
 	rolledBack bool // switched to the new release, then back (health failure)
+	// stillRunning: a command this run started here could not be stopped;
+	// the run leaves the host as it is (no undo) and keeps its lock.
+	stillRunning *host.StillRunningError
 	// prefetched is the host's state as read with its lock, for the
 	// inspect step to parse (lockStep); nil once used.
 	prefetched []byte
@@ -144,6 +148,12 @@ type Target struct {
 
 // Name is the host as the user wrote it.
 func (t *Target) Name() string { return t.Host.Name }
+
+// errDone ends a pipeline early and successfully: there is nothing (more)
+// to do. A step returns an error that wraps it; the Runner reports the
+// step done, undoes nothing, finishes, and returns the error, so the caller
+// knows why the run stopped.
+var errDone = errors.New("nothing to do")
 
 // HostError is a failure of one step on one host.
 type HostError struct {

@@ -90,10 +90,19 @@ func (s createReleaseStep) Undo(ctx context.Context, t *Target) error {
 	id := s.d.releaseID
 	script := shell.Script("rm -rf -- {{release}} {{link}} {{manifest}} && {{record}}", shell.Args{
 		"release": l.ReleaseDir(id), "link": l.LockedSwitchLink(id), "manifest": l.ManifestFile(id),
-		"record": shell.Raw(writeMetaScript(l, s.d.meta(StateFailed))),
+		"record": shell.Raw(writeMetaScript(l, s.d.meta(s.d.endState()))),
 	})
 	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
 	return err
+}
+
+// endState is the state a release that never went live is recorded in:
+// interrupted when the run was, else failed.
+func (r *run) endState() string {
+	if r.interrupted() {
+		return StateInterrupted
+	}
+	return StateFailed
 }
 
 // writeMetaScript writes a release's metadata file atomically (temp file and

@@ -108,7 +108,7 @@ func fillFromMeta(row *ReleaseRow, m *ReleaseMeta) {
 	if !m.LiveAt.IsZero() {
 		row.Time = m.LiveAt
 	}
-	if m.State == StateFailed {
+	if m.State == StateFailed || m.State == StateInterrupted {
 		row.Failure = m.Error
 	}
 	if len(row.Hosts) == 0 {

@@ -79,8 +79,8 @@ func (s chooseTargetStep) Run(_ context.Context, t *Target) error {
 		return fmt.Errorf("release %s does not exist on this host; releases here: %s", target, orNone(st.Releases))
 	case target != "" && target == st.Current:
 		return fmt.Errorf("release %s is already live here", target)
-	case target != "" && st.Meta[target] != nil && st.Meta[target].State == StateFailed:
-		return fmt.Errorf("release %s failed before it went live; it cannot be rolled back to", target)
+	case target != "" && st.Meta[target] != nil && neverLive(st.Meta[target].State):
+		return fmt.Errorf("release %s never went live (%s); it cannot be rolled back to", target, st.Meta[target].State)
 	case target == "":
 		if st.Current == "" {
 			return fmt.Errorf("nothing is live here, so there is nothing to roll back from")

@@ -40,6 +40,9 @@ type Options struct {
 	// LockTTL makes locks lapse unless refreshed (the holder refreshes
 	// them while it runs); 0 for locks that never lapse.
 	LockTTL time.Duration
+	// LockMessage makes the run's lock a manual one (slipway lock), with
+	// this reason.
+	LockMessage string
 }
 
 // Pause is the wait between rollout batches.
@@ -104,13 +107,20 @@ func (r *run) pipeline(steps []Step) error {
 	return err
 }
 
+// interrupted reports whether the run was stopped from outside (Ctrl-C,
+// SIGTERM, …), not by a failure or the loss of its lock.
+func (r *run) interrupted() bool {
+	return r.lock.Context().Err() != nil && r.lock.Lost() == nil
+}
+
 func currentOwner(opts Options) LockOwner {
 	name := "unknown"
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
 	machine, _ := os.Hostname()
-	return LockOwner{User: name, Machine: machine, PID: os.Getpid(), Command: opts.Command, Stage: opts.Stage.Name, Started: opts.Now().UTC(), Token: newLockToken()}
+	return LockOwner{User: name, Machine: machine, PID: os.Getpid(), Command: opts.Command, Stage: opts.Stage.Name, Started: opts.Now().UTC(), Token: newLockToken(),
+		Manual: opts.LockMessage != "", Message: opts.LockMessage}
 }
 
 // primary is the host where work done once for the fleet happens: the

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/slipway-deploy/slipway/internal/host"
 )
 
 // Runner runs a pipeline over a fleet. It owns parallelism and barriers:
@@ -33,7 +35,7 @@ type stepRecord struct {
 // a *HostError.
 func (rn *Runner) Run(ctx context.Context, steps []Step, targets []*Target) error {
 	var records []stepRecord
-	committed := false
+	committed := false // past the point of no return, or done early: nothing is undone
 	var runErr error
 	for _, step := range steps {
 		var succeeded []*Target
@@ -49,6 +51,7 @@ func (rn *Runner) Run(ctx context.Context, steps []Step, targets []*Target) erro
 		}
 		if err != nil {
 			runErr = err
+			committed = committed || errors.Is(err, errDone)
 			break
 		}
 	}
@@ -58,7 +61,7 @@ func (rn *Runner) Run(ctx context.Context, steps []Step, targets []*Target) erro
 	if runErr != nil && !committed {
 		for i := len(records) - 1; i >= 0; i-- {
 			if u, ok := records[i].step.step().(Undoer); ok {
-				cleanupErrs = append(cleanupErrs, rn.parallel(cleanupCtx, "undo "+records[i].step.Name(), records[i].succeeded, u.Undo))
+				cleanupErrs = append(cleanupErrs, rn.parallel(cleanupCtx, "undo "+records[i].step.Name(), stopped(records[i].succeeded), u.Undo))
 			}
 		}
 	}
@@ -76,6 +79,18 @@ func (rn *Runner) Run(ctx context.Context, steps []Step, targets []*Target) erro
 		return errors.Join(runErr, &CleanupError{Err: cerr})
 	}
 	return runErr
+}
+
+// stopped leaves out the hosts where a command of the run is still
+// running: what it works in is not undone under it.
+func stopped(targets []*Target) []*Target {
+	var out []*Target
+	for _, t := range targets {
+		if t.stillRunning == nil {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func (rn *Runner) cleanupTimeout() time.Duration {
@@ -111,8 +126,8 @@ func (rn *Runner) each(ctx context.Context, s HostStep, targets []*Target) ([]*T
 		if err == nil {
 			err = run(ctx, t)
 		}
-		if err != nil {
-			rn.emit(Event{Kind: StepFailed, Host: t.Name(), Step: s.Name(), Duration: time.Since(start), Err: err})
+		if err != nil && !errors.Is(err, errDone) {
+			rn.emit(Event{Kind: StepFailed, Host: t.Name(), Step: s.Name(), Duration: time.Since(start), Err: why(ctx, err)})
 			return err
 		}
 		rn.emit(Event{Kind: StepDone, Host: t.Name(), Step: s.Name(), Duration: time.Since(start)})
@@ -132,7 +147,11 @@ func (rn *Runner) fleet(ctx context.Context, s FleetStep, targets []*Target) ([]
 	start := time.Now()
 	rn.emit(Event{Kind: StepStarted, Step: s.Name()})
 	if err := run(ctx, targets); err != nil {
-		rn.emit(Event{Kind: StepFailed, Step: s.Name(), Duration: time.Since(start), Err: err})
+		if errors.Is(err, errDone) {
+			rn.emit(Event{Kind: StepDone, Step: s.Name(), Duration: time.Since(start), Line: err.Error()})
+			return targets, err
+		}
+		rn.emit(Event{Kind: StepFailed, Step: s.Name(), Duration: time.Since(start), Err: why(ctx, err)})
 		return nil, &HostError{Step: s.Name(), Err: err}
 	}
 	rn.emit(Event{Kind: StepDone, Step: s.Name(), Duration: time.Since(start)})
@@ -159,12 +178,27 @@ func (rn *Runner) parallelN(ctx context.Context, limit int, name string, targets
 			defer wg.Done()
 			defer func() { <-sem }()
 			if err := fn(ctx, t); err != nil {
+				var still *host.StillRunningError
+				if errors.As(err, &still) {
+					t.stillRunning = still
+				}
 				errs[i] = &HostError{Host: t.Name(), Step: name, Err: err}
 			}
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// why is what a step's failure is reported as: the cause of a cancelled
+// run (the interrupt, the lost lock) rather than "context canceled".
+func why(ctx context.Context, err error) error {
+	if errors.Is(err, context.Canceled) {
+		if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
+			return cause
+		}
+	}
+	return err
 }
 
 func (rn *Runner) emit(e Event) {

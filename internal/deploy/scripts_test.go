@@ -199,7 +199,7 @@ func TestScriptsOfRealRunsParse(t *testing.T) {
 		"releases": func() error { _, err := Releases(ctx, opts); return err },
 		"status":   func() error { _, err := Status(ctx, opts); return err },
 		"exec":     func() error { return Exec(ctx, opts, "true") },
-		"unlock":   func() error { _, err := Unlock(ctx, opts); return err },
+		"unlock":   func() error { _, err := Unlock(ctx, opts, false); return err },
 	} {
 		if err := run(); err != nil {
 			t.Fatalf("%s: %v", name, err)

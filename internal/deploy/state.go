@@ -16,10 +16,11 @@ import (
 // Release states kept in a release's metadata. What is live and what is the
 // rollback target are not stored: they follow from the current link.
 const (
-	StatePreparing  = "preparing"   // being built; a leftover of a killed run if no run holds the lock
-	StateDeployed   = "deployed"    // went live at some point
-	StateFailed     = "failed"      // never went live
-	StateRolledBack = "rolled_back" // went live, then was rolled back from
+	StatePreparing   = "preparing"   // being built; a leftover of a killed run if no run holds the lock
+	StateDeployed    = "deployed"    // went live at some point
+	StateFailed      = "failed"      // never went live
+	StateInterrupted = "interrupted" // never went live: its run was interrupted (Ctrl-C, SIGTERM, …)
+	StateRolledBack  = "rolled_back" // went live, then was rolled back from
 )
 
 // ReleaseMeta is what slipway records about a release on each host, in
@@ -136,9 +137,15 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 	return s, nil
 }
 
+// neverLive reports whether a release in state never went live: failed,
+// interrupted, or a leftover of a run that died while preparing it.
+func neverLive(state string) bool {
+	return state == StateFailed || state == StateInterrupted || state == StatePreparing
+}
+
 func knownState(state string) bool {
 	switch state {
-	case StatePreparing, StateDeployed, StateFailed, StateRolledBack:
+	case StatePreparing, StateDeployed, StateFailed, StateInterrupted, StateRolledBack:
 		return true
 	}
 	return false

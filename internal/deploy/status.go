@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // FleetStatus is what `slipway status` reports: what each host serves and
@@ -40,7 +41,10 @@ type HostStatus struct {
 	// release another tool made.
 	LiveMeta *ReleaseMeta `json:"live_meta,omitempty"`
 	Lock     *LockOwner   `json:"lock,omitempty"` // who holds the deploy lock, if anyone
-	Releases []string     `json:"releases"`       // the release directories present, oldest first
+	// LockStatus is the lock's: live, manual, or stale (see
+	// LockOwner.LockStatus).
+	LockStatus string   `json:"lock_status,omitempty"`
+	Releases   []string `json:"releases"` // the release directories present, oldest first
 }
 
 // LiveGroup is the hosts live on one release.
@@ -85,12 +89,12 @@ func Status(ctx context.Context, opts Options) (*FleetStatus, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return fleetStatus(opts.Stage.Name, r.targets, failures), nil
+	return fleetStatus(opts.Stage.Name, r.targets, failures, r.opts.Now()), nil
 }
 
 // fleetStatus sums up the hosts' states. failures holds, for each target
 // in the same position, why it could not be read (nil if it was).
-func fleetStatus(stage string, targets []*Target, failures []*HostError) *FleetStatus {
+func fleetStatus(stage string, targets []*Target, failures []*HostError, now time.Time) *FleetStatus {
 	fs := &FleetStatus{Stage: stage, Hosts: []HostStatus{}}
 	var read []*Target
 	for i, t := range targets {
@@ -107,6 +111,9 @@ func fleetStatus(stage string, targets []*Target, failures []*HostError) *FleetS
 		}
 		st := t.State
 		hs.Live, hs.LiveMeta, hs.Lock = st.Current, st.Meta[st.Current], st.Lock
+		if st.Lock != nil {
+			hs.LockStatus = st.Lock.LockStatus(now)
+		}
 		hs.Releases = append([]string{}, st.Releases...)
 		fs.Hosts = append(fs.Hosts, hs)
 		read = append(read, t)

@@ -93,7 +93,7 @@ func TestFleetStatusSummary(t *testing.T) {
 	failures := make([]*HostError, len(ts))
 	failures[5] = &HostError{Host: "host6", Step: "connect", Err: &ConnectError{Host: "host6", Err: errors.New("host6: dial tcp 127.0.0.1:2222: connection refused")}}
 
-	fs := fleetStatus("production", ts, failures)
+	fs := fleetStatus("production", ts, failures, time.Now())
 
 	if fs.OK || fs.Agree || fs.Live != "" {
 		t.Errorf("OK, Agree, Live = %v, %v, %q; want a fleet that disagrees", fs.OK, fs.Agree, fs.Live)
@@ -137,7 +137,7 @@ func TestFleetStatusSummary(t *testing.T) {
 func TestFleetStatusAgreeing(t *testing.T) {
 	const live = "20261122103015"
 	ts := withStates(targets("host1", "host2"), hostState(live, live), hostState(live, live))
-	fs := fleetStatus("production", ts, make([]*HostError, 2))
+	fs := fleetStatus("production", ts, make([]*HostError, 2), time.Now())
 	if !fs.OK || !fs.Agree || fs.Live != live || fs.Groups != nil || fs.Partial != nil || fs.Unreachable != nil {
 		t.Errorf("status = %+v, want all agreeing on %s", fs, live)
 	}
@@ -147,7 +147,7 @@ func TestFleetStatusAgreeing(t *testing.T) {
 	failures := make([]*HostError, 2)
 	failures[1] = &HostError{Host: "host2", Step: "inspect", Err: errors.New("permission denied")}
 	ts[1].State = nil
-	fs = fleetStatus("production", ts, failures)
+	fs = fleetStatus("production", ts, failures, time.Now())
 	if fs.OK || !fs.Agree || fs.Live != live || fs.Unreachable != nil {
 		t.Errorf("status = %+v, want agreeing but not OK", fs)
 	}
