@@ -2,12 +2,12 @@ package deploy
 
 import (
 	"context"
-	"os"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
