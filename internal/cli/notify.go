@@ -24,7 +24,7 @@ func outcomeOf(res *deploy.Result, err error) string {
 		return "rolled_back"
 	case code == ExitAfterSwitch:
 		return "live_with_errors"
-	case code == ExitInterrupted:
+	case isInterrupt(code):
 		return "interrupted"
 	}
 	return "failed"
