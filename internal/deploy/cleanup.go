@@ -211,12 +211,12 @@ func pruneScript(l layout.Layout, plan PrunePlan, meta map[string]*ReleaseMeta, 
 		}
 		b.WriteString(shell.Script(`d={{dir}}
 if [ -d "$d" ] && [ ! -L "$d" ]; then
-  if in_use "$d" {{pattern}}; then echo {{in_use}}
+  if in_use "$d"; then echo {{in_use}}
   elif {{rm}} -rf -- "$d" 2>/dev/null; then rm -f -- {{forget}}; echo {{deleted}}
   else echo {{failed}}; fi
 else rm -f -- {{forget}}; echo {{deleted}}; fi
 `, shell.Args{
-			"dir": dir, "pattern": fnmatchEscape(dir), "rm": rm, "forget": forget,
+			"dir": dir, "rm": rm, "forget": forget,
 			"in_use": "in-use " + id, "deleted": "deleted " + id, "failed": "failed " + id,
 		}))
 	}
@@ -231,16 +231,13 @@ else rm -f -- {{forget}}; echo {{deleted}}; fi
 	return b.String()
 }
 
-// inUseFunc defines in_use DIR PATTERN: true when a process this user can
-// see has its working directory, root or executable in DIR, or a file of
-// DIR open or mapped. One find and one grep, however many processes.
+// inUseFunc defines in_use DIR: true when a process this user can see has
+// its working directory, root or executable in DIR, or a file of DIR open
+// or mapped. One ls and one grep, however many processes, with what GNU
+// and BusyBox both have (BusyBox's find has no -lname).
 const inUseFunc = `in_use() {
-  [ -n "$(find /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/exe /proc/[0-9]*/fd -maxdepth 1 \( -lname "$2" -o -lname "$2/*" \) -print -quit 2>/dev/null)" ] && return 0
+  ls -l /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/exe /proc/[0-9]*/fd/ 2>/dev/null |
+    d="$1" awk '{ i = index($0, " -> "); if (i) { t = substr($0, i + 4); if (t == ENVIRON["d"] || index(t, ENVIRON["d"] "/") == 1) { found = 1; exit } } } END { exit !found }' && return 0
   grep -qsF -- "$1/" /proc/[0-9]*/maps 2>/dev/null
 }
 `
-
-// fnmatchEscape makes a path match itself literally as a find pattern.
-func fnmatchEscape(p string) string {
-	return strings.NewReplacer("\\", "\\\\", "*", "\\*", "?", "\\?", "[", "\\[").Replace(p)
-}

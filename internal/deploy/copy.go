@@ -44,43 +44,51 @@ const (
 // (cp makes their parents with the live release's attributes); tar gets
 // the directories too, each before its contents, so it restores their
 // modes and times.
-func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manifestPick) string {
-	release := shell.Quote(l.ReleaseDir(id))
-	list := shell.Quote(path.Join(l.ReleaseDir(id), copyListName))
-	status := shell.Quote(path.Join(l.ReleaseDir(id), copyStatusName))
-	probe := shell.Quote(path.Join(l.ReleaseDir(id), reflinkProbe))
-	// Directories out of the list, for cp, which would copy one whole.
-	filesOnly := `xargs -0 -r sh -c 'for p do [ -d "$p" ] && [ ! -L "$p" ] || printf "%s\000" "$p"; done' sh`
+func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manifestPick, tar string) string {
+	args := shell.Args{
+		"live": l.ReleaseDir(live), "release": l.ReleaseDir(id), "list": path.Join(l.ReleaseDir(id), copyListName),
+		"status": path.Join(l.ReleaseDir(id), copyStatusName), "live_manifest": l.ManifestFile(live),
+		"probe": path.Join(l.ReleaseDir(id), reflinkProbe), "live_id": live,
+		// Directories out of the list, for cp, which would copy one whole.
+		"files_only": shell.Raw(`xargs -0 -r sh -c 'for p do [ -d "$p" ] && [ ! -L "$p" ] || printf "%s\000" "$p"; done' sh`),
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "cd -- %s || exit\n", shell.Quote(l.ReleaseDir(live)))
+	b.WriteString("cd -- {{live}} || exit\n")
 	if pick == nil {
-		fmt.Fprintf(&b, "gzip -dc > %s || exit\n", list)
+		b.WriteString("gzip -dc > {{list}} || exit\n")
 	} else {
 		// Plain names come from the live manifest's lines (what is
 		// between the first two double quotes), the others on stdin.
-		names := shell.Quote(path.Join(l.ReleaseDir(id), copyListName+".names"))
-		fmt.Fprintf(&b, `LC_ALL=C awk '%[1]s { i = index($0, "\""); s = substr($0, i + 1); print substr(s, 1, index(s, "\"") - 1) }' %[2]s > %[3]s || exit
-n=$(wc -l < %[3]s) && [ $n -eq %[4]d ] || { echo "the live release's manifest changed during the deploy; deploy again" >&2; exit 1; }
-tr '\n' '\000' < %[3]s > %[5]s && rm -f -- %[3]s && gzip -dc >> %[5]s || exit
-`, pick.cond, shell.Quote(l.ManifestFile(live)), names, pick.lines, list)
+		args["cond"], args["names"], args["lines"] = shell.Raw(pick.cond), path.Join(l.ReleaseDir(id), copyListName+".names"), pick.lines
+		b.WriteString(`LC_ALL=C awk '{{cond}} { i = index($0, "\""); s = substr($0, i + 1); print substr(s, 1, index(s, "\"") - 1) }' {{live_manifest}} > {{names}} || exit
+n=$(wc -l < {{names}}) && [ $n -eq {{lines}} ] || { echo "the live release's manifest changed during the deploy; deploy again" >&2; exit 1; }
+tr '\n' '\000' < {{names}} > {{list}} && rm -f -- {{names}} && gzip -dc >> {{list}} || exit
+`)
+	}
+	tarCopy := `{ tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T {{list}}; echo $? > {{status}}; } | tar -x -p --no-same-owner -f - -C {{release}} || exit
+  read -r s < {{status}} && [ "$s" = 0 ] || { echo "copying the unchanged files of release "{{live_id}}" failed" >&2; exit 1; }`
+	if tar == tarBusyBox {
+		// BusyBox tar reads no list of names: xargs hands them over as
+		// arguments, "./"-prefixed so none reads as an option, one pipe
+		// of two tars for each batch.
+		tarCopy = `xargs -0 -r sh -c 'for p do set -- "$@" "./$p"; shift; done; { tar -c --no-recursion -f - "$@"; echo $? > "$0/` + copyStatusName + `"; } | tar -x -o -f - -C "$0" && read -r s < "$0/` + copyStatusName + `" && [ "$s" = 0 ]' {{release}} < {{list}} || { echo "copying the unchanged files of release "{{live_id}}" failed" >&2; exit 1; }`
 	}
 	if hardlink {
-		fmt.Fprintf(&b, "%s < %s | xargs -0 -r cp -a -l --parents -t %s -- || exit\n", filesOnly, list, release)
+		b.WriteString("{{files_only}} < {{list}} | xargs -0 -r cp -a -l --parents -t {{release}} -- || exit\n")
 	} else {
 		// The live manifest is beside every release, so its file system
 		// tells whether reflinks work there.
-		fmt.Fprintf(&b, `if cp --reflink=always -- %[1]s %[2]s 2>/dev/null; then
-  rm -f -- %[2]s
-  %[3]s < %[4]s | xargs -0 -r cp -a --reflink=always --parents -t %[5]s -- || exit
+		b.WriteString(`if cp --reflink=always -- {{live_manifest}} {{probe}} 2>/dev/null; then
+  rm -f -- {{probe}}
+  {{files_only}} < {{list}} | xargs -0 -r cp -a --reflink=always --parents -t {{release}} -- || exit
 else
-  rm -f -- %[2]s
-  { tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T %[4]s; echo $? > %[6]s; } | tar -x -p --no-same-owner -f - -C %[5]s || exit
-  read -r s < %[6]s && [ "$s" = 0 ] || { echo "copying the unchanged files of release %[7]s failed" >&2; exit 1; }
+  rm -f -- {{probe}}
+  ` + tarCopy + `
 fi
-`, shell.Quote(l.ManifestFile(live)), probe, filesOnly, list, release, status, live)
+`)
 	}
-	fmt.Fprintf(&b, "rm -f -- %s %s", list, status)
-	return b.String()
+	b.WriteString("rm -f -- {{list}} {{status}}")
+	return shell.Script(b.String(), args)
 }
 
 // manifestPick selects the unchanged entries from the lines of the live

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,7 +32,13 @@ type inspectStep struct {
 func (inspectStep) Name() string { return "inspect" }
 
 func (s inspectStep) script() string {
-	return inspectScript(s.r.layout, s.sharedFiles, s.manifest)
+	var tools []string
+	if s.forSwitch {
+		for _, t := range needsOf(s.r.opts.Config).tools {
+			tools = append(tools, t.name)
+		}
+	}
+	return inspectScript(s.r.layout, s.sharedFiles, s.manifest, tools)
 }
 
 func (s inspectStep) read(ctx context.Context, t *Target) error {
@@ -102,6 +109,9 @@ func (s inspectStep) Plan(ctx context.Context, t *Target) error {
 	if t.State.CurrentIsDir {
 		hp.Warnings = append(hp.Warnings, s.currentIsDir().Error())
 	}
+	for _, p := range s.toolProblems(t) {
+		hp.Warnings = append(hp.Warnings, "the deploy would stop before any change: "+p.Error())
+	}
 	for _, missing := range t.State.MissingShared {
 		hp.Warnings = append(hp.Warnings, fmt.Sprintf("shared file %s is missing: the deploy would stop before any change", s.r.layout.SharedPath(missing)))
 	}
@@ -113,10 +123,31 @@ func (s inspectStep) refusal(t *Target) error {
 	if t.State.CurrentIsDir {
 		return s.currentIsDir()
 	}
+	if problems := s.toolProblems(t); len(problems) > 0 {
+		errs := make([]error, len(problems))
+		for i := range problems {
+			errs[i] = &problems[i]
+		}
+		return errors.Join(errs...)
+	}
 	if missing := t.State.MissingShared; len(missing) > 0 {
 		return missingShared(t, s.r.layout, missing)
 	}
 	return nil
+}
+
+// toolProblems are the tools a deploy of this config needs that t lacks,
+// or has only in a flavour that cannot do the job.
+func (s inspectStep) toolProblems(t *Target) []Problem {
+	cfg := s.r.opts.Config
+	problems := toolProblems(t.State.MissingTools, needsOf(cfg).tools)
+	if cfg.Source.Hardlink && t.State.Tar == tarBusyBox {
+		problems = append(problems, Problem{
+			What: "source.hardlink copies with GNU cp (cp -a -l --parents), and this host has BusyBox's",
+			Fix:  installCommand("coreutils") + "; or set source.hardlink: false",
+		})
+	}
+	return problems
 }
 
 func (s inspectStep) currentIsDir() error {
@@ -138,7 +169,10 @@ func missingShared(t *Target, l layout.Layout, missing []string) error {
 // inspectScript reads everything a run needs to know about a host in one
 // round trip. It prints one record per line; release names are filtered to
 // release ids by the shell, so odd directory names cannot fake records.
-func inspectScript(l layout.Layout, sharedFiles []string, withManifest bool) string {
+// With tools, it also says which of them are missing and which tar the
+// host has (GNU, BusyBox or another): the scripts that follow use the
+// flags that one knows.
+func inspectScript(l layout.Layout, sharedFiles []string, withManifest bool, tools []string) string {
 	args := shell.Args{
 		"deploy_to": l.DeployTo, "current": l.Current, "releases": l.Releases, "meta": layout.MetaDir,
 		"id_glob": shell.Raw(strings.Repeat("[0-9]", len(layout.ReleaseIDFormat))),
@@ -151,6 +185,11 @@ if [ -f {{meta}}/lock/owner.json ]; then printf 'lock '; head -c 65536 -- {{meta
 `, args)
 	for _, f := range sharedFiles {
 		script += shell.Script(`[ -e {{path}} ] || printf 'missing-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.Shared + "/" + f, "name": f})
+	}
+	if len(tools) > 0 {
+		script += shell.Script(`for t in {{tools}}; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done
+case $(tar --version 2>&1 | head -n 1) in *GNU*) echo 'tar gnu';; *busybox*|*BusyBox*) echo 'tar busybox';; *) echo 'tar other';; esac
+`, shell.Args{"tools": tools})
 	}
 	if withManifest {
 		// The live release's manifest by its checksum and size only: the

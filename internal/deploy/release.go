@@ -54,7 +54,7 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 	if plan := s.d.deltaPlan(t); plan != nil && len(plan.delta.CopyTree) > 0 {
 		// With the live manifest on the host exactly as we read it, the
 		// host picks the entries from it; else they are listed.
-		fill += " && (\n" + copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, plan.pick) + "\n)"
+		fill += " && (\n" + copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, plan.pick, t.State.Tar) + "\n)"
 		if plan.pick != nil {
 			stdin = copyList(plan.pick.odd)
 		} else {

@@ -41,8 +41,8 @@ func everyScript(name string) map[string]string {
 		"acquire":              acquireScript(l, owner),
 		"refresh lock":         refreshScript(l, owner),
 		"release lock":         releaseScript(l, "0123abcd", []string{l.MetaDir(), l.DeployTo}),
-		"inspect":              inspectScript(l, []string{name, "config/" + name}, true),
-		"inspect, no manifest": inspectScript(l, nil, false),
+		"inspect":              inspectScript(l, []string{name, "config/" + name}, true, []string{"tar", name}),
+		"inspect, no manifest": inspectScript(l, nil, false, nil),
 		"create":               createReleaseScript(l, id, writeMetaScript(l, meta)),
 		"record":               writeMetaScript(l, meta) + " && " + appendLogScript(l, name),
 		"manifest fetch":       shell.Script("head -c {{max}} -- {{file}}", shell.Args{"max": maxManifest, "file": l.ManifestFile(live)}),
@@ -67,11 +67,13 @@ func everyScript(name string) map[string]string {
 	}
 	for _, hardlink := range []bool{false, true} {
 		for what, p := range map[string]*manifestPick{"picked": pick, "listed": nil} {
-			key := "copy " + what
-			if hardlink {
-				key += ", hard links"
+			for _, tar := range []string{tarGNU, tarBusyBox} {
+				key := "copy " + what + ", " + tar + " tar"
+				if hardlink {
+					key += ", hard links"
+				}
+				scripts[key] = createReleaseScript(l, id, "true && (\n"+copyUnchanged(l, live, id, hardlink, p, tar)+"\n)")
 			}
-			scripts[key] = createReleaseScript(l, id, "true && (\n"+copyUnchanged(l, live, id, hardlink, p)+"\n)")
 		}
 	}
 	for _, verify := range []bool{false, true} {
@@ -83,7 +85,9 @@ func everyScript(name string) map[string]string {
 			if gzipped {
 				key += ", gzip"
 			}
-			scripts[key] = uploadScript(uploadArgs{layout: l, id: id, live: live, manifestSHA: strings.Repeat("ab", 32), verify: verify, gzipped: gzipped, revision: name})
+			for _, tar := range []string{tarGNU, tarBusyBox} {
+				scripts[key+", "+tar+" tar"] = uploadScript(uploadArgs{layout: l, id: id, live: live, manifestSHA: strings.Repeat("ab", 32), verify: verify, gzipped: gzipped, revision: name, tar: tar})
+			}
 		}
 	}
 	return scripts

@@ -51,6 +51,8 @@ type State struct {
 	Meta          map[string]*ReleaseMeta
 	BadMeta       []string // metadata files that could not be read: reported, not trusted
 	MissingShared []string // shared files that do not exist
+	MissingTools  []string // tools a deploy needs that the host lacks
+	Tar           string   // the host's tar: tarGNU, tarBusyBox, tarOther; "" when not asked
 	Lock          *LockOwner
 
 	// ManifestErr says why the live release's manifest, present, was not
@@ -80,6 +82,13 @@ func (s *State) HasRelease(id string) bool {
 	}
 	return false
 }
+
+// The flavours of tar a host may have, which take different flags.
+const (
+	tarGNU     = "gnu"
+	tarBusyBox = "busybox"
+	tarOther   = "other"
+)
 
 // maxManifest bounds the live manifest read from a host (about 500,000
 // entries): a larger file is cut, fails to parse, and a full upload is made.
@@ -113,6 +122,10 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 			s.Meta[id] = &m
 		case "missing-shared":
 			s.MissingShared = append(s.MissingShared, rest)
+		case "missing-tool":
+			s.MissingTools = append(s.MissingTools, rest)
+		case "tar":
+			s.Tar = rest
 		case "manifest":
 			sum, size, _ := strings.Cut(rest, " ")
 			n, err := strconv.ParseInt(strings.TrimSpace(size), 10, 64)

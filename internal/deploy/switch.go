@@ -122,9 +122,11 @@ func verifySwitch(ctx context.Context, ex host.Executor, l layout.Layout, id str
 	}
 	var remote time.Time
 	if len(lines) > 1 {
-		if f, err := strconv.ParseFloat(lines[1], 64); err == nil {
-			sec := int64(f)
-			remote = time.Unix(sec, int64((f-float64(sec))*1e9))
+		// BusyBox's date has no %N: its seconds are what there is.
+		sec, frac, _ := strings.Cut(lines[1], ".")
+		if n, err := strconv.ParseInt(sec, 10, 64); err == nil {
+			ns, _ := strconv.ParseInt((frac + "000000000")[:9], 10, 64)
+			remote = time.Unix(n, ns)
 		}
 	}
 	return remote, nil

@@ -96,7 +96,7 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	sum := sha256.Sum256(sealed)
 	script := uploadScript(uploadArgs{
 		layout: d.layout, id: d.releaseID, live: t.State.Current, manifestSHA: hex.EncodeToString(sum[:]),
-		verify: len(check) > 0, gzipped: compress, revision: d.src.Revision,
+		verify: len(check) > 0, gzipped: compress, revision: d.src.Revision, tar: t.State.Tar,
 	})
 	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: sent})
 	stats := &UploadStats{Delta: u.plan != nil, Entries: len(u.files), Bytes: sent.n.Load(), Gzip: compress}
@@ -149,7 +149,25 @@ type uploadArgs struct {
 	verify      bool   // the stream holds .slipway-check: verify those files
 	gzipped     bool
 	revision    string
+	tar         string // the host's tar flavour
 }
+
+// verifyScript checks the release's files against .slipway-check with
+// sha256sum -c (the flags GNU and BusyBox share). A file whose checksum
+// differs is damage; a sha256sum that cannot run is said to be that, never
+// damage.
+const verifyScript = `if ! v=$(sha256sum -c .slipway-check 2>&1); then
+  if printf '%s\n' "$v" | grep -q ': FAILED'; then
+    printf '%s\n' "$v" | grep ': FAILED' | head -n 20 >&2
+    echo 'the release on this host does not match its manifest: a file was damaged on the way or on disk' >&2
+  else
+    printf '%s\n' "$v" | tail -n 5 >&2
+    echo 'sha256sum could not check the release (its output is above); nothing is known to be damaged' >&2
+  fi
+  exit 1
+fi
+rm -f .slipway-check
+`
 
 // uploadScript extracts the stream into the release, stores its manifest
 // (rebuilding it from a patch of the live one if that is what came), and
@@ -163,21 +181,25 @@ func uploadScript(a uploadArgs) string {
 	if a.gzipped {
 		z = "-z "
 	}
+	// GNU tar: keep modes, leave owners to whoever extracts; BusyBox tar
+	// keeps modes without being asked and -o drops owners.
+	extract := shell.Raw("-p --no-same-owner")
+	if a.tar == tarBusyBox {
+		extract = "-o"
+	}
 	verify := shell.Raw("")
 	if a.verify {
-		verify = `sha256sum -c --quiet --strict .slipway-check || { echo 'the release on this host does not match its manifest: a file was damaged on the way or on disk' >&2; exit 1; }
-rm -f .slipway-check
-`
+		verify = verifyScript
 	}
 	return shell.Script(`umask 022
-tar -x {{z}}-p --no-same-owner -f - -C {{release}} || exit
+tar -x {{z}}{{extract}} -f - -C {{release}} || exit
 mkdir -p -- {{manifests}} && cd -- {{manifests}} || exit
 if [ -e {{release}}/.slipway-manifest-patch ]; then
   mv -f -- {{release}}/.slipway-manifest-patch {{id}}.patch &&
   awk 'NR==FNR { if (substr($0,1,2)=="- ") del[substr($0,3)]=1; else if (substr($0,1,2)=="+ ") print substr($0,3); next } FNR>1 && $0!="end" && !($0 in del)' {{id}}.patch {{live}} | LC_ALL=C sort > {{id}}.body &&
   { echo 'slipway-manifest 1'; cat {{id}}.body; echo end; } > {{id}}.tmp &&
   rm -f -- {{id}}.patch {{id}}.body &&
-  printf '%s  %s\n' {{sha}} {{id}}.tmp | sha256sum -c --quiet --strict >/dev/null ||
+  printf '%s  %s\n' {{sha}} {{id}}.tmp | sha256sum -c >/dev/null 2>&1 ||
   { echo 'the manifest rebuilt on the host from the live one does not match; deploy again (a full manifest is sent when the live one is unreadable)' >&2; exit 1; }
 else
   mv -f -- {{release}}/.slipway-manifest {{id}}.tmp || exit
@@ -186,7 +208,7 @@ mv -f -- {{id}}.tmp {{id}} || exit
 cd -- {{release}} || exit
 {{verify}}{{revision}}
 `, shell.Args{
-		"z": z, "release": l.ReleaseDir(a.id), "manifests": l.ManifestsDir(), "id": a.id, "live": a.live,
+		"z": z, "extract": extract, "release": l.ReleaseDir(a.id), "manifests": l.ManifestsDir(), "id": a.id, "live": a.live,
 		"sha": a.manifestSHA, "verify": verify, "revision": shell.Raw(revisionScript(l, a.id, a.revision)),
 	})
 }

@@ -18,12 +18,12 @@ type Raw string
 
 // Script fills the {{name}} placeholders of tmpl with args, each quoted
 // (see Args), so a script reads as the shell it becomes and no value can
-// reach it unquoted. A placeholder without a value, or a value no
-// placeholder uses, is a mistake in the program, not in its input: Script
-// panics, and the tests that build every script find it.
+// reach it unquoted. A placeholder without a value is a mistake in the
+// program, not in its input: Script panics, and the tests that build every
+// script find it. Values a template does not use are allowed (one set of
+// values may serve the variants of a script).
 func Script(tmpl string, args Args) string {
 	var b strings.Builder
-	used := make(map[string]bool, len(args))
 	rest := tmpl
 	for {
 		open := strings.Index(rest, "{{")
@@ -40,15 +40,9 @@ func Script(tmpl string, args Args) string {
 		if !ok {
 			panic(fmt.Sprintf("shell.Script: no value for {{%s}}", name))
 		}
-		used[name] = true
 		b.WriteString(rest[:open])
 		b.WriteString(word(name, value))
 		rest = rest[open+end+2:]
-	}
-	for name := range args {
-		if !used[name] {
-			panic(fmt.Sprintf("shell.Script: value %q is not used by the template", name))
-		}
 	}
 	return b.String()
 }
