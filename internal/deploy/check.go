@@ -413,7 +413,21 @@ func (r *run) explainFailure(ctx context.Context, t *Target, what string, err er
 	if len(found) == 0 {
 		return fmt.Errorf("%s (as %s): %w", what, f.user, err)
 	}
-	return &CauseError{What: what, Causes: found, Said: host.Tail(exitErr.Stderr, 1), Err: err}
+	return &CauseError{What: what, Causes: found, Said: causeLine(exitErr.Stderr), Err: err}
+}
+
+// causeLine is the line of stderr that names the cause (a full disk, a
+// refused permission), else its last line: a script's own follow-up
+// complaint ("echo: I/O error") must not hide what went wrong first.
+func causeLine(stderr []byte) string {
+	for _, line := range strings.Split(string(stderr), "\n") {
+		for _, cause := range []string{"No space left on device", "Disk quota exceeded", "Permission denied", "Read-only file system"} {
+			if strings.Contains(line, cause) {
+				return strings.TrimSpace(line)
+			}
+		}
+	}
+	return host.Tail(stderr, 1)
 }
 
 // deniedWrite reports a file system refusal in a command's stderr, not an
