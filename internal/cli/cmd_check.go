@@ -49,7 +49,7 @@ func printCheck(w io.Writer, reports []deploy.CheckReport) {
 	for _, r := range reports {
 		rows = append(rows, checkRow(r))
 	}
-	ui.Table(w, []string{"HOST", "USER", "LIVE", "RELEASES", "FREE", "LOCK", "STATUS"}, rows)
+	ui.Table(w, []string{"HOST", "USER", "LIVE", "RELEASES", "FREE", "SWITCH", "LOCK", "STATUS"}, rows)
 	var details []string
 	for _, r := range reports {
 		var why string
@@ -76,13 +76,13 @@ func printCheck(w io.Writer, reports []deploy.CheckReport) {
 func checkRow(r deploy.CheckReport) []string {
 	switch {
 	case !r.Reached && r.NoRelease:
-		return []string{r.Host, "-", "-", "-", "-", "-", "unreachable (no_release host)"}
+		return []string{r.Host, "-", "-", "-", "-", "-", "-", "unreachable (no_release host)"}
 	case !r.Reached:
-		return []string{r.Host, "-", "-", "-", "-", "-", "unreachable"}
+		return []string{r.Host, "-", "-", "-", "-", "-", "-", "unreachable"}
 	case r.NoRelease:
-		return []string{r.Host, "-", "-", "-", "-", "-", "reachable (no_release host)"}
+		return []string{r.Host, "-", "-", "-", "-", "-", "-", "reachable (no_release host)"}
 	case !r.Read:
-		return []string{r.Host, "-", "-", "-", "-", "-", "could not be read"}
+		return []string{r.Host, "-", "-", "-", "-", "-", "-", "could not be read"}
 	}
 	lock := "free"
 	if r.Lock != nil {
@@ -101,7 +101,7 @@ func checkRow(r deploy.CheckReport) []string {
 	case len(r.Warnings) > 0:
 		status = fmt.Sprintf("ok, %d warning(s)", len(r.Warnings))
 	}
-	return []string{r.Host, orDash(r.User), orDash(r.Current), fmt.Sprint(r.Releases), free, lock, status}
+	return []string{r.Host, orDash(r.User), orDash(r.Current), fmt.Sprint(r.Releases), free, orDash(r.Switch), lock, status}
 }
 
 // checkSummary is check's error line: how many problems on how many

@@ -35,11 +35,11 @@ func TestCheckTableShowsUnreachableHosts(t *testing.T) {
 			rows[f[0]] = strings.Join(f[1:], " ")
 		}
 	}
-	if got := rows[down]; got != "- - - - - unreachable" {
+	if got := rows[down]; got != "- - - - - - unreachable" {
 		t.Errorf("unreachable host's row: %q, want nothing measured\n%s", got, stdout)
 	}
-	if got := rows["local"]; !strings.HasSuffix(got, " GB free ok") || strings.HasPrefix(got, "-") {
-		t.Errorf("local row: %q, want its user, free space, lock and ok\n%s", got, stdout)
+	if got := rows["local"]; !strings.HasSuffix(got, " GB local free ok") || strings.HasPrefix(got, "-") {
+		t.Errorf("local row: %q, want its user, free space, switch path, lock and ok\n%s", got, stdout)
 	}
 	if !strings.Contains(stdout, "\n"+down+" unreachable: ") || !strings.Contains(stderr, "check demo: 1 host unreachable") {
 		t.Errorf("check does not say why:\n%s\n%s", stdout, stderr)

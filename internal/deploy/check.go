@@ -28,6 +28,7 @@ type CheckReport struct {
 	Err       error  // why the host was not reached, or not read
 	NoRelease bool   // a no_release host: only reached, it takes no release
 	User      string // the deploy user, as the host names it (id -un)
+	Switch    string // how the switch renames there: sftp, exec (no SFTP) or local
 	Current   string
 	Releases  int
 	FreeKB    int64 // free space where releases go; -1 when unknown
@@ -81,10 +82,12 @@ func (r *run) checkHost(ctx context.Context, t *Target, rep *CheckReport) error 
 	defer ex.Close()
 	t.Exec = ex
 	rep.Reached = true
+	rep.Switch = ex.RenamePath()
 	if t.Host.NoRelease {
 		return nil
 	}
-	if err := (inspectStep{r: r}).read(ctx, t); err != nil {
+	inspect := inspectStep{r: r, forSwitch: true}
+	if err := inspect.read(ctx, t); err != nil {
 		return fmt.Errorf("reading %s: %w", r.layout.DeployTo, err)
 	}
 	facts, err := r.probe(ctx, t)
@@ -94,7 +97,7 @@ func (r *run) checkHost(ctx context.Context, t *Target, rep *CheckReport) error 
 	rep.Read = true
 	rep.User, rep.FreeKB = facts.user, facts.freeKB
 	rep.Current, rep.Releases, rep.Lock = t.State.Current, len(t.State.Releases), t.State.Lock
-	rep.Problems = r.problems(t, facts)
+	rep.Problems = append(r.problems(t, facts), flavourProblems(r.opts.Config, t.State)...)
 	if facts.absent && facts.canCreate && r.setupNeed() == "" {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s does not exist yet; the first deploy creates it (slipway setup %s creates it now)", r.layout.DeployTo, r.opts.Stage.Name))
 	}

@@ -3,9 +3,12 @@ package deploy
 import (
 	"context"
 	"errors"
+
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/slipway-deploy/slipway/internal/config"
 
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
@@ -140,14 +143,19 @@ func (s inspectStep) refusal(t *Target) error {
 // or has only in a flavour that cannot do the job.
 func (s inspectStep) toolProblems(t *Target) []Problem {
 	cfg := s.r.opts.Config
-	problems := toolProblems(t.State.MissingTools, needsOf(cfg).tools)
-	if cfg.Source.Hardlink && t.State.Tar == tarBusyBox {
-		problems = append(problems, Problem{
+	return append(toolProblems(t.State.MissingTools, needsOf(cfg).tools), flavourProblems(cfg, t.State)...)
+}
+
+// flavourProblems are the tools a host has only in a flavour that cannot
+// do what cfg asks of them.
+func flavourProblems(cfg *config.Config, st *State) []Problem {
+	if cfg.Source.Hardlink && st.Tar == tarBusyBox {
+		return []Problem{{
 			What: "source.hardlink copies with GNU cp (cp -a -l --parents), and this host has BusyBox's",
 			Fix:  installCommand("coreutils") + "; or set source.hardlink: false",
-		})
+		}}
 	}
-	return problems
+	return nil
 }
 
 func (s inspectStep) currentIsDir() error {

@@ -34,6 +34,10 @@ type Executor interface {
 	// PrepareRename opens in advance what the next Rename needs (the SFTP
 	// channel), so the switch itself is one round trip.
 	PrepareRename(ctx context.Context) error
+	// RenamePath says how Rename renames on this host: "sftp" (SFTP's
+	// posix-rename), "exec" (mv -T, where the server has no SFTP) or
+	// "local" (rename(2) on this machine).
+	RenamePath() string
 	// DialTCP opens a TCP connection from the host itself, for health
 	// checks of the host's own 127.0.0.1.
 	DialTCP(ctx context.Context, addr string) (net.Conn, error)

@@ -74,6 +74,9 @@ func (*Local) Rename(ctx context.Context, oldpath, newpath string) error {
 	return os.Rename(oldpath, newpath)
 }
 
+// RenamePath is "local": Rename is this machine's rename(2).
+func (*Local) RenamePath() string { return "local" }
+
 // PrepareRename has nothing to prepare: Rename is a local rename(2).
 func (*Local) PrepareRename(context.Context) error { return nil }
 
