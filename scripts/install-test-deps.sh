@@ -19,6 +19,8 @@ compgen -G '/usr/sbin/php-fpm*' >/dev/null || need+=(php-fpm)
 # php-cli runs the Laravel recipe test's fake artisan; python3 serves the
 # hosts' health-check pages; iproute2 gives hosts private networks.
 [ -x /usr/bin/php ] || need+=(php-cli)
+# php-sqlite3: the migrations proof runs real migrations on SQLite.
+php -m 2>/dev/null | grep -qi '^pdo_sqlite$' || need+=(php-sqlite3)
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v ip >/dev/null || need+=(iproute2)
 

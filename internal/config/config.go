@@ -39,6 +39,7 @@ type Config struct {
 	Env          []EnvVar // environment of every hook, in file order
 	Notify       []Notify // webhooks told the outcome of each deploy and rollback
 	Hooks        Hooks
+	Migrations   Migrations
 	Health       *Health  // nil when absent
 	Rollout      *Rollout // nil: switch every host at once
 	ForwardAgent bool     // forward the user's ssh-agent to the hosts (git over SSH with the user's key)
@@ -118,8 +119,24 @@ type Cleanup struct {
 	Sudo bool
 }
 
-// Hooks are the commands run on the hosts around the switch.
-type Hooks struct{ BeforeSwitch, AfterSwitch, AfterRollback []Hook }
+// Hooks are the commands run on the hosts around the switch. BeforeRollback
+// runs in the release a rollback leaves (whose code knows how to reverse
+// what it did), before any host switches back; AfterRollback in the
+// release rolled back to.
+type Hooks struct{ BeforeSwitch, AfterSwitch, BeforeRollback, AfterRollback []Hook }
+
+// Migrations says where a release keeps its database migrations and how
+// to reverse the newest ones. Each release records the names of the files
+// in Path; a rollback says which migrations the release it leaves has
+// that its target does not, and with --with-migrations runs Rollback for
+// them (with SLIPWAY_MIGRATION_STEPS set to their count and
+// SLIPWAY_MIGRATIONS to their names, newest first), once, in the release
+// it leaves, before any host switches.
+type Migrations struct {
+	Path     string // relative to the release, e.g. database/migrations
+	Rollback string // e.g. php artisan migrate:rollback --step=$SLIPWAY_MIGRATION_STEPS --force
+	Where    string // "slipway.yml:LINE:COL" of the section, for messages
+}
 
 // Hook is one command, run in the release directory.
 type Hook struct {

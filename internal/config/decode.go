@@ -24,22 +24,23 @@ type section struct {
 }
 
 var (
-	topSection      = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "cleanup", "env", "notify", "hooks", "health", "rollout", "stages"}, label: "at the top level"}
-	notifySection   = &section{keys: []string{"url", "format", "on"}, label: "in a notify entry", example: "{url: https://hooks.slack.com/services/..., format: slack}"}
-	envVarSection   = &section{keys: []string{"value", "secret"}, label: "in an env entry", example: "{value: ${DB_PASSWORD}, secret: true}"}
-	rolloutSection  = &section{keys: []string{"strategy", "batch", "pause"}, label: "under rollout:", example: "{strategy: rolling, batch: 25%, pause: 10s}"}
-	cleanupSection  = &section{keys: []string{"sudo"}, label: "under cleanup:", example: "{sudo: true}"}
-	writableSection = &section{keys: []string{"dirs", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
-	layoutSection   = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
-	sourceSection   = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel", "delta", "hardlink", "verify", "compress"}, label: "under source:", example: "{strategy: upload, path: .}"}
-	sharedSection   = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
-	hooksSection    = &section{keys: []string{"before_switch", "after_switch", "after_rollback"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
-	hookSection     = &section{keys: []string{"run", "once", "roles"}, label: "in a hook"}
-	healthSection   = &section{keys: []string{"url", "command", "expect_status", "body", "timeout", "retries", "interval"}, label: "under health:", example: "{url: http://127.0.0.1/health}"}
-	stagesSection   = &section{example: "{production: {hosts: [web1.example.com]}}"}
-	stageSection    = &section{keys: []string{"hosts", "deploy_to", "health", "rollout"}, label: "in a stage", example: "{hosts: [web1.example.com], deploy_to: /var/www/shop}"}
-	hostSection     = &section{keys: []string{"host", "user", "port", "roles", "no_release"}, label: "in a host entry"}
-	sectionsByRank  = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, writableSection, cleanupSection, hooksSection, healthSection, rolloutSection, layoutSection}
+	topSection        = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "cleanup", "env", "notify", "hooks", "migrations", "health", "rollout", "stages"}, label: "at the top level"}
+	notifySection     = &section{keys: []string{"url", "format", "on"}, label: "in a notify entry", example: "{url: https://hooks.slack.com/services/..., format: slack}"}
+	envVarSection     = &section{keys: []string{"value", "secret"}, label: "in an env entry", example: "{value: ${DB_PASSWORD}, secret: true}"}
+	rolloutSection    = &section{keys: []string{"strategy", "batch", "pause"}, label: "under rollout:", example: "{strategy: rolling, batch: 25%, pause: 10s}"}
+	cleanupSection    = &section{keys: []string{"sudo"}, label: "under cleanup:", example: "{sudo: true}"}
+	writableSection   = &section{keys: []string{"dirs", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
+	layoutSection     = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
+	sourceSection     = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel", "delta", "hardlink", "verify", "compress"}, label: "under source:", example: "{strategy: upload, path: .}"}
+	sharedSection     = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
+	hooksSection      = &section{keys: []string{"before_switch", "after_switch", "before_rollback", "after_rollback"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
+	migrationsSection = &section{keys: []string{"path", "rollback"}, label: "under migrations:", example: "{path: database/migrations, rollback: php artisan migrate:rollback --step=$SLIPWAY_MIGRATION_STEPS --force}"}
+	hookSection       = &section{keys: []string{"run", "once", "roles"}, label: "in a hook"}
+	healthSection     = &section{keys: []string{"url", "command", "expect_status", "body", "timeout", "retries", "interval"}, label: "under health:", example: "{url: http://127.0.0.1/health}"}
+	stagesSection     = &section{example: "{production: {hosts: [web1.example.com]}}"}
+	stageSection      = &section{keys: []string{"hosts", "deploy_to", "health", "rollout"}, label: "in a stage", example: "{hosts: [web1.example.com], deploy_to: /var/www/shop}"}
+	hostSection       = &section{keys: []string{"host", "user", "port", "roles", "no_release"}, label: "in a host entry"}
+	sectionsByRank    = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, writableSection, cleanupSection, hooksSection, migrationsSection, healthSection, rolloutSection, layoutSection}
 )
 
 // nameRE is the alphabet of app, stage and role names: they appear in paths,
@@ -490,6 +491,8 @@ func (d *decoder) config(root ast.Node) *Config {
 			c.Shared = d.shared(f)
 		case "hooks":
 			c.Hooks = d.hooks(f)
+		case "migrations":
+			c.Migrations = d.migrations(f)
 		case "health":
 			c.Health = d.health(f)
 		case "rollout":
@@ -873,6 +876,28 @@ func (d *decoder) writable(f field) Writable {
 	return w
 }
 
+func (d *decoder) migrations(f field) Migrations {
+	m := Migrations{Where: d.where(f.valueAt())}
+	fields, _ := d.fields(f.value, f.path, migrationsSection)
+	for _, mf := range fields {
+		switch mf.key {
+		case "path":
+			if p, ok := d.str(mf); ok {
+				if reason := insideProblem(p); reason != "" {
+					d.fail(mf.valueAt(), "write the migrations directory relative to the release, e.g. path: database/migrations", "migrations.path %q %s", p, reason)
+				}
+				m.Path = path.Clean(p)
+			}
+		case "rollback":
+			m.Rollback, _ = d.str(mf)
+		}
+	}
+	if m.Rollback != "" && m.Path == "" {
+		d.fail(f.valueAt(), "add the directory the migrations are in, e.g. path: database/migrations", "migrations.rollback needs migrations.path: slipway counts the migrations to reverse from the files there")
+	}
+	return m
+}
+
 func (d *decoder) hooks(f field) Hooks {
 	var h Hooks
 	fields, _ := d.fields(f.value, f.path, hooksSection)
@@ -883,6 +908,8 @@ func (d *decoder) hooks(f field) Hooks {
 			h.BeforeSwitch = list
 		case "after_switch":
 			h.AfterSwitch = list
+		case "before_rollback":
+			h.BeforeRollback = list
 		case "after_rollback":
 			h.AfterRollback = list
 		}

@@ -15,6 +15,7 @@ type recipe struct {
 	writableDirs []string
 	beforeSwitch []Hook
 	afterSwitch  []Hook
+	migrations   Migrations
 }
 
 var recipes = map[string]recipe{
@@ -36,6 +37,11 @@ var recipes = map[string]recipe{
 		afterSwitch: []Hook{
 			{Run: "php artisan queue:restart", Where: "recipe laravel"},
 		},
+		migrations: Migrations{
+			Path:     "database/migrations",
+			Rollback: "php artisan migrate:rollback --step=$SLIPWAY_MIGRATION_STEPS --force",
+			Where:    "recipe laravel",
+		},
 	},
 	// Symfony: var/log and .env.local live across releases; the cache is
 	// cleared and warmed in the new release before the switch.
@@ -46,6 +52,13 @@ var recipes = map[string]recipe{
 		writableDirs: []string{"var/cache", "var/log"},
 		beforeSwitch: []Hook{
 			{Run: "APP_ENV=prod php bin/console cache:clear --no-debug", Where: "recipe symfony"},
+		},
+		// Doctrine names a migration by its class: migrations/VersionX.php
+		// is DoctrineMigrations\VersionX; each is reversed on its own.
+		migrations: Migrations{
+			Path:     "migrations",
+			Rollback: `for m in $SLIPWAY_MIGRATIONS; do APP_ENV=prod php bin/console doctrine:migrations:execute --down --no-interaction "DoctrineMigrations\\${m%.php}" || exit; done`,
+			Where:    "recipe symfony",
 		},
 	},
 	// A static site: ship the files, nothing to run.
@@ -84,5 +97,8 @@ func (r recipe) apply(c *Config, given map[string]bool) {
 	}
 	if !given["hooks.after_switch"] && len(r.afterSwitch) > 0 {
 		c.Hooks.AfterSwitch = slices.Clone(r.afterSwitch)
+	}
+	if !given["migrations"] && r.migrations.Path != "" {
+		c.Migrations = r.migrations
 	}
 }

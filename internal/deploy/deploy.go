@@ -117,6 +117,10 @@ type deployRun struct {
 
 	fullCheckOnce sync.Once
 	fullCheck     []byte
+
+	migrationsOnce sync.Once
+	migrations     *[]string // of the upload's tree, when migrations.path is set
+	gitMigrations  *[]string // as the first host's export listed them
 }
 
 func newDeployRun(ctx context.Context, opts Options, src Source) *deployRun {
@@ -204,5 +208,25 @@ func (d *deployRun) meta(state string) *ReleaseMeta {
 	if d.src.Tree != nil {
 		m.Digest = d.src.Tree.Digest
 	}
+	m.Migrations = d.releaseMigrations()
 	return m
+}
+
+// releaseMigrations are the migrations the new release ships, nil while
+// unknown (no migrations.path, or the git export has not run yet).
+func (d *deployRun) releaseMigrations() *[]string {
+	dir := d.opts.Config.Migrations.Path
+	if dir == "" {
+		return nil
+	}
+	if d.src.Tree != nil {
+		d.migrationsOnce.Do(func() {
+			names := treeMigrations(d.src.Tree, dir)
+			d.migrations = &names
+		})
+		return d.migrations
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.gitMigrations
 }

@@ -118,7 +118,17 @@ type exportStep struct {
 func (exportStep) Name() string { return "git export" }
 
 func (s exportStep) Run(ctx context.Context, t *Target) error {
-	_, err := t.Exec.Exec(ctx, host.Command{Script: exportScript(s.d.layout, s.d.releaseID, s.d.src.Revision, s.d.src.Git.Subdir)})
+	script := exportScript(s.d.layout, s.d.releaseID, s.d.src.Revision, s.d.src.Git.Subdir, t.State.Tar, s.d.opts.Config.Migrations.Path)
+	res, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	if err == nil && s.d.opts.Config.Migrations.Path != "" {
+		// Every host exports the same commit: one listing is the release's.
+		s.d.mu.Lock()
+		if s.d.gitMigrations == nil {
+			names := parseMigrations(string(res.Stdout))
+			s.d.gitMigrations = &names
+		}
+		s.d.mu.Unlock()
+	}
 	return err
 }
 
@@ -131,7 +141,9 @@ func (s exportStep) Plan(_ context.Context, t *Target) error {
 // id. A host that fetched before a push the primary saw lacks the commit:
 // it fetches once more. The archive goes to a file first so a failing git
 // cannot pass for an empty tar stream.
-func exportScript(l layout.Layout, id, revision, subdir string) string {
+// With migrations (migrations.path), it then lists the migration files of
+// the release, one name a line.
+func exportScript(l layout.Layout, id, revision, subdir, tar, migrations string) string {
 	treeish := revision
 	if subdir != "" {
 		treeish += ":" + subdir
@@ -141,10 +153,12 @@ git --git-dir={{repo}} cat-file -e {{commit}} 2>/dev/null || GIT_TERMINAL_PROMPT
 git --git-dir={{repo}} cat-file -e {{treeish}} 2>/dev/null || { printf '%s is not in the repository\n' {{treeish}} >&2; exit 1; }
 umask 022
 git --git-dir={{repo}} archive --format=tar -o {{archive}} {{treeish}}
-tar -x -p --no-same-owner -f {{archive}} -C {{release}}
+tar -x {{extract}} -f {{archive}} -C {{release}}
 rm -f -- {{archive}}
 [ -n "$(ls -A {{release}})" ] || { echo "the export is empty" >&2; exit 1; }
-{{revision_file}}`, shell.Args{
+{{revision_file}}
+{{list_migrations}}`, shell.Args{
+		"extract": tarExtractFlags(tar), "list_migrations": listMigrationsScript(l.ReleaseDir(id), migrations),
 		"repo": l.RepoDir(), "commit": revision + "^{commit}", "treeish": treeish,
 		"archive": l.ReleaseDir(id) + ".tar", "release": l.ReleaseDir(id),
 		"revision_file": shell.Raw(revisionScript(l, id, revision)),

@@ -18,6 +18,10 @@ type hookStep struct {
 	phase      string
 	hook       config.Hook
 	releaseFor func(*Target) string // the release directory the hook runs in
+	// tolerate turns the hook's failure into a warning (before_rollback
+	// hooks of a rollback --force).
+	tolerate bool
+	env      []string // more environment, NAME=value
 }
 
 // hookSteps makes one step of each hook of a phase.
@@ -25,6 +29,16 @@ func hookSteps(r *run, phase string, hooks []config.Hook, releaseFor func(*Targe
 	var steps []Step
 	for _, h := range hooks {
 		steps = append(steps, perHost(hookStep{r: r, phase: phase, hook: h, releaseFor: releaseFor}))
+	}
+	return steps
+}
+
+// beforeRollbackHooks are the before_rollback hooks, run in the release a
+// rollback leaves (still live), before any host switches back.
+func beforeRollbackHooks(r *run, tolerate bool) []Step {
+	var steps []Step
+	for _, h := range r.opts.Config.Hooks.BeforeRollback {
+		steps = append(steps, perHost(hookStep{r: r, phase: "before_rollback", hook: h, releaseFor: currentRelease, tolerate: tolerate}))
 	}
 	return steps
 }
@@ -78,7 +92,12 @@ func (s hookStep) Where(t *Target) Selection {
 }
 
 func (s hookStep) Run(ctx context.Context, t *Target) error {
-	return runHook(ctx, s.r, t, s.hook.Run, s.releaseFor(t))
+	err := runHook(ctx, s.r, t, s.hook.Run, s.releaseFor(t), s.env...)
+	if err != nil && s.tolerate && ctx.Err() == nil {
+		s.r.warn(t, "%s failed, and --force goes on: %v", s.phase, err)
+		return nil
+	}
+	return err
 }
 
 // Plan lists the hook among those that would run on t.
@@ -92,9 +111,9 @@ func (s hookStep) Plan(_ context.Context, t *Target) error {
 // output streamed as events. The command is one quoted argument to sh -c,
 // so it is parsed by sh whatever the login shell is, and every value in its
 // environment is quoted.
-func runHook(ctx context.Context, r *run, t *Target, command, releaseID string) error {
+func runHook(ctx context.Context, r *run, t *Target, command, releaseID string, extraEnv ...string) error {
 	l := r.layout
-	env := []string{
+	env := append([]string{
 		"SLIPWAY_RELEASE_ID=" + releaseID,
 		"SLIPWAY_RELEASE_PATH=" + l.ReleaseDir(releaseID),
 		"SLIPWAY_DEPLOY_PATH=" + l.DeployTo,
@@ -102,7 +121,7 @@ func runHook(ctx context.Context, r *run, t *Target, command, releaseID string) 
 		"SLIPWAY_PREVIOUS_RELEASE=" + previousOf(t),
 		"SLIPWAY_STAGE=" + r.opts.Stage.Name,
 		"SLIPWAY_HOST=" + t.Name(),
-	}
+	}, extraEnv...)
 	// Secrets come on standard input as quoted assignments: a command
 	// line is visible to every user of the host (ps, /proc).
 	var secrets strings.Builder

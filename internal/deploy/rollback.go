@@ -11,12 +11,24 @@ import (
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
 
+// RollbackOptions say where a rollback goes and what it does on the way.
+type RollbackOptions struct {
+	To string // the release to switch to; "" for each host's previous one
+	// WithMigrations reverses the migrations the release being left has
+	// that the target does not (migrations.rollback), once, before any
+	// host switches.
+	WithMigrations bool
+}
+
 // Rollback switches every selected host back to the release before the live
-// one, or to release `to`, with the same atomic switch as a deploy. The
-// release rolled back from is kept and marked, never deleted here.
-func Rollback(ctx context.Context, opts Options, to string) (*Result, error) {
+// one, or to release ro.To, with the same atomic switch as a deploy. The
+// release rolled back from is kept and marked, never deleted here. Its
+// before_rollback hooks run in the release being left, before any host
+// switches; a failing one stops the rollback (unless opts.Force).
+func Rollback(ctx context.Context, opts Options, ro RollbackOptions) (*Result, error) {
 	r := newRun(ctx, opts)
-	rb := &rollbackRun{run: r, to: to}
+	rb := &rollbackRun{run: r, RollbackOptions: ro}
+	to := ro.To
 	err := r.pipeline(rb.steps())
 	res := &Result{ReleaseID: to}
 	for _, t := range r.targets {
@@ -40,8 +52,9 @@ func Rollback(ctx context.Context, opts Options, to string) (*Result, error) {
 // rollbackRun is the state of one rollback shared by its steps.
 type rollbackRun struct {
 	*run
-	to       string      // the release asked for; "" for each host's previous one
+	RollbackOptions
 	switched atomic.Bool // some host switched: the rollback is live there
+	ahead    []string    // migrations to reverse, newest first (WithMigrations)
 }
 
 // steps is the whole rollback, in order.
@@ -53,6 +66,15 @@ func (rb *rollbackRun) steps() []Step {
 		perHost(inspect),
 		perHost(chooseTargetStep{rb: rb}),
 		fleetWide(agreeStep{rb}),
+	)
+	if rb.opts.Config.Migrations.Path != "" {
+		steps = append(steps, fleetWide(migrationsStep{rb}))
+	}
+	steps = append(steps, beforeRollbackHooks(rb.run, rb.opts.Force)...)
+	if rb.WithMigrations {
+		steps = append(steps, perHost(reverseMigrationsStep{rb: rb}))
+	}
+	steps = append(steps,
 		perHost(rollbackPrepareStep{rb: rb}),
 		perHost(rollbackSwitchStep{rb: rb}),
 	)
@@ -73,7 +95,7 @@ func (chooseTargetStep) Name() string { return "choose target" }
 
 func (s chooseTargetStep) Run(_ context.Context, t *Target) error {
 	st := t.State
-	target := s.rb.to
+	target := s.rb.To
 	switch {
 	case target != "" && !st.HasRelease(target):
 		return fmt.Errorf("release %s does not exist on this host; releases here: %s", target, orNone(st.Releases))
@@ -91,6 +113,15 @@ func (s chooseTargetStep) Run(_ context.Context, t *Target) error {
 		}
 	}
 	t.State.SwitchTo = target
+	return nil
+}
+
+// Plan chooses as Run does, and notes the target.
+func (s chooseTargetStep) Plan(ctx context.Context, t *Target) error {
+	if err := s.Run(ctx, t); err != nil {
+		return err
+	}
+	s.rb.plan.host(t).Target = t.State.SwitchTo
 	return nil
 }
 
@@ -122,6 +153,8 @@ type rollbackPrepareStep struct {
 }
 
 func (rollbackPrepareStep) Name() string { return "prepare switch" }
+
+func (rollbackPrepareStep) Plan(context.Context, *Target) error { return nil }
 
 // Run prepares the switch and marks the release rolled back from, before
 // the switch: a rollback that dies after its switch, before its record
@@ -161,8 +194,10 @@ type rollbackSwitchStep struct {
 	rb *rollbackRun
 }
 
-func (rollbackSwitchStep) Name() string  { return "switch" }
-func (rollbackSwitchStep) Commits() bool { return true }
+func (rollbackSwitchStep) Name() string { return "switch" }
+
+func (rollbackSwitchStep) Plan(context.Context, *Target) error { return nil }
+func (rollbackSwitchStep) Commits() bool                       { return true }
 
 func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
 	l := s.rb.layout
@@ -182,6 +217,8 @@ type rollbackRecordStep struct {
 }
 
 func (rollbackRecordStep) Name() string { return "record" }
+
+func (rollbackRecordStep) Plan(context.Context, *Target) error { return nil }
 
 func (s rollbackRecordStep) Run(ctx context.Context, t *Target) error {
 	l := s.rb.layout

@@ -38,32 +38,33 @@ func everyScript(name string) map[string]string {
 		Writable: config.Writable{Dirs: []string{name + "/cache", "bootstrap/" + name}, Mode: "acl", User: name},
 	}
 	scripts := map[string]string{
-		"acquire":              acquireScript(l, owner),
-		"refresh lock":         refreshScript(l, owner),
-		"release lock":         releaseScript(l, "0123abcd", []string{l.MetaDir(), l.DeployTo}),
-		"inspect":              inspectScript(l, []string{name, "config/" + name}, true, []string{"tar", name}),
-		"inspect, no manifest": inspectScript(l, nil, false, nil),
-		"create":               createReleaseScript(l, id, writeMetaScript(l, meta)),
-		"record":               writeMetaScript(l, meta) + " && " + appendLogScript(l, name),
-		"manifest fetch":       shell.Script("head -c {{max}} -- {{file}}", shell.Args{"max": maxManifest, "file": l.ManifestFile(live)}),
-		"prepare switch":       prepareSwitchScript(l, l.LockedSwitchLink(id), id, true),
-		"prepare switch back":  prepareSwitchScript(l, l.SwitchTempLink(live), live, false),
-		"verify switch":        verifySwitchScript(l),
-		"fence":                fenceScript(l, "0123abcd"),
-		"link shared":          linkSharedScript(l, id, cfg.Shared.Dirs, cfg.Shared.Files),
-		"writable acl":         writableScript("acl", name, []string{"/srv/" + name}),
-		"writable group":       writableScript("group", name, []string{"/srv/" + name, "/x"}),
-		"hook":                 hookScript("/srv/"+name, []string{"A=" + name, name + "=1"}, true, name),
-		"hook, no release":     hookScript("", []string{"A=" + name}, false, name),
-		"exec":                 execScript("/srv/"+name, name),
-		"fetch":                fetchScript(l.RepoDir(), name),
-		"resolve":              resolveScript(l.RepoDir(), name),
-		"export":               exportScript(l, id, name, name),
-		"setup":                setupScript(l, cfg),
-		"check":                checkScript(l, needsOf(cfg)),
-		"check, every need":    checkScript(l, checkNeeds{tools: baseTools, sudo: true, webUser: name, sharedFiles: []string{name, "config/" + name}, liveSize: true, repo: true}),
-		"prune":                pruneScript(l, PrunePlan{Delete: []string{id, live}, Forget: []string{id}}, map[string]*ReleaseMeta{id: meta}, true),
-		"php-fpm timeouts":     fpmTimeoutScript,
+		"acquire":                     acquireScript(l, owner),
+		"refresh lock":                refreshScript(l, owner),
+		"release lock":                releaseScript(l, "0123abcd", []string{l.MetaDir(), l.DeployTo}),
+		"inspect":                     inspectScript(l, []string{name, "config/" + name}, true, []string{"tar", name}),
+		"inspect, no manifest":        inspectScript(l, nil, false, nil),
+		"create":                      createReleaseScript(l, id, writeMetaScript(l, meta)),
+		"record":                      writeMetaScript(l, meta) + " && " + appendLogScript(l, name),
+		"manifest fetch":              shell.Script("head -c {{max}} -- {{file}}", shell.Args{"max": maxManifest, "file": l.ManifestFile(live)}),
+		"prepare switch":              prepareSwitchScript(l, l.LockedSwitchLink(id), id, true),
+		"prepare switch back":         prepareSwitchScript(l, l.SwitchTempLink(live), live, false),
+		"verify switch":               verifySwitchScript(l),
+		"fence":                       fenceScript(l, "0123abcd"),
+		"link shared":                 linkSharedScript(l, id, cfg.Shared.Dirs, cfg.Shared.Files),
+		"writable acl":                writableScript("acl", name, []string{"/srv/" + name}),
+		"writable group":              writableScript("group", name, []string{"/srv/" + name, "/x"}),
+		"hook":                        hookScript("/srv/"+name, []string{"A=" + name, name + "=1"}, true, name),
+		"hook, no release":            hookScript("", []string{"A=" + name}, false, name),
+		"exec":                        execScript("/srv/"+name, name),
+		"fetch":                       fetchScript(l.RepoDir(), name),
+		"resolve":                     resolveScript(l.RepoDir(), name),
+		"export":                      exportScript(l, id, name, name, tarGNU, ""),
+		"export, busybox, migrations": exportScript(l, id, name, name, tarBusyBox, name),
+		"setup":                       setupScript(l, cfg),
+		"check":                       checkScript(l, needsOf(cfg)),
+		"check, every need":           checkScript(l, checkNeeds{tools: baseTools, sudo: true, webUser: name, sharedFiles: []string{name, "config/" + name}, liveSize: true, repo: true}),
+		"prune":                       pruneScript(l, PrunePlan{Delete: []string{id, live}, Forget: []string{id}}, map[string]*ReleaseMeta{id: meta}, true),
+		"php-fpm timeouts":            fpmTimeoutScript,
 	}
 	for _, hardlink := range []bool{false, true} {
 		for what, p := range map[string]*manifestPick{"picked": pick, "listed": nil} {
@@ -193,7 +194,7 @@ func TestScriptsOfRealRunsParse(t *testing.T) {
 	}
 	deploy("v1")
 	deploy("v2") // a delta
-	if _, err := Rollback(ctx, opts, ""); err != nil {
+	if _, err := Rollback(ctx, opts, RollbackOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	deploy("v3")

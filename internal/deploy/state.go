@@ -41,6 +41,9 @@ type ReleaseMeta struct {
 	Digest     string    `json:"digest,omitempty"`
 	Dirty      bool      `json:"dirty,omitempty"`
 	Error      string    `json:"error,omitempty"`
+	// Migrations are the names of the files in migrations.path the release
+	// shipped, sorted; nil when not recorded (no migrations.path then).
+	Migrations *[]string `json:"migrations,omitempty"`
 }
 
 // State is what a host's deploy directory holds, read in one round trip.

@@ -152,6 +152,16 @@ type uploadArgs struct {
 	tar         string // the host's tar flavour
 }
 
+// tarExtractFlags are the flags that extract a release as the deploy
+// user: GNU tar keeps modes with -p and leaves owners with --no-same-owner;
+// BusyBox tar keeps modes without being asked and -o drops owners.
+func tarExtractFlags(tar string) shell.Raw {
+	if tar == tarBusyBox {
+		return "-o"
+	}
+	return "-p --no-same-owner"
+}
+
 // verifyScript checks the release's files against .slipway-check with
 // sha256sum -c (the flags GNU and BusyBox share). A file whose checksum
 // differs is damage; a sha256sum that cannot run is said to be that, never
@@ -181,12 +191,7 @@ func uploadScript(a uploadArgs) string {
 	if a.gzipped {
 		z = "-z "
 	}
-	// GNU tar: keep modes, leave owners to whoever extracts; BusyBox tar
-	// keeps modes without being asked and -o drops owners.
-	extract := shell.Raw("-p --no-same-owner")
-	if a.tar == tarBusyBox {
-		extract = "-o"
-	}
+	extract := tarExtractFlags(a.tar)
 	verify := shell.Raw("")
 	if a.verify {
 		verify = verifyScript
