@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"strings"
 	"sync"
 
 	"github.com/slipway-deploy/slipway/internal/source"
@@ -48,13 +49,54 @@ func (d *deployRun) deltaPlan(t *Target) *deltaPlan {
 	return p
 }
 
-// checklist is source.Checklist(files); the whole tree's (what full
-// uploads and verify: all check) is made once for every host.
-func (d *deployRun) checklist(files []source.File) []byte {
-	all := d.src.Tree.Files
-	if len(files) == 0 || len(files) != len(all) || &files[0] != &all[0] {
+// shipped is files without the entries under keepOut; the list of the
+// whole tree is made once for all hosts that leave out the same paths.
+func (d *deployRun) shipped(files []source.File, keepOut []string) []source.File {
+	if len(keepOut) == 0 {
+		return files
+	}
+	whole := len(files) > 0 && len(files) == len(d.src.Tree.Files) && &files[0] == &d.src.Tree.Files[0]
+	key := strings.Join(keepOut, "\x00")
+	if whole {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if cached, ok := d.shippedTrees[key]; ok {
+			return cached
+		}
+	}
+	var out []source.File
+	for _, f := range files {
+		if !underAny(f.Rel, keepOut) {
+			out = append(out, f)
+		}
+	}
+	if whole {
+		if d.shippedTrees == nil {
+			d.shippedTrees = map[string][]source.File{}
+		}
+		d.shippedTrees[key] = out
+	}
+	return out
+}
+
+// checklist is source.Checklist(files); that of a whole tree (what full
+// uploads and verify: all check) is made once for all hosts that leave out
+// the same shared paths.
+func (d *deployRun) checklist(files []source.File, keepOut []string) []byte {
+	whole := d.shipped(d.src.Tree.Files, keepOut)
+	if len(files) == 0 || len(files) != len(whole) || &files[0] != &whole[0] {
 		return source.Checklist(files)
 	}
-	d.fullCheckOnce.Do(func() { d.fullCheck = source.Checklist(files) })
-	return d.fullCheck
+	key := strings.Join(keepOut, "\x00")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c, ok := d.checklists[key]; ok {
+		return c
+	}
+	if d.checklists == nil {
+		d.checklists = map[string][]byte{}
+	}
+	c := source.Checklist(files)
+	d.checklists[key] = c
+	return c
 }

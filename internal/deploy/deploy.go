@@ -115,8 +115,8 @@ type deployRun struct {
 	skew        time.Duration
 	skewHosts   int
 
-	fullCheckOnce sync.Once
-	fullCheck     []byte
+	shippedTrees map[string][]source.File // the tree without shared paths, by the paths left out
+	checklists   map[string][]byte        // their checklists
 
 	migrationsOnce sync.Once
 	migrations     *[]string // of the upload's tree, when migrations.path is set
@@ -132,7 +132,7 @@ func newDeployRun(ctx context.Context, opts Options, src Source) *deployRun {
 // switches them.
 func (d *deployRun) steps() []Step {
 	cfg := d.opts.Config
-	inspect := inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, forSwitch: true, manifest: d.delta()}
+	inspect := inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, sharedDirs: cfg.Shared.Dirs, forSwitch: true, manifest: d.delta()}
 	steps := []Step{perHost(connectStep{r: d.run})}
 	steps = append(steps, lockSteps(d.run, &inspect)...)
 	steps = append(steps, perHost(inspect), fleetWide(driftStep{d}))

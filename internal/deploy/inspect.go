@@ -23,6 +23,9 @@ type inspectStep struct {
 	releaseHosts
 	r           *run
 	sharedFiles []string
+	// sharedDirs are asked whether they still need seeding (missing or
+	// empty): only those hosts are sent the release's copy.
+	sharedDirs []string
 	// forSwitch refuses a host whose current is a real directory or whose
 	// shared files are missing: a run that would switch it must stop
 	// before changing anything.
@@ -41,7 +44,7 @@ func (s inspectStep) script() string {
 			tools = append(tools, t.name)
 		}
 	}
-	return inspectScript(s.r.layout, s.sharedFiles, s.manifest, tools)
+	return inspectScript(s.r.layout, inspectAsk{sharedFiles: s.sharedFiles, seedDirs: s.sharedDirs, manifest: s.manifest, tools: tools})
 }
 
 func (s inspectStep) read(ctx context.Context, t *Target) error {
@@ -174,13 +177,22 @@ func missingShared(t *Target, l layout.Layout, missing []string) error {
 		strings.Join(paths, ", "), t.Name(), paths[0])
 }
 
+// inspectAsk is what an inspection asks beyond the deploy directory
+// itself.
+type inspectAsk struct {
+	sharedFiles []string // which are missing
+	seedDirs    []string // which shared directories are missing or empty
+	manifest    bool     // the live manifest's checksum and size
+	tools       []string // which are missing, and the tar flavour
+}
+
 // inspectScript reads everything a run needs to know about a host in one
 // round trip. It prints one record per line; release names are filtered to
 // release ids by the shell, so odd directory names cannot fake records.
 // With tools, it also says which of them are missing and which tar the
 // host has (GNU, BusyBox or another): the scripts that follow use the
 // flags that one knows.
-func inspectScript(l layout.Layout, sharedFiles []string, withManifest bool, tools []string) string {
+func inspectScript(l layout.Layout, ask inspectAsk) string {
 	args := shell.Args{
 		"deploy_to": l.DeployTo, "current": l.Current, "releases": l.Releases, "meta": layout.MetaDir,
 		"id_glob": shell.Raw(strings.Repeat("[0-9]", len(layout.ReleaseIDFormat))),
@@ -191,15 +203,19 @@ for r in {{releases}}/*; do [ -d "$r" ] && [ ! -L "$r" ] || continue; n=${r##*/}
 for f in {{meta}}/releases/*.json; do [ -f "$f" ] || continue; printf 'meta %s ' "${f##*/}"; head -c 65536 -- "$f" | tr '\n' ' '; echo; done
 if [ -f {{meta}}/lock/owner.json ]; then printf 'lock '; head -c 65536 -- {{meta}}/lock/owner.json | tr '\n' ' '; echo; elif [ -d {{meta}}/lock ]; then echo 'lock {}'; fi
 `, args)
-	for _, f := range sharedFiles {
+	for _, f := range ask.sharedFiles {
 		script += shell.Script(`[ -e {{path}} ] || printf 'missing-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.Shared + "/" + f, "name": f})
 	}
+	for _, dir := range ask.seedDirs {
+		script += shell.Script(`[ -d {{path}} ] && [ -n "$(ls -A -- {{path}} 2>/dev/null)" ] || printf 'seed-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.Shared + "/" + dir, "name": dir})
+	}
+	tools := ask.tools
 	if len(tools) > 0 {
 		script += shell.Script(`for t in {{tools}}; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done
 case $(tar --version 2>&1 | head -n 1) in *GNU*) echo 'tar gnu';; *busybox*|*BusyBox*) echo 'tar busybox';; *) echo 'tar other';; esac
 `, shell.Args{"tools": tools})
 	}
-	if withManifest {
+	if ask.manifest {
 		// The live release's manifest by its checksum and size only: the
 		// hosts of a fleet normally hold the same one, which manifestStep
 		// then fetches from one of them.

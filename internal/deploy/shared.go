@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -11,10 +12,12 @@ import (
 )
 
 // linkSharedStep links each shared path into the release, replacing what the
-// release shipped there. A shared directory that does not exist yet is
-// seeded from the release (as Deployer does), so a fresh host gets the
-// skeleton the app expects (storage/framework/...); an existing one is
-// never touched.
+// release shipped there. A shared directory that does not exist yet, or is
+// empty (made by slipway setup, or new in the config), is first seeded
+// from the release's copy (as Deployer does), so a fresh host gets the
+// data the app expects (storage/framework/..., a wiki's pages); one with
+// anything in it is never touched. Hosts whose shared directories hold
+// data are not even sent the release's copy (see sharedShipping).
 type linkSharedStep struct {
 	releaseHosts
 	d *deployRun
@@ -35,8 +38,13 @@ func linkSharedScript(l layout.Layout, id string, dirs, files []string) string {
 	release := l.ReleaseDir(id)
 	var b strings.Builder
 	b.WriteString("set -e\numask 022\n")
+	// The shared directory's own modes stay as setup made them (writable
+	// for the web server): only what is inside it is copied.
 	for _, dir := range dirs {
-		b.WriteString(shell.Script(`if [ ! -e {{shared}} ] && [ ! -L {{shared}} ]; then mkdir -p -- {{parent}}; if [ -d {{seed}} ] && [ ! -L {{seed}} ]; then cp -Rp -- {{seed}} {{shared}}; else mkdir -- {{shared}}; fi; fi`+"\n", shell.Args{
+		b.WriteString(shell.Script(`if [ ! -e {{shared}} ] && [ ! -L {{shared}} ]; then mkdir -p -- {{parent}} && mkdir -- {{shared}}; fi
+if [ -d {{seed}} ] && [ ! -L {{seed}} ] && [ -d {{shared}} ] && [ -z "$(ls -A -- {{shared}})" ]; then
+  for f in {{seed}}/* {{seed}}/.[!.]* {{seed}}/..?*; do if [ -e "$f" ] || [ -L "$f" ]; then cp -Rp -- "$f" {{shared}}/; fi; done
+fi`+"\n", shell.Args{
 			"shared": l.SharedPath(dir), "parent": path.Dir(l.SharedPath(dir)), "seed": path.Join(release, dir),
 		}))
 		b.WriteString(linkScript(l, release, dir))
@@ -45,6 +53,19 @@ func linkSharedScript(l layout.Layout, id string, dirs, files []string) string {
 		b.WriteString(linkScript(l, release, file))
 	}
 	return b.String()
+}
+
+// sharedShipping is what an upload to t leaves out: the entries under
+// shared paths, which the link step replaces with links, except under the
+// shared directories t still has to seed (missing or empty there).
+func (d *deployRun) sharedShipping(t *Target) (keepOut []string) {
+	shared := d.opts.Config.Shared
+	for _, dir := range shared.Dirs {
+		if !slices.Contains(t.State.SeedShared, dir) {
+			keepOut = append(keepOut, dir)
+		}
+	}
+	return append(keepOut, shared.Files...)
 }
 
 // linkScript replaces rel in the release with a link to its shared copy.

@@ -54,6 +54,7 @@ type State struct {
 	Meta          map[string]*ReleaseMeta
 	BadMeta       []string // metadata files that could not be read: reported, not trusted
 	MissingShared []string // shared files that do not exist
+	SeedShared    []string // shared directories missing or empty: seeded from the release
 	MissingTools  []string // tools a deploy needs that the host lacks
 	Tar           string   // the host's tar: tarGNU, tarBusyBox, tarOther; "" when not asked
 	Lock          *LockOwner
@@ -125,6 +126,8 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 			s.Meta[id] = &m
 		case "missing-shared":
 			s.MissingShared = append(s.MissingShared, rest)
+		case "seed-shared":
+			s.SeedShared = append(s.SeedShared, rest)
 		case "missing-tool":
 			s.MissingTools = append(s.MissingTools, rest)
 		case "tar":

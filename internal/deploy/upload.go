@@ -31,19 +31,27 @@ func (uploadStep) Name() string { return "upload" }
 // upload is what one host is sent.
 type upload struct {
 	plan     *deltaPlan // nil for a full upload
+	keepOut  []string   // shared paths not sent (the host's shared data is there)
 	files    []source.File
 	toVerify []source.File
 	total    int64 // content bytes, before compression
 }
 
 func (s uploadStep) content(t *Target) upload {
-	tree := s.d.src.Tree
-	u := upload{plan: s.d.deltaPlan(t), files: tree.Files, toVerify: tree.Files, total: tree.Size}
+	d := s.d
+	keepOut := d.sharedShipping(t)
+	u := upload{plan: d.deltaPlan(t), keepOut: keepOut}
+	all := d.shipped(d.src.Tree.Files, keepOut)
+	u.files, u.toVerify = all, all
 	if u.plan != nil {
-		u.files, u.toVerify, u.total = u.plan.delta.Send, u.plan.delta.Send, u.plan.delta.Bytes
+		u.files = d.shipped(u.plan.delta.Send, keepOut)
+		u.toVerify = u.files
 	}
-	if s.d.opts.Config.Source.Verify == "all" {
-		u.toVerify = tree.Files
+	if d.opts.Config.Source.Verify == "all" {
+		u.toVerify = all
+	}
+	for _, f := range u.files {
+		u.total += f.Size
 	}
 	return u
 }
@@ -52,7 +60,7 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	d := s.d
 	tree := d.src.Tree
 	u := s.content(t)
-	check := d.checklist(u.toVerify)
+	check := d.checklist(u.toVerify, u.keepOut)
 	sealed := tree.Sealed()
 	// A delta sends the manifest as a patch of the live one, so a one-file
 	// change costs about one file; the host rebuilds the manifest and
