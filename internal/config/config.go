@@ -93,9 +93,10 @@ type Shared struct{ Dirs, Files []string }
 // server shares the deploy user's group); acl grants User with setfacl.
 // Nothing is ever made world-writable.
 type Writable struct {
-	Dirs []string
-	Mode string // "group" or "acl"
-	User string // for acl: the web server's user
+	Dirs  []string
+	Files []string // shared files the web server may write (setup makes them writable)
+	Mode  string   // "group" or "acl"
+	User  string   // for acl: the web server's user
 }
 
 // EnvVar is a variable hooks get. A secret one never appears in output,

@@ -29,7 +29,7 @@ var (
 	envVarSection     = &section{keys: []string{"value", "secret"}, label: "in an env entry", example: "{value: ${DB_PASSWORD}, secret: true}"}
 	rolloutSection    = &section{keys: []string{"strategy", "batch", "pause"}, label: "under rollout:", example: "{strategy: rolling, batch: 25%, pause: 10s}"}
 	cleanupSection    = &section{keys: []string{"sudo"}, label: "under cleanup:", example: "{sudo: true}"}
-	writableSection   = &section{keys: []string{"dirs", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
+	writableSection   = &section{keys: []string{"dirs", "files", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
 	layoutSection     = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
 	sourceSection     = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel", "delta", "hardlink", "verify", "compress"}, label: "under source:", example: "{strategy: upload, path: .}"}
 	sharedSection     = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
@@ -55,10 +55,11 @@ var layoutNameRE = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]*$`)
 // decoder walks the YAML tree into a Config, collecting every problem
 // instead of stopping at the first, so one run shows all that is wrong.
 type decoder struct {
-	file      string
-	dir       string
-	lookupEnv func(string) (string, bool)
-	problems  []problem
+	writableFiles []located // writable.files, checked against shared.files once both are read
+	file          string
+	dir           string
+	lookupEnv     func(string) (string, bool)
+	problems      []problem
 	// given records the dotted paths of every key written in the file, so
 	// a recipe only fills in what the user left out.
 	given map[string]bool
@@ -504,6 +505,11 @@ func (d *decoder) config(root ast.Node) *Config {
 	if c.Recipe != "" {
 		recipes[c.Recipe].apply(c, d.given)
 	}
+	for _, f := range d.writableFiles {
+		if !slices.Contains(c.Shared.Files, f.value) {
+			d.fail(f.at, fmt.Sprintf("add %s to shared.files, or remove it here", f.value), "writable.files lists %q, which is not a shared file: a release's own files are replaced by every deploy, so only shared files can be kept writable", f.value)
+		}
+	}
 	app := c.App
 	if app == "" {
 		app = "APP"
@@ -853,12 +859,18 @@ func (d *decoder) notify(f field) []Notify {
 
 func (d *decoder) writable(f field) Writable {
 	w := Writable{Mode: "group", User: "www-data"}
+	var files []located
 	fields, _ := d.fields(f.value, f.path, writableSection)
 	for _, wf := range fields {
 		switch wf.key {
 		case "dirs":
 			for _, p := range d.sharedPaths(wf) {
 				w.Dirs = append(w.Dirs, p.value)
+			}
+		case "files":
+			for _, p := range d.sharedPaths(wf) {
+				w.Files = append(w.Files, p.value)
+				files = append(files, p)
 			}
 		case "mode":
 			if m, ok := d.oneOf(wf, "group", "acl"); ok {
@@ -873,6 +885,7 @@ func (d *decoder) writable(f field) Writable {
 			}
 		}
 	}
+	d.writableFiles = files
 	return w
 }
 

@@ -35,7 +35,7 @@ func everyScript(name string) map[string]string {
 	pick := pickFromManifest([]string{"a", name, "b"}, []string{"a", name})
 	cfg := &config.Config{
 		Shared:   config.Shared{Dirs: []string{name, "storage/" + name}, Files: []string{name + ".env"}},
-		Writable: config.Writable{Dirs: []string{name + "/cache", "bootstrap/" + name}, Mode: "acl", User: name},
+		Writable: config.Writable{Dirs: []string{name + "/cache", "bootstrap/" + name}, Files: []string{name + ".env"}, Mode: "acl", User: name},
 	}
 	scripts := map[string]string{
 		"acquire":                     acquireScript(l, owner),
