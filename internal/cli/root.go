@@ -243,9 +243,14 @@ func newRootCmd(streams IO) *cobra.Command {
 		Long: `slipway ships a web application to one server or a fleet over SSH. Each deploy
 builds a complete release beside the live one, links shared data into it, and goes
 live by one atomic rename of the current symlink; rollback is the same switch back.`,
+		Version:       versionLine(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// --version prints what slipway version does; declared here so that
+	// cobra does not take -v, which is --verbose.
+	root.Flags().Bool("version", false, "print slipway's version")
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.Err)
