@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -18,7 +19,10 @@ import (
 
 // globalOptions are the flags every command accepts, before or after its name.
 type globalOptions struct {
+	// configFile is -c's file, or the name looked for without -c
+	// (configPath finds it).
 	configFile        string
+	configGiven       bool
 	acceptNewHostKeys bool
 	hosts             []string
 	roles             []string
@@ -41,10 +45,11 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 	if g.parallel < 1 {
 		return deploy.Options{}, &UserError{Msg: fmt.Sprintf("--parallel %d: must be at least 1", g.parallel)}
 	}
-	if _, err := os.Stat(g.configFile); errors.Is(err, os.ErrNotExist) {
-		return deploy.Options{}, &UserError{Msg: fmt.Sprintf("no configuration file %s here; write one (see README) or pass -c FILE", g.configFile)}
+	file, err := g.configPath()
+	if err != nil {
+		return deploy.Options{}, err
 	}
-	cfg, err := config.Load(g.configFile)
+	cfg, err := config.Load(file)
 	if err != nil {
 		return deploy.Options{}, err
 	}
@@ -98,6 +103,79 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 			return wrap(ex), nil
 		},
 	}, nil
+}
+
+// configFlag is -c/--config. It records that the flag was given, since only
+// without it does slipway look for slipway.yml in parent directories.
+type configFlag struct{ g *globalOptions }
+
+func (f configFlag) Set(file string) error {
+	f.g.configFile, f.g.configGiven = file, true
+	return nil
+}
+
+func (f configFlag) String() string { return f.g.configFile }
+func (f configFlag) Type() string   { return "file" }
+
+// configPath is the configuration file to load: -c's, else the nearest
+// slipway.yml from the working directory up to the repository root.
+func (g *globalOptions) configPath() (string, error) {
+	if g.configGiven {
+		if _, err := os.Stat(g.configFile); errors.Is(err, os.ErrNotExist) {
+			return "", &UserError{Msg: fmt.Sprintf("-c %s: no such file; create it with: slipway init -c %s", g.configFile, g.configFile)}
+		}
+		return g.configFile, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("finding %s: %w", g.configFile, err)
+	}
+	return findConfig(wd, g.configFile)
+}
+
+// findConfig looks for the file name in dir, then in its parents up to the
+// root of the git repository holding dir (the first directory with a
+// .git), as git finds its repository. Outside a repository it looks in dir
+// only: a stray ~/slipway.yml must not apply to every directory below it.
+// The path found is relative to dir, as the user would type it.
+func findConfig(dir, name string) (string, error) {
+	dirs, repoRoot := configDirs(dir)
+	for _, d := range dirs {
+		path := filepath.Join(d, name)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		// Whatever is there (a directory, a file we may not read) is what
+		// the user meant: config.Load says what is wrong with it.
+		if rel, err := filepath.Rel(dir, path); err == nil {
+			return rel, nil
+		}
+		return path, nil
+	}
+	var msg string
+	switch repoRoot {
+	case "":
+		msg = fmt.Sprintf("no %s in %s (not in a git repository, so its parents were not searched); create one with: slipway init", name, dir)
+	case dir:
+		msg = fmt.Sprintf("no %s in %s (the repository root); create one with: slipway init", name, dir)
+	default:
+		msg = fmt.Sprintf("no %s in %s or its parents up to the repository root %s; create one with: cd %s && slipway init", name, dir, repoRoot, repoRoot)
+	}
+	return "", &UserError{Msg: msg + "; or pass -c FILE"}
+}
+
+// configDirs lists dir and its parents up to the repository root, nearest
+// first, and returns that root; outside a repository, only dir and "".
+func configDirs(dir string) (dirs []string, repoRoot string) {
+	for d := dir; ; d = filepath.Dir(d) {
+		dirs = append(dirs, d)
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return dirs, d
+		}
+		if filepath.Dir(d) == d {
+			return []string{dir}, ""
+		}
+	}
 }
 
 // selectHosts keeps the stage's hosts named in --hosts, in stage order.

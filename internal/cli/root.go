@@ -236,7 +236,7 @@ func brokenPipe(err error) bool {
 }
 
 func newRootCmd(streams IO) *cobra.Command {
-	g := &globalOptions{}
+	g := &globalOptions{configFile: "slipway.yml"}
 	root := &cobra.Command{
 		Use:   "slipway",
 		Short: "Atomic, zero-downtime releases to one server or a fleet over SSH",
@@ -256,7 +256,7 @@ live by one atomic rename of the current symlink; rollback is the same switch ba
 	root.SetErr(streams.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UserError{Msg: err.Error()} })
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.configFile, "config", "c", "slipway.yml", "configuration file")
+	pf.VarP(configFlag{g}, "config", "c", "configuration file; without it, the nearest slipway.yml from here up to the repository root")
 	pf.BoolVar(&g.acceptNewHostKeys, "accept-new-host-keys", false, "record host keys not yet in known_hosts (a changed key is always refused)")
 	pf.StringSliceVar(&g.hosts, "hosts", nil, "only these hosts of the stage (comma-separated names as written in the config)")
 	pf.StringSliceVar(&g.roles, "roles", nil, "only the hosts with one of these roles (comma-separated)")
@@ -293,7 +293,11 @@ func completeStages(g *globalOptions) func(*cobra.Command, []string, string) ([]
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		cfg, err := config.Load(g.configFile)
+		file, err := g.configPath()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		cfg, err := config.Load(file)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
