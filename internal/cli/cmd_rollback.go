@@ -48,12 +48,52 @@ changes nothing.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.to, "to", "", "release id to switch to (see slipway releases STAGE)")
+	if err := cmd.RegisterFlagCompletionFunc("to", completeReleaseIDs(g)); err != nil {
+		panic(err) // only if the flag is not defined just above
+	}
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print NDJSON events on stdout (schema: docs/json-events.md); with --dry-run, the plan as JSON")
 	cmd.Flags().BoolVar(&opts.dryRun, "dry-run", false, "show what the rollback would do on each host (targets, hooks, migrations) and change nothing")
 	cmd.Flags().BoolVar(&opts.withMigrations, "with-migrations", false, "reverse the migrations the release being left has that its target does not (migrations.rollback), before the switch")
 	cmd.Flags().BoolVar(&opts.force, "force", false, "switch back even if a before_rollback hook fails")
 	setExitStatus(cmd, ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable, ExitAfterSwitch, ExitInterrupted)
 	return cmd
+}
+
+// releaseCompletionTimeout bounds the reading of a stage's releases for a
+// completion: a shell waits for it, so an unreachable host must not hang
+// the prompt.
+const releaseCompletionTimeout = 3 * time.Second
+
+// completeReleaseIDs completes --to with the stage's release ids, newest
+// first, each described by its state (live, previous, failed, ...). It
+// reads the hosts as slipway releases does, without taking the lock and
+// printing nothing; a stage it cannot read completes nothing.
+func completeReleaseIDs(g *globalOptions) func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) != 1 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		silent := *g
+		silent.quiet, silent.verbose = true, false
+		dopts, err := loadOptions(&silent, IO{Err: io.Discard}, args[0], "rollback completion")
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		dopts.Events = nil
+		ctx, cancel := context.WithTimeout(cmd.Context(), releaseCompletionTimeout)
+		defer cancel()
+		rows, err := deploy.Releases(ctx, dopts)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var ids []cobra.Completion
+		for _, r := range rows {
+			if !r.Removed { // only its history is left: nothing to switch to
+				ids = append(ids, cobra.CompletionWithDesc(r.ID, r.State))
+			}
+		}
+		return ids, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveKeepOrder
+	}
 }
 
 func runRollback(ctx context.Context, g *globalOptions, streams IO, stage string, opts *rollbackOptions) error {
