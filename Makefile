@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/slipway-deploy/slipway/internal/cli.Version=$(VERSION)
 
-.PHONY: build test test-deps unit e2e fuzz vet
+.PHONY: build test test-deps unit e2e fuzz vet dist
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/slipway ./cmd/slipway
@@ -11,11 +11,25 @@ build:
 # Installs what the end-to-end suite needs (OpenSSH server, git, nginx,
 # php-fpm), then runs every test: unit tests, the end-to-end suite against
 # real sshd hosts (once with delta uploads, the default, and once forcing
-# full, gzipped uploads), and short runs of the fuzz targets.
+# full, gzipped uploads), short runs of the fuzz targets, and the release
+# build's test (tools/dist, a module of its own, so ./... leaves it out).
 test: test-deps vet
 	$(GO) test -count=1 -timeout 25m ./...
 	SLIPWAY_E2E_UPLOAD=full $(GO) test -count=1 -timeout 25m ./e2e/
 	$(MAKE) fuzz
+	$(GO) -C tools/dist test -count=1 ./...
+
+# Release files in dist/: slipway_<version>_<os>_<arch>.tar.gz (.zip for
+# Windows) for linux, darwin and windows on amd64 and arm64, each with the
+# binary, README.md and any LICENSE/NOTICE; a .deb and an .rpm per Linux
+# architecture; SHA256SUMS. Outside git (a source tarball), give the
+# version: VERSION=1.2.3 make dist. tools/dist is a module of its own, so
+# nfpm never enters slipway's go.mod. Files carry the commit's time
+# (SOURCE_DATE_EPOCH), so a clean tree builds the same files again.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+dist:
+	rm -rf dist
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) -C tools/dist run . -version '$(VERSION)' -src '$(CURDIR)' -out '$(CURDIR)/dist'
 
 test-deps:
 	@scripts/install-test-deps.sh

@@ -23,6 +23,9 @@ compgen -G '/usr/sbin/php-fpm*' >/dev/null || need+=(php-fpm)
 php -m 2>/dev/null | grep -qi '^pdo_sqlite$' || need+=(php-sqlite3)
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v ip >/dev/null || need+=(iproute2)
+# rpm reads the .rpm that make dist builds (tools/dist's test); dpkg-deb,
+# which reads the .deb, comes with every Debian system.
+command -v rpm >/dev/null || need+=(rpm)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
