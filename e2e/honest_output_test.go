@@ -44,10 +44,10 @@ func TestCheckShowsAnUnreachableHostAsUnreachable(t *testing.T) {
 	p.write("slipway.yml", strings.Replace(readFile(t, filepath.Join(p.dir, "slipway.yml")), "      - host1\n", "      - host1\n      - "+down+"\n", 1))
 
 	res := p.expectCode(4, "check", "production")
-	if row := statusRow(t, res, down); strings.Join(row[1:], " ") != "- - - - - unreachable" {
+	if row := statusRow(t, res, down); strings.Join(row[1:], " ") != "- - - - - - unreachable" {
 		t.Errorf("the unreachable host's row is %q, want nothing measured and unreachable:\n%s", row, res)
 	}
-	if row := statusRow(t, res, "host1"); row[1] != p.fleet.User || row[4] == "-" || row[6] != "free" || row[7] != "ok" {
+	if row := statusRow(t, res, "host1"); row[1] != p.fleet.User || row[4] == "-" || row[6] != "sftp" || row[7] != "free" || row[8] != "ok" {
 		t.Errorf("host1's row is %q, want its user, free space, lock and ok:\n%s", row, res)
 	}
 	if !strings.Contains(res.stdout, "\n"+down+" unreachable: ") || !strings.Contains(res.stdout, "refused") {
@@ -87,7 +87,7 @@ func TestCheckBeforeSetupListsEveryProblemWithItsFix(t *testing.T) {
 			t.Errorf("check's output lacks\n%s\n%s", w, res)
 		}
 	}
-	if row := statusRow(t, res, "host1"); row[1] != p.fleet.User || row[7] != strconv.Itoa(len(want)) || row[8] != "problems" {
+	if row := statusRow(t, res, "host1"); row[1] != p.fleet.User || row[8] != strconv.Itoa(len(want)) || row[9] != "problems" {
 		t.Errorf("host1's row is %q, want the deploy user and %d problems:\n%s", row, len(want), res)
 	}
 	if !strings.Contains(res.stderr, "check production: "+strconv.Itoa(len(want))+" problems on 1 host (listed above)") {
@@ -107,7 +107,7 @@ func TestCheckBeforeSetupListsEveryProblemWithItsFix(t *testing.T) {
 	p.mustRun("setup", "production")
 	p.putShared(".env", "APP_KEY=1")
 	res = p.mustRun("check", "production")
-	if row := statusRow(t, res, "host1"); row[7] != "ok" {
+	if row := statusRow(t, res, "host1"); row[8] != "ok" {
 		t.Errorf("after setup and the shared file, host1's row is %q:\n%s", row, res)
 	}
 }
