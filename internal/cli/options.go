@@ -71,6 +71,7 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 	var events deploy.Observer = ui.NewProgress(streams.Err, names, g.quiet)
 	if streams.ErrTerminal && !g.quiet && !g.verbose {
 		events = ui.NewLive(streams.Err, names, os.Getenv("NO_COLOR") == "")
+		streams.interrupts.drawnBy(events)
 	}
 	faults := host.Faults()
 	wrap := func(ex host.Executor) host.Executor {

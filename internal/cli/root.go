@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/slipway-deploy/slipway/internal/config"
+	"github.com/slipway-deploy/slipway/internal/deploy"
 )
 
 // IO is where a command reads and writes; tests capture it.
@@ -82,6 +83,19 @@ type interrupts struct {
 	mu      sync.Mutex
 	first   *Interrupt
 	signals int // signals seen since the first interrupt
+	// live is the live terminal view, when one draws on stderr: the
+	// notice then goes above it, or its redraw would cover the notice.
+	live deploy.Observer
+}
+
+// drawnBy routes the notices through a live view.
+func (in *interrupts) drawnBy(live deploy.Observer) {
+	if in == nil {
+		return
+	}
+	in.mu.Lock()
+	in.live = live
+	in.mu.Unlock()
 }
 
 // notify starts turning SIGINT, SIGTERM and SIGHUP (those not ignored)
@@ -166,7 +180,15 @@ func (in *interrupts) closed(stream string) {
 
 func (in *interrupts) interrupted(i *Interrupt) {
 	in.cancel(i)
-	fmt.Fprintf(in.errOut, "%s: stopping every command this run started, then cleaning up; interrupt again to exit at once\n", i)
+	notice := fmt.Sprintf("%s: stopping every command this run started, then cleaning up; interrupt again to exit at once", i)
+	in.mu.Lock()
+	live := in.live
+	in.mu.Unlock()
+	if live != nil {
+		live.Event(deploy.Event{Kind: deploy.Warning, Line: notice})
+		return
+	}
+	fmt.Fprintln(in.errOut, notice)
 }
 
 // cause is the run's interrupt, or nil.
