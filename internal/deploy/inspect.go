@@ -30,6 +30,10 @@ type inspectStep struct {
 	// manifest also reads the live release's manifest's checksum, for a
 	// delta upload.
 	manifest bool
+	// sums also reads the SHA-256 of each of these shared files (status,
+	// slipway shared): hosts whose copies differ are told apart without
+	// reading the files themselves.
+	sums []string
 }
 
 func (inspectStep) Name() string { return "inspect" }
@@ -41,7 +45,20 @@ func (s inspectStep) script() string {
 			tools = append(tools, t.name)
 		}
 	}
-	return inspectScript(s.r.layout, s.sharedFiles, s.manifest, tools)
+	return inspectScript(s.r.layout, s.sharedFiles, s.manifest, tools) + sharedSumsScript(s.r.layout, s.sums)
+}
+
+// sharedSumsScript prints a record `shared-sum NAME SHA` for each of
+// names: the SHA-256 of the shared file, - when it is not there (or not a
+// regular file), ? when it could not be read. It runs after inspectScript,
+// in the deploy directory.
+func sharedSumsScript(l layout.Layout, names []string) string {
+	var b strings.Builder
+	for _, name := range names {
+		b.WriteString(shell.Script(`if [ -f {{path}} ]; then if { s=$(sha256sum < {{path}}); } 2>/dev/null; then printf 'shared-sum %s %s\n' {{name}} "${s%% *}"; else printf 'shared-sum %s ?\n' {{name}}; fi; else printf 'shared-sum %s -\n' {{name}}; fi`+"\n",
+			shell.Args{"path": l.SharedPath(name), "name": name}))
+	}
+	return b.String()
 }
 
 func (s inspectStep) read(ctx context.Context, t *Target) error {

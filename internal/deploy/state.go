@@ -57,6 +57,11 @@ type State struct {
 	MissingTools  []string // tools a deploy needs that the host lacks
 	Tar           string   // the host's tar: tarGNU, tarBusyBox, tarOther; "" when not asked
 	Lock          *LockOwner
+	// SharedSums are the SHA-256 (hex) of the shared files asked for
+	// (inspectStep.sums): "" for a file that is not there, sumUnreadable
+	// for one that could not be read. nil when not asked, or when the
+	// deploy directory does not exist.
+	SharedSums map[string]string
 
 	// ManifestErr says why the live release's manifest, present, was not
 	// trusted.
@@ -93,6 +98,10 @@ const (
 	tarOther   = "other"
 )
 
+// sumUnreadable is a shared file's checksum when the host could not read
+// the file (permissions): it differs from every real copy.
+const sumUnreadable = "?"
+
 // maxManifest bounds the live manifest read from a host (about 500,000
 // entries): a larger file is cut, fails to parse, and a full upload is made.
 const maxManifest = 64 << 20
@@ -125,6 +134,23 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 			s.Meta[id] = &m
 		case "missing-shared":
 			s.MissingShared = append(s.MissingShared, rest)
+		case "shared-sum":
+			i := strings.LastIndexByte(rest, ' ')
+			if i < 0 {
+				continue
+			}
+			name, sum := rest[:i], rest[i+1:]
+			switch {
+			case sum == "-":
+				sum = ""
+			case sum == sumUnreadable:
+			case len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "":
+				sum = sumUnreadable
+			}
+			if s.SharedSums == nil {
+				s.SharedSums = map[string]string{}
+			}
+			s.SharedSums[name] = sum
 		case "missing-tool":
 			s.MissingTools = append(s.MissingTools, rest)
 		case "tar":
