@@ -73,6 +73,10 @@ func (d *SharedDiff) Differing() []string {
 	return hosts
 }
 
+// errNoSharedFiles refuses a selection of hosts that take no releases
+// (no_release), so hold no shared files.
+var errNoSharedFiles = errors.New("none of the selected hosts takes releases, so none has shared files")
+
 // maxSharedDiff is the largest file a diff shows: a larger one is said to
 // differ, not shown. Shared files are configuration, a few KB.
 const maxSharedDiff = 1 << 20
@@ -84,6 +88,9 @@ const diffContext = 3
 // its shared file. It takes no lock and changes nothing.
 func DiffShared(ctx context.Context, opts Options, locals []SharedLocal) ([]*SharedDiff, error) {
 	r := newRun(ctx, opts)
+	if r.primary() == nil {
+		return nil, errNoSharedFiles
+	}
 	var names []string
 	for _, l := range locals {
 		names = append(names, l.Name)
@@ -257,7 +264,7 @@ func PullShared(ctx context.Context, opts Options, name string, w io.Writer) (ho
 	r := newRun(ctx, opts)
 	primary := r.primary()
 	if primary == nil {
-		return "", errors.New("none of the selected hosts takes releases, so none has shared files")
+		return "", errNoSharedFiles
 	}
 	pull := stepFunc{name: "pull", fn: func(ctx context.Context, t *Target) error {
 		if t != primary {

@@ -74,6 +74,9 @@ func PushShared(ctx context.Context, opts Options, req PushRequest) (*PushResult
 		return nil, fmt.Errorf("%s is not one of shared.files", name)
 	}
 	r := newRun(ctx, opts)
+	if r.primary() == nil {
+		return nil, errNoSharedFiles
+	}
 	res := &PushResult{History: SharedHistoryDir(r.layout, name)}
 	inspect := inspectStep{r: r, sums: []string{name}}
 	compare := &compareSharedStep{r: r, locals: []SharedLocal{req.Local}}

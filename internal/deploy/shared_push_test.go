@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -377,4 +378,20 @@ func readFileT(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestSharedNeedsAHostWithReleases: a selection of no_release hosts only
+// (a database host) holds no shared files; every command says so.
+func TestSharedNeedsAHostWithReleases(t *testing.T) {
+	p := newSharedProject(t, []string{".env"}, nil)
+	p.opts.Hosts = []config.Host{{Name: "db", Host: "local", Local: true, NoRelease: true}}
+	ctx := context.Background()
+	_, pushErr := p.push(".env", "A=1\n", nil)
+	_, diffErr := DiffShared(ctx, p.opts, []SharedLocal{{Name: ".env", Path: p.local(".env", "A=1\n")}})
+	_, pullErr := PullShared(ctx, p.opts, ".env", io.Discard)
+	for what, err := range map[string]error{"push": pushErr, "diff": diffErr, "pull": pullErr} {
+		if !errors.Is(err, errNoSharedFiles) {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
 }
