@@ -26,11 +26,13 @@ func newStatusCmd(g *globalOptions, streams IO) *cobra.Command {
 per host, the live release with its revision, when and by whom it was deployed,
 the deploy lock and how many releases are present. Below the table it says
 whether all hosts are live on the same release, which hosts differ, which
-releases are only on some hosts, and which hosts could not be read.
+releases are only on some hosts, which shared files (shared.files) the hosts
+hold different copies of (by checksum), and which hosts could not be read.
 
-It succeeds when every host was read and all are live on the same release; it
-fails (exit 1) when hosts disagree on the live release or a host could not be
-reached or read. A held lock alone does not fail it.`,
+It succeeds when every host was read, all are live on the same release and hold
+the same shared files; it fails (exit 1) when hosts disagree on the live release
+or a shared file, or a host could not be reached or read. A held lock alone does
+not fail it.`,
 		Example: `  slipway status production
   slipway status production --hosts web1,web2
   slipway status production --json | jq '.groups'`,
@@ -118,6 +120,13 @@ func printStatus(w io.Writer, st *deploy.FleetStatus) {
 	for _, p := range st.Partial {
 		fmt.Fprintf(w, "%s only on %s (missing on %s)\n", p.ID, strings.Join(p.Hosts, ", "), strings.Join(p.Missing, ", "))
 	}
+	for _, d := range st.SharedDrift {
+		var copies []string
+		for _, c := range d.Copies {
+			copies = append(copies, sharedCopyText(c))
+		}
+		fmt.Fprintf(w, "shared file %s differs between hosts: %s\n", d.Name, strings.Join(copies, "; "))
+	}
 	for _, h := range st.Hosts {
 		switch {
 		case h.Error == "":
@@ -127,6 +136,23 @@ func printStatus(w io.Writer, st *deploy.FleetStatus) {
 			fmt.Fprintf(w, "%s unreachable: %s\n", h.Host, h.Error)
 		}
 	}
+}
+
+// sharedCopyText says which hosts hold one copy of a shared file: "web1,
+// web2 have 3f2a9c1b07d4", "web3 has none".
+func sharedCopyText(c deploy.SharedCopies) string {
+	verb := "have"
+	if len(c.Hosts) == 1 {
+		verb = "has"
+	}
+	which := ui.Short(c.Sum)
+	switch c.Sum {
+	case "":
+		which = "none"
+	case "?":
+		which = "one it cannot read"
+	}
+	return strings.Join(c.Hosts, ", ") + " " + verb + " " + which
 }
 
 // hostCount names the hosts that were read for the summary line: "all 5
@@ -157,6 +183,13 @@ func statusProblem(st *deploy.FleetStatus) error {
 		if h.Error != "" {
 			failed++
 		}
+	}
+	if len(st.SharedDrift) > 0 {
+		var names []string
+		for _, d := range st.SharedDrift {
+			names = append(names, d.Name)
+		}
+		parts = append(parts, "the hosts' copies of shared "+strings.Join(names, ", ")+" differ")
 	}
 	if failed == 1 {
 		parts = append(parts, "1 host could not be read")

@@ -36,6 +36,7 @@ func TestHelpListsTheExitCodesOfEachCommand(t *testing.T) {
 		"lock":     with(ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable),
 		"plan":     connects,
 		"exec":     connects,
+		"shared":   with(ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable), // push, diff, pull: cmd_shared_test.go
 		// status reports an unreachable host in its output and fails with 1.
 		"status":  with(ExitOK, ExitFailed, ExitUsage),
 		"init":    {ExitOK, ExitFailed, ExitUsage},

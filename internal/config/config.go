@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,7 +87,28 @@ type Source struct {
 // Shared lists the paths, relative to a release and cleaned, that live once
 // in shared/ and are linked into every release. No entry is inside another:
 // linking one inside a linked directory would write into shared/.
-type Shared struct{ Dirs, Files []string }
+type Shared struct {
+	Dirs, Files []string
+	// FilesMode is the mode slipway shared push gives a file it writes;
+	// 0 when not given (Mode then says DefaultFilesMode).
+	FilesMode fs.FileMode
+}
+
+// DefaultFilesMode is the mode of a shared file slipway shared push writes
+// unless shared.files_mode says otherwise: the deploy user reads and
+// writes it, its group (the web server's) reads it, others nothing.
+const DefaultFilesMode fs.FileMode = 0o640
+
+// Mode is the mode slipway shared push gives the files it writes.
+func (s Shared) Mode() fs.FileMode {
+	if s.FilesMode == 0 {
+		return DefaultFilesMode
+	}
+	return s.FilesMode
+}
+
+// HasFile reports whether name is one of the shared files.
+func (s Shared) HasFile(name string) bool { return slices.Contains(s.Files, name) }
 
 // Writable lists directories of a release the web server must be able to
 // write (bootstrap/cache). Mode group makes them group-writable (the web
@@ -123,8 +145,13 @@ type Cleanup struct {
 // Hooks are the commands run on the hosts around the switch. BeforeRollback
 // runs in the release a rollback leaves (whose code knows how to reverse
 // what it did), before any host switches back; AfterRollback in the
-// release rolled back to.
-type Hooks struct{ BeforeSwitch, AfterSwitch, BeforeRollback, AfterRollback []Hook }
+// release rolled back to. AfterSharedPush runs in the live release after
+// slipway shared push replaced a shared file (a config cache rebuilt, a
+// graceful reload).
+type Hooks struct {
+	BeforeSwitch, AfterSwitch, BeforeRollback, AfterRollback []Hook
+	AfterSharedPush                                          []Hook
+}
 
 // Migrations says where a release keeps its database migrations and how
 // to reverse the newest ones. Each release records the names of the files

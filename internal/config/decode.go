@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -32,8 +33,8 @@ var (
 	writableSection   = &section{keys: []string{"dirs", "files", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
 	layoutSection     = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
 	sourceSection     = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel", "delta", "hardlink", "verify", "compress"}, label: "under source:", example: "{strategy: upload, path: .}"}
-	sharedSection     = &section{keys: []string{"dirs", "files"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
-	hooksSection      = &section{keys: []string{"before_switch", "after_switch", "before_rollback", "after_rollback"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
+	sharedSection     = &section{keys: []string{"dirs", "files", "files_mode"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
+	hooksSection      = &section{keys: []string{"before_switch", "after_switch", "before_rollback", "after_rollback", "after_shared_push"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
 	migrationsSection = &section{keys: []string{"path", "rollback"}, label: "under migrations:", example: "{path: database/migrations, rollback: php artisan migrate:rollback --step=$SLIPWAY_MIGRATION_STEPS --force}"}
 	hookSection       = &section{keys: []string{"run", "once", "roles"}, label: "in a hook"}
 	healthSection     = &section{keys: []string{"url", "command", "expect_status", "body", "timeout", "retries", "interval"}, label: "under health:", example: "{url: http://127.0.0.1/health}"}
@@ -721,6 +722,10 @@ func (d *decoder) shared(f field) Shared {
 	var all []located
 	fields, _ := d.fields(f.value, f.path, sharedSection)
 	for _, sf := range fields {
+		if sf.key == "files_mode" {
+			s.FilesMode = d.filesMode(sf)
+			continue
+		}
 		paths := d.sharedPaths(sf)
 		all = append(all, paths...)
 		for _, p := range paths {
@@ -753,6 +758,32 @@ func (d *decoder) shared(f field) Shared {
 		}
 	}
 	return s
+}
+
+// filesMode reads shared.files_mode: the permission bits, three octal
+// digits as chmod takes them (0640, 640 or 0o640), that slipway shared push
+// gives a shared file. Set-id and sticky bits have no business on a
+// configuration file; the deploy user must be able to read it (push
+// compares against it); nothing slipway writes is ever world-writable.
+func (d *decoder) filesMode(f field) fs.FileMode {
+	s, ok := d.str(f)
+	if !ok {
+		return 0
+	}
+	const fix = "write the mode in octal, e.g. files_mode: 0640 (owner reads and writes, group reads)"
+	digits := strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0")
+	mode, err := strconv.ParseUint(digits, 8, 32)
+	switch {
+	case err != nil || len(digits) != 3:
+		d.fail(f.valueAt(), fix, "%s must be an octal file mode such as 0640, not %s", f.path, quoteOrEmpty(s))
+	case mode&0o400 == 0:
+		d.fail(f.valueAt(), "give the owner (the deploy user) read access, e.g. files_mode: 0640", "%s %s does not let the deploy user read the file", f.path, s)
+	case mode&0o002 != 0:
+		d.fail(f.valueAt(), "drop the write bit for others, e.g. files_mode: 0640; nothing slipway writes is world-writable", "%s %s makes the file world-writable", f.path, s)
+	default:
+		return fs.FileMode(mode)
+	}
+	return 0
 }
 
 // sharedPaths are clean paths inside a release: a shared entry that could
@@ -925,6 +956,8 @@ func (d *decoder) hooks(f field) Hooks {
 			h.BeforeRollback = list
 		case "after_rollback":
 			h.AfterRollback = list
+		case "after_shared_push":
+			h.AfterSharedPush = list
 		}
 	}
 	return h

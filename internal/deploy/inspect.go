@@ -33,6 +33,10 @@ type inspectStep struct {
 	// manifest also reads the live release's manifest's checksum, for a
 	// delta upload.
 	manifest bool
+	// sums also reads the SHA-256 of each of these shared files (status,
+	// slipway shared): hosts whose copies differ are told apart without
+	// reading the files themselves.
+	sums []string
 }
 
 func (inspectStep) Name() string { return "inspect" }
@@ -44,7 +48,20 @@ func (s inspectStep) script() string {
 			tools = append(tools, t.name)
 		}
 	}
-	return inspectScript(s.r.layout, inspectAsk{sharedFiles: s.sharedFiles, seedDirs: s.sharedDirs, manifest: s.manifest, tools: tools})
+	return inspectScript(s.r.layout, inspectAsk{sharedFiles: s.sharedFiles, seedDirs: s.sharedDirs, manifest: s.manifest, tools: tools}) + sharedSumsScript(s.r.layout, s.sums)
+}
+
+// sharedSumsScript prints a record `shared-sum NAME SHA` for each of
+// names: the SHA-256 of the shared file, - when it is not there (or not a
+// regular file), ? when it could not be read. It runs after inspectScript,
+// in the deploy directory.
+func sharedSumsScript(l layout.Layout, names []string) string {
+	var b strings.Builder
+	for _, name := range names {
+		b.WriteString(shell.Script(`if [ -f {{path}} ]; then if { s=$(sha256sum < {{path}}); } 2>/dev/null; then printf 'shared-sum %s %s\n' {{name}} "${s%% *}"; else printf 'shared-sum %s ?\n' {{name}}; fi; else printf 'shared-sum %s -\n' {{name}}; fi`+"\n",
+			shell.Args{"path": l.SharedPath(name), "name": name}))
+	}
+	return b.String()
 }
 
 func (s inspectStep) read(ctx context.Context, t *Target) error {
@@ -202,6 +219,7 @@ if [ -L {{current}} ]; then printf 'current %s\n' "$(readlink -- {{current}})"; 
 for r in {{releases}}/*; do [ -d "$r" ] && [ ! -L "$r" ] || continue; n=${r##*/}; case $n in {{id_glob}}) echo "release $n";; esac; done
 for f in {{meta}}/releases/*.json; do [ -f "$f" ] || continue; printf 'meta %s ' "${f##*/}"; head -c 65536 -- "$f" | tr '\n' ' '; echo; done
 if [ -f {{meta}}/lock/owner.json ]; then printf 'lock '; head -c 65536 -- {{meta}}/lock/owner.json | tr '\n' ' '; echo; elif [ -d {{meta}}/lock ]; then echo 'lock {}'; fi
+for f in {{meta}}/lock/expires.*; do if [ -f "$f" ]; then case $f in *.tmp) ;; *) printf 'lock-expires %s ' "${f##*/expires.}"; head -c 100 -- "$f"; echo;; esac; fi; done
 `, args)
 	for _, f := range ask.sharedFiles {
 		script += shell.Script(`[ -e {{path}} ] || printf 'missing-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.Shared + "/" + f, "name": f})

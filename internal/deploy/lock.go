@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -179,11 +180,16 @@ const (
 	createdMeta     = "slipway-created .slipway"
 )
 
-// refreshScript pushes the lock's expiry forward; the run's executor
-// fences it, so only the run's own lock is refreshed.
-func refreshScript(l layout.Layout, owner []byte) string {
-	return shell.Script(`printf '%s\n' {{owner}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}}`, shell.Args{
-		"owner": string(owner), "tmp": l.LockOwnerFile() + ".tmp", "file": l.LockOwnerFile(),
+// refreshScript pushes the lock's expiry forward. The owner file is
+// written once, when the lock is taken; a refresh writes the new expiry in
+// a file of the lock named after the run's token (expires.TOKEN). The run's
+// executor fences it; and should the lock be taken over between the fence
+// and the write, what is written can only be a file no other run reads,
+// never the new holder's owner file.
+func refreshScript(l layout.Layout, token string, expires time.Time) string {
+	file := path.Join(l.LockDir(), "expires."+token)
+	return shell.Script(`printf '%s\n' {{expires}} > {{tmp}} && mv -f -- {{tmp}} {{file}}`, shell.Args{
+		"expires": expires.UTC().Format(time.RFC3339Nano), "tmp": file + ".tmp", "file": file,
 	})
 }
 
@@ -406,10 +412,7 @@ func (l *Lock) refresh() {
 			return
 		case <-ticker.C:
 		}
-		owner := l.owner
-		owner.Expires = l.now().Add(l.ttl).UTC()
-		body, _ := json.Marshal(owner) // a LockOwner always marshals
-		script := refreshScript(l.layout, body)
+		script := refreshScript(l.layout, l.owner.Token, l.now().Add(l.ttl))
 		// Holding mu keeps a release from running under a refresh, which
 		// could otherwise leave a file in the lock being removed.
 		l.mu.Lock()

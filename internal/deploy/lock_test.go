@@ -193,3 +193,20 @@ func TestLockReleaseAndClose(t *testing.T) {
 		t.Errorf("after Close: context %v, lost %v; want cancelled, not lost", r.lock.Context().Err(), r.lock.Lost())
 	}
 }
+
+// TestRefreshedExpiryIsTheHolders: a refresh writes the holder's expiry
+// beside its owner file; only the holder's own counts.
+func TestRefreshedExpiryIsTheHolders(t *testing.T) {
+	out := `lock {"user":"u","machine":"m","token":"aaa","expires":"2026-11-29T10:00:00Z"}
+lock-expires aaa 2026-11-29T10:15:00Z
+lock-expires bbb 2026-11-29T11:00:00Z
+`
+	st, err := parseState(layout.Layout{}, []byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := time.Date(2026, 11, 29, 10, 15, 0, 0, time.UTC)
+	if !st.Lock.Expires.Equal(want) {
+		t.Errorf("expires = %v, want the holder's refresh %v", st.Lock.Expires, want)
+	}
+}

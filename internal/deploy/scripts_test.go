@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -39,7 +40,7 @@ func everyScript(name string) map[string]string {
 	}
 	scripts := map[string]string{
 		"acquire":                     acquireScript(l, owner),
-		"refresh lock":                refreshScript(l, owner),
+		"refresh lock":                refreshScript(l, "0123abcd", time.Now()),
 		"release lock":                releaseScript(l, "0123abcd", []string{l.MetaDir(), l.DeployTo}),
 		"inspect":                     inspectScript(l, inspectAsk{sharedFiles: []string{name, "config/" + name}, seedDirs: []string{name}, manifest: true, tools: []string{"tar", name}}),
 		"inspect, no manifest":        inspectScript(l, inspectAsk{}),

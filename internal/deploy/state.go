@@ -58,6 +58,11 @@ type State struct {
 	MissingTools  []string // tools a deploy needs that the host lacks
 	Tar           string   // the host's tar: tarGNU, tarBusyBox, tarOther; "" when not asked
 	Lock          *LockOwner
+	// SharedSums are the SHA-256 (hex) of the shared files asked for
+	// (inspectStep.sums): "" for a file that is not there, sumUnreadable
+	// for one that could not be read. nil when not asked, or when the
+	// deploy directory does not exist.
+	SharedSums map[string]string
 
 	// ManifestErr says why the live release's manifest, present, was not
 	// trusted.
@@ -94,12 +99,17 @@ const (
 	tarOther   = "other"
 )
 
+// sumUnreadable is a shared file's checksum when the host could not read
+// the file (permissions): it differs from every real copy.
+const sumUnreadable = "?"
+
 // maxManifest bounds the live manifest read from a host (about 500,000
 // entries): a larger file is cut, fails to parse, and a full upload is made.
 const maxManifest = 64 << 20
 
 func parseState(l layout.Layout, out []byte) (*State, error) {
 	s := &State{Meta: map[string]*ReleaseMeta{}}
+	refreshed := map[string]time.Time{} // lock expiries by token
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64*1024), 256*1024)
 	for sc.Scan() {
@@ -128,6 +138,23 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 			s.MissingShared = append(s.MissingShared, rest)
 		case "seed-shared":
 			s.SeedShared = append(s.SeedShared, rest)
+		case "shared-sum":
+			i := strings.LastIndexByte(rest, ' ')
+			if i < 0 {
+				continue
+			}
+			name, sum := rest[:i], rest[i+1:]
+			switch {
+			case sum == "-":
+				sum = ""
+			case sum == sumUnreadable:
+			case len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "":
+				sum = sumUnreadable
+			}
+			if s.SharedSums == nil {
+				s.SharedSums = map[string]string{}
+			}
+			s.SharedSums[name] = sum
 		case "missing-tool":
 			s.MissingTools = append(s.MissingTools, rest)
 		case "tar":
@@ -146,7 +173,16 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 				o = LockOwner{}
 			}
 			s.Lock = &o
+		case "lock-expires":
+			token, at, _ := strings.Cut(rest, " ")
+			if t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(at)); err == nil {
+				refreshed[token] = t
+			}
 		}
+	}
+	// A refresh writes the holder's new expiry beside its owner file.
+	if o := s.Lock; o != nil && o.Token != "" && refreshed[o.Token].After(o.Expires) {
+		o.Expires = refreshed[o.Token]
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading the deploy directory's state: %w", err)

@@ -27,6 +27,25 @@ type FleetStatus struct {
 	// missing on others, newest first.
 	Partial     []PartialRelease `json:"partial,omitempty"`
 	Unreachable []string         `json:"unreachable,omitempty"` // hosts that could not be connected to
+	// SharedDrift are the shared files whose copies differ between the
+	// hosts that were read, in shared.files order.
+	SharedDrift []SharedDrift `json:"shared_drift,omitempty"`
+}
+
+// SharedDrift is a shared file the hosts hold different copies of.
+type SharedDrift struct {
+	Name string `json:"name"`
+	// Copies are the hosts by their copy, the largest group first (the
+	// odd hosts last).
+	Copies []SharedCopies `json:"copies"`
+}
+
+// SharedCopies are the hosts holding one copy of a shared file.
+type SharedCopies struct {
+	// Sum is the copy's SHA-256; "" where the file is missing, "?" where
+	// it could not be read.
+	Sum   string   `json:"sha256"`
+	Hosts []string `json:"hosts"`
 }
 
 // HostStatus is one host as `slipway status` shows it.
@@ -45,6 +64,10 @@ type HostStatus struct {
 	// LockOwner.LockStatus).
 	LockStatus string   `json:"lock_status,omitempty"`
 	Releases   []string `json:"releases"` // the release directories present, oldest first
+	// Shared is the SHA-256 of each shared file on the host: "" when it
+	// is missing, "?" when it could not be read; nil when the deploy
+	// directory does not exist.
+	Shared map[string]string `json:"shared,omitempty"`
 }
 
 // LiveGroup is the hosts live on one release.
@@ -68,7 +91,7 @@ type PartialRelease struct {
 func Status(ctx context.Context, opts Options) (*FleetStatus, error) {
 	r := newRun(ctx, opts)
 	failures := make([]*HostError, len(r.targets))
-	connect, inspect := connectStep{r: r}, inspectStep{r: r}
+	connect, inspect := connectStep{r: r}, inspectStep{r: r, sums: opts.Config.Shared.Files}
 	// One step that records failures instead of returning them: the runner
 	// stops a pipeline at the first failing host, and status must go on.
 	read := stepFunc{name: "status", fn: func(ctx context.Context, t *Target) error {
@@ -89,7 +112,36 @@ func Status(ctx context.Context, opts Options) (*FleetStatus, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return fleetStatus(opts.Stage.Name, r.targets, failures, r.opts.Now()), nil
+	st := fleetStatus(opts.Stage.Name, r.targets, failures, r.opts.Now())
+	st.SharedDrift = sharedDrift(withState(r.targets), opts.Config.Shared.Files)
+	st.OK = st.OK && len(st.SharedDrift) == 0
+	return st, nil
+}
+
+// sharedDrift lists the shared files whose copies differ between the
+// hosts that were read.
+func sharedDrift(read []*Target, names []string) []SharedDrift {
+	var out []SharedDrift
+	for _, name := range names {
+		var copies []SharedCopies
+		index := map[string]int{}
+		for _, t := range read {
+			sum := t.State.SharedSums[name]
+			i, ok := index[sum]
+			if !ok {
+				i = len(copies)
+				index[sum] = i
+				copies = append(copies, SharedCopies{Sum: sum})
+			}
+			copies[i].Hosts = append(copies[i].Hosts, t.Name())
+		}
+		if len(copies) <= 1 {
+			continue
+		}
+		sort.SliceStable(copies, func(i, j int) bool { return len(copies[i].Hosts) > len(copies[j].Hosts) })
+		out = append(out, SharedDrift{Name: name, Copies: copies})
+	}
+	return out
 }
 
 // fleetStatus sums up the hosts' states. failures holds, for each target
@@ -115,6 +167,7 @@ func fleetStatus(stage string, targets []*Target, failures []*HostError, now tim
 			hs.LockStatus = st.Lock.LockStatus(now)
 		}
 		hs.Releases = append([]string{}, st.Releases...)
+		hs.Shared = st.SharedSums
 		fs.Hosts = append(fs.Hosts, hs)
 		read = append(read, t)
 	}
