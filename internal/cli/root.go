@@ -300,6 +300,8 @@ live by one atomic rename of the current symlink; rollback is the same switch ba
 		newPlanCmd(g, streams),
 		newExecCmd(g, streams),
 		newSSHCmd(g, streams),
+		newArtifactsCmd(streams),
+		newDiffCmd(g, streams),
 	)
 	for _, cmd := range root.Commands() {
 		if strings.Contains(cmd.Use, "STAGE") {
