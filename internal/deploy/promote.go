@@ -50,7 +50,7 @@ func (l *LiveRelease) Origin() string { return l.Stage + "@" + l.ID }
 func ReadLive(ctx context.Context, opts Options, withManifest bool) (*LiveRelease, error) {
 	r := newRun(ctx, opts)
 	live := &LiveRelease{Stage: opts.Stage.Name, opts: opts}
-	steps := []Step{perHost(connectStep{r: r}), perHost(inspectStep{r: r}), fleetWide(liveStep{r: r, live: live})}
+	steps := []Step{perHost(connectStep{r: r}), perHost(inspectStep{r: r}), fleetWide(liveStep{live: live})}
 	if withManifest {
 		steps = append(steps, fleetWide(liveManifestStep{r: r, live: live}))
 	}
@@ -61,10 +61,7 @@ func ReadLive(ctx context.Context, opts Options, withManifest bool) (*LiveReleas
 }
 
 // liveStep finds the release the stage's hosts agree on.
-type liveStep struct {
-	r    *run
-	live *LiveRelease
-}
+type liveStep struct{ live *LiveRelease }
 
 func (liveStep) Name() string { return "live release" }
 
