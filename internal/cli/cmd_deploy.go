@@ -24,6 +24,8 @@ type deployOptions struct {
 	noRollback bool
 	json       bool
 	dryRun     bool
+	from       string // promote the tree live on this stage
+	rebuild    bool   // build even when the artifact cache has the build
 }
 
 func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
@@ -34,6 +36,7 @@ func newDeployCmd(g *globalOptions, streams IO) *cobra.Command {
 		Example: `  slipway deploy production
   slipway deploy production --tag v1.4.2
   slipway deploy staging --branch feature/cart --hosts web1,web2
+  slipway deploy production --from staging
   slipway -c deploy/slipway.yml deploy demo`,
 		Args: stageArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -65,8 +68,11 @@ func runDeploy(ctx context.Context, g *globalOptions, streams IO, stage string, 
 	}
 	dopts.Canary, dopts.NoRollback = opts.canary, opts.noRollback
 	events := jsonEvents(&dopts, streams, opts.json, "deploy")
+	made.reportTo(dopts.Events)
 	started := time.Now()
 	res, err := deploy.Deploy(ctx, dopts, src)
+	made.wait()
+	made.deployed(stage, res, err)
 	endProgress(dopts.Events)
 	events.finished(res, err)
 	if res != nil {

@@ -57,6 +57,9 @@ func runReleases(ctx context.Context, g *globalOptions, streams IO, stage string
 		if r.Dirty {
 			rev += " (dirty)"
 		}
+		if r.PromotedFrom != "" {
+			rev += " from " + r.PromotedFrom
+		}
 		when := ""
 		if !r.Time.IsZero() {
 			when = r.Time.UTC().Format("2006-01-02 15:04:05")

@@ -37,11 +37,14 @@ func TestHelpListsTheExitCodesOfEachCommand(t *testing.T) {
 		"plan":     connects,
 		"exec":     connects,
 		"shared":   with(ExitOK, ExitFailed, ExitUsage, ExitLocked, ExitUnreachable), // push, diff, pull: cmd_shared_test.go
+		"diff":     connects,
 		// status reports an unreachable host in its output and fails with 1.
 		"status":  with(ExitOK, ExitFailed, ExitUsage),
 		"init":    {ExitOK, ExitFailed, ExitUsage},
 		"ssh":     {ExitFailed, ExitUsage},
 		"version": {ExitOK, ExitUsage},
+		// artifacts only reads and writes the cache on this machine.
+		"artifacts": {ExitOK, ExitFailed, ExitUsage},
 	}
 	var commands []string
 	for _, cmd := range newRootCmd(IO{}).Commands() {

@@ -301,6 +301,8 @@ live by one atomic rename of the current symlink; rollback is the same switch ba
 		newExecCmd(g, streams),
 		newSSHCmd(g, streams),
 		newSharedCmd(g, streams),
+		newArtifactsCmd(streams),
+		newDiffCmd(g, streams),
 	)
 	for _, cmd := range root.Commands() {
 		if strings.Contains(cmd.Use, "STAGE") {

@@ -60,7 +60,16 @@ func (s alreadyLiveStep) live() bool {
 	}
 	for _, t := range withState(s.d.targets) {
 		m := t.State.Meta[t.State.Current]
-		if m == nil || m.Revision != src.Revision || m.Dirty {
+		if m == nil || m.Dirty {
+			return false
+		}
+		// A promotion ships a given tree: live already only if that very
+		// tree is, whatever was built from the same commit here.
+		if src.PromotedFrom != "" && src.Tree != nil {
+			if m.Digest != src.Tree.Digest {
+				return false
+			}
+		} else if m.Revision != src.Revision {
 			return false
 		}
 	}

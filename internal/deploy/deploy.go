@@ -26,6 +26,10 @@ type Source struct {
 	Branch   string // branch or tag deployed, for history and revisions.log
 	Dirty    bool   // uncommitted changes were shipped (--allow-dirty)
 	Git      *GitSource
+
+	// PromotedFrom is the release of another stage whose tree this one
+	// ships ("staging@20261122103015"), for a promotion; "" otherwise.
+	PromotedFrom string
 }
 
 // GitSource is the server-side flow: every host keeps a mirror of URL in
@@ -204,6 +208,8 @@ func (d *deployRun) meta(state string) *ReleaseMeta {
 		Revision:  d.src.Revision,
 		Branch:    d.src.Branch,
 		Dirty:     d.src.Dirty,
+
+		PromotedFrom: d.src.PromotedFrom,
 	}
 	if d.src.Tree != nil {
 		m.Digest = d.src.Tree.Digest

@@ -26,6 +26,8 @@ type ReleaseRow struct {
 	Failure  string    `json:"failure,omitempty"`  // why a failed release failed
 	Adopted  bool      `json:"adopted,omitempty"`  // made by another tool (Capistrano)
 	Warnings []string  `json:"warnings,omitempty"` // unreadable metadata and such
+
+	PromotedFrom string `json:"promoted_from,omitempty"` // the release whose tree this one ships ("STAGE@RELEASE")
 }
 
 // Releases reads every selected host and lists their releases, newest first.
@@ -104,6 +106,7 @@ func releaseRows(targets []*Target) []ReleaseRow {
 
 func fillFromMeta(row *ReleaseRow, m *ReleaseMeta) {
 	row.User, row.Revision, row.Branch, row.Digest, row.Dirty = m.User, m.Revision, m.Branch, m.Digest, m.Dirty
+	row.PromotedFrom = m.PromotedFrom
 	row.Time = m.CreatedAt
 	if !m.LiveAt.IsZero() {
 		row.Time = m.LiveAt

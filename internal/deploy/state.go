@@ -44,6 +44,10 @@ type ReleaseMeta struct {
 	// Migrations are the names of the files in migrations.path the release
 	// shipped, sorted; nil when not recorded (no migrations.path then).
 	Migrations *[]string `json:"migrations,omitempty"`
+
+	// PromotedFrom is the release whose tree this one ships, as
+	// "STAGE@RELEASE", for a release deployed with --from.
+	PromotedFrom string `json:"promoted_from,omitempty"`
 }
 
 // State is what a host's deploy directory holds, read in one round trip.
