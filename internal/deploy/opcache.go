@@ -153,6 +153,9 @@ func (s opcacheResetStep) request(ctx context.Context, t *Target, script, query 
 		return nil, fmt.Errorf("cannot connect to php-fpm's pool at %s from the host: %w\nfix: check that the pool listens there (php-fpm's listen) and that the deploy user may connect (for a socket: listen.acl_users = www-data plus the deploy user in the pool, or listen.group = a group of the deploy user)", s.reset.Socket, err)
 	}
 	resp, err := fastcgiGet(ctx, conn, opcacheParams(script, path.Dir(script), query))
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("php-fpm's pool at %s did not answer within %s: are all its workers busy?", s.reset.Socket, opcacheRequestTimeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("FastCGI request to php-fpm's pool at %s: %w", s.reset.Socket, err)
 	}

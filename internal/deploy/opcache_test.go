@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -264,3 +266,26 @@ func TestOPcacheScriptRuns(t *testing.T) {
 		t.Errorf("reset: %+v", st)
 	}
 }
+
+// TestFastCGIGetCancelled: a pool that never answers (every worker busy)
+// holds the request no longer than its context, through a connection
+// without deadlines (an SSH channel's).
+func TestFastCGIGetCancelled(t *testing.T) {
+	server, client := net.Pipe()
+	defer server.Close()
+	go io.Copy(io.Discard, server)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := fastcgiGet(ctx, noDeadlines{client}, map[string]string{"A": "b"})
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Errorf("got %v after %s", err, time.Since(start))
+	}
+}
+
+// noDeadlines is a connection that refuses deadlines, as an SSH channel does.
+type noDeadlines struct{ net.Conn }
+
+func (noDeadlines) SetDeadline(time.Time) error      { return errors.ErrUnsupported }
+func (noDeadlines) SetReadDeadline(time.Time) error  { return errors.ErrUnsupported }
+func (noDeadlines) SetWriteDeadline(time.Time) error { return errors.ErrUnsupported }

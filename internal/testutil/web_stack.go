@@ -72,7 +72,9 @@ type StackOptions struct {
 	Host     *Host
 	DeployTo string // e.g. "/srv/app"; the stack serves DeployTo/current/public
 	// PHP holds php.ini settings on top of the distribution's php.ini and
-	// conf.d, as "name=value" ("opcache.validate_timestamps=0").
+	// conf.d, as "name=value" ("opcache.validate_timestamps=0"). With
+	// mod_php they are php_admin_value lines, which settings PHP reads
+	// only at startup (opcache.memory_consumption) ignore.
 	PHP []string
 	// Workers is the number of PHP workers (php-fpm's pm.max_children,
 	// pm = static; Apache prefork's children); 16 if zero.
