@@ -39,11 +39,14 @@ type Config struct {
 	Env          []EnvVar // environment of every hook, in file order
 	Notify       []Notify // webhooks told the outcome of each deploy and rollback
 	Hooks        Hooks
-	Health       *Health       // nil when absent
-	OPcacheReset *OPcacheReset // nil when absent
-	Rollout      *Rollout      // nil: switch every host at once
-	ForwardAgent bool          // forward the user's ssh-agent to the hosts (git over SSH with the user's key)
+	Health       *Health  // nil when absent
+	Rollout      *Rollout // nil: switch every host at once
+	ForwardAgent bool     // forward the user's ssh-agent to the hosts (git over SSH with the user's key)
 	Stages       []*Stage
+
+	// OPcacheReset resets OPcache in php-fpm's pool after a switch; nil
+	// when absent.
+	OPcacheReset *OPcacheReset
 }
 
 // Layout names the entries of a deploy directory. Each is one plain path
@@ -143,22 +146,6 @@ type Health struct {
 	Retries      int           // attempts per host, default 3
 	Interval     time.Duration // between attempts, default 2s
 	Where        string
-}
-
-// OPcacheReset resets OPcache in php-fpm's pool on every host after the
-// switch of a deploy (after cleanup) or a rollback: slipway speaks FastCGI
-// to the pool's Socket from the host itself (through the SSH connection)
-// and has the pool run a small script that calls opcache_reset(). With
-// Above 0 it resets every time (for servers that tell PHP current/ paths);
-// otherwise only when OPcache is fuller than Above percent (of its memory,
-// keys or interned strings), to free the old releases' scripts that
-// resolved paths leave in it. PHP restarts OPcache once the requests that
-// started before the reset have ended; Wait bounds the wait for that.
-type OPcacheReset struct {
-	Socket string // an absolute unix socket path, or HOST:PORT for a pool listening on TCP
-	Above  int    // percent, 1 to 99; 0 to reset after every switch
-	Wait   time.Duration
-	Where  string
 }
 
 // Rollout says how the switch moves over the fleet: all hosts at once, or
