@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end suite needs on Debian/Ubuntu: a real OpenSSH
 # server (the test hosts), git, util-linux's unshare (one mount namespace per
-# host), and nginx and php-fpm with OPcache (the zero-downtime proof serves
-# the deployed releases with them; php-fpm brings php-cli). Does nothing when
-# they are already there. The tests start their own nginx and php-fpm on
-# loopback ports; the system services the packages install are not used.
+# host), and the web servers of the zero-downtime proofs, which serve the
+# deployed releases: nginx, Apache httpd (with mod_php, which brings the
+# prefork MPM, and mod_proxy_fcgi for php-fpm) and Caddy, and php-fpm with
+# OPcache (php-fpm brings php-cli). Does nothing when they are already there.
+# The tests start their own servers on loopback ports; the system services
+# the packages install are not used.
 set -euo pipefail
 
 need=()
@@ -16,6 +18,9 @@ command -v unshare >/dev/null || need+=(util-linux)
 # Debian names the binary after the PHP version (/usr/sbin/php-fpm8.2); the
 # php-fpm package depends on the distribution's current one, with OPcache.
 compgen -G '/usr/sbin/php-fpm*' >/dev/null || need+=(php-fpm)
+[ -x /usr/sbin/apache2 ] || need+=(apache2)
+compgen -G '/usr/lib/apache2/modules/libphp*.so' >/dev/null || need+=(libapache2-mod-php)
+[ -x /usr/bin/caddy ] || need+=(caddy)
 # php-cli runs the Laravel recipe test's fake artisan; python3 serves the
 # hosts' health-check pages; iproute2 gives hosts private networks.
 [ -x /usr/bin/php ] || need+=(php-cli)

@@ -45,6 +45,10 @@ type Config struct {
 	Rollout      *Rollout // nil: switch every host at once
 	ForwardAgent bool     // forward the user's ssh-agent to the hosts (git over SSH with the user's key)
 	Stages       []*Stage
+
+	// OPcacheReset resets OPcache in php-fpm's pool after a switch; nil
+	// when absent.
+	OPcacheReset *OPcacheReset
 }
 
 // Layout names the entries of a deploy directory. Each is one plain path

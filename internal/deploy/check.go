@@ -102,6 +102,8 @@ func (r *run) checkHost(ctx context.Context, t *Target, rep *CheckReport) error 
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s does not exist yet; the first deploy creates it (slipway setup %s creates it now)", r.layout.DeployTo, r.opts.Stage.Name))
 	}
 	rep.Warnings = append(rep.Warnings, fpmWarnings(ctx, t, FPMHooks(r.opts.Config.Hooks))...)
+	rep.Warnings = append(rep.Warnings, r.webServerWarnings(ctx, t)...)
+	rep.Problems = append(rep.Problems, r.opcacheProblems(ctx, t, facts.user)...)
 	for _, w := range rep.Warnings {
 		r.warn(t, "%s", w)
 	}

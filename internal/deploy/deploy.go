@@ -169,7 +169,8 @@ func (d *deployRun) steps() []Step {
 	// all at once or batch by batch, each batch followed by its
 	// after_switch hooks and health check.
 	steps = append(steps, perHost(prepareSwitchStep{d: d}), fleetWide(rolloutStep{d}))
-	return append(steps, perHost(recordStep{d: d}), perHost(cleanupStep{d: d}))
+	steps = append(steps, perHost(recordStep{d: d}), perHost(cleanupStep{d: d}))
+	return append(steps, opcacheResetSteps(d.run)...)
 }
 
 // delta says whether this deploy may send only the changes: the upload

@@ -12,10 +12,14 @@ import (
 )
 
 // The founding story of slipway: a long import cancelled by every deploy,
-// because a hook restarted php-fpm. With nginx passing $realpath_root, PHP
-// sees each release under its own path and needs no restart or reload at
-// all; a restart kills every request in flight, and so does a reload while
-// process_control_timeout is 0 (php-fpm's default).
+// because a hook restarted php-fpm. With the web server passing the
+// resolved path (nginx $realpath_root, Apache's RewriteMap resolver,
+// Caddy's resolve_root_symlink: see examples/), PHP sees each release
+// under its own path and needs no restart or reload at all; a restart
+// kills every request in flight, and so does a reload while
+// process_control_timeout is 0 (php-fpm's default). With it, a reload
+// serves no new request until the longest running one has ended
+// (e2e/opcache_test.go); opcache_reset empties OPcache without either.
 
 // FPMAction is what a hook does to php-fpm.
 type FPMAction int
@@ -122,13 +126,14 @@ func fpmTimeoutSeconds(v string) int {
 
 func fpmRestartWarning(h FPMHook) string {
 	return fmt.Sprintf("%s hook %q (%s) restarts php-fpm: every request in flight is killed on each deploy (a long import or upload is cancelled). "+
-		"With nginx passing $realpath_root as SCRIPT_FILENAME and DOCUMENT_ROOT (see examples/nginx/slipway-php.conf), php-fpm needs no restart or reload: remove the hook",
+		"With the web server passing the resolved path (nginx $realpath_root as SCRIPT_FILENAME and DOCUMENT_ROOT, Apache's RewriteMap resolver, Caddy's resolve_root_symlink: see examples/), php-fpm needs no restart or reload: remove the hook (opcache_reset frees OPcache without one)",
 		h.Phase, h.Hook.Run, h.Hook.Where)
 }
 
 func fpmReloadWarning(h FPMHook, files []string) string {
 	return fmt.Sprintf("%s hook %q (%s) reloads php-fpm while process_control_timeout is 0 in %s: a reload then kills every request in flight. "+
-		"Remove the hook (with $realpath_root in nginx no reload is needed), or set process_control_timeout = 60s in php-fpm.conf so workers finish their requests first",
+		"Remove the hook (with the resolved path in the web server, $realpath_root in nginx, no reload is needed; opcache_reset frees OPcache without one), "+
+		"or set process_control_timeout = 60s in php-fpm.conf so workers finish their requests first (php-fpm then serves no new request until the longest running one has ended)",
 		h.Phase, h.Hook.Run, h.Hook.Where, strings.Join(files, ", "))
 }
 

@@ -78,6 +78,7 @@ func (rb *rollbackRun) steps() []Step {
 		perHost(rollbackPrepareStep{rb: rb}),
 		perHost(rollbackSwitchStep{rb: rb}),
 	)
+	steps = append(steps, opcacheResetSteps(rb.run)...)
 	for _, hook := range afterRollbackHooks(rb.run) {
 		steps = append(steps, perHost(hook))
 	}

@@ -41,6 +41,9 @@ type Executor interface {
 	// DialTCP opens a TCP connection from the host itself, for health
 	// checks of the host's own 127.0.0.1.
 	DialTCP(ctx context.Context, addr string) (net.Conn, error)
+	// DialUnix connects to a unix socket of the host as the deploy user
+	// (php-fpm's pool, to reset its OPcache).
+	DialUnix(ctx context.Context, path string) (net.Conn, error)
 	// Loopback reports whether the host is reached without a network link
 	// (this machine, or SSH to a loopback address): compressing an upload
 	// saves nothing there and costs CPU on both ends.

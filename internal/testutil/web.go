@@ -50,17 +50,22 @@ type WebOptions struct {
 	Workers int
 }
 
-// Web is a real nginx in front of a real php-fpm, both children of the
-// test, listening on 127.0.0.1 only.
+// Web is a real web server running PHP, a child of the test listening on
+// 127.0.0.1 only: nginx in front of php-fpm (StartWeb), or Apache httpd or
+// Caddy (StartStack).
 type Web struct {
-	// URL is nginx's address, "http://127.0.0.1:PORT", without a slash.
+	// URL is the server's address, "http://127.0.0.1:PORT", without a slash.
 	URL string
-	// Workers is the number of php-fpm workers, all started up front.
+	// Workers is the number of PHP workers, all started up front.
 	Workers int
 	// Dir holds the configurations, the socket, the pid files and the logs.
 	Dir string
+	// Socket is php-fpm's unix socket, "" with mod_php.
+	Socket string
 
-	nginx, fpm *webProcess
+	// front is the server that takes the requests (nginx, Apache, Caddy);
+	// fpm is nil with mod_php.
+	front, fpm *webProcess
 }
 
 // webProcess is a server started in the foreground, in its own process
@@ -97,6 +102,7 @@ func StartWeb(t testing.TB, opts WebOptions) *Web {
 	}
 	w := &Web{Workers: opts.Workers, Dir: t.TempDir()}
 	socket := filepath.Join(w.Dir, "php-fpm.sock")
+	w.Socket = socket
 	if len(socket) >= 100 { // sun_path holds 108 bytes
 		t.Fatalf("StartWeb: socket path %s is too long for a unix socket; set a shorter TMPDIR", socket)
 	}
@@ -144,10 +150,10 @@ func StartWeb(t testing.TB, opts WebOptions) *Web {
 		if info, err := os.Stat(errorLog); err == nil {
 			logStart = info.Size()
 		}
-		w.nginx, err = startWebProcess("nginx", errorLog,
+		w.front, err = startWebProcess("nginx", errorLog,
 			nginxPath, "-e", errorLog, "-c", filepath.Join(w.Dir, "nginx.conf"))
 		if err == nil {
-			err = w.nginx.waitReady(func() bool { return dials("tcp", listen) })
+			err = w.front.waitReady(func() bool { return dials("tcp", listen) })
 		}
 		if err == nil {
 			w.URL = "http://" + listen
@@ -156,7 +162,7 @@ func StartWeb(t testing.TB, opts WebOptions) *Web {
 		if attempt == 5 || !strings.Contains(logSince(errorLog, logStart), "Address already in use") {
 			t.Fatalf("StartWeb: %v", err)
 		}
-		if err := w.nginx.stop(); err != nil {
+		if err := w.front.stop(); err != nil {
 			t.Fatalf("StartWeb: %v", err)
 		}
 	}
@@ -171,6 +177,15 @@ func requireWeb(t testing.TB) (nginx, fpm string) {
 		nginx, err = "/usr/sbin/nginx", nil
 	}
 	Require(t, "nginx: apt-get install nginx (scripts/install-test-deps.sh)", err == nil)
+	fpm = requireFPM(t)
+	// fastcgi_params is included by the example, as on every nginx install.
+	Require(t, "/etc/nginx/fastcgi_params: apt-get install nginx", isRegular("/etc/nginx/fastcgi_params"))
+	return nginx, fpm
+}
+
+// requireFPM returns the path of php-fpm, or skips (fails in CI) the test.
+func requireFPM(t testing.TB) string {
+	t.Helper()
 	// Debian names the binary after the PHP version: /usr/sbin/php-fpm8.2.
 	var fpms []string
 	matches, _ := filepath.Glob("/usr/sbin/php-fpm*")
@@ -180,10 +195,8 @@ func requireWeb(t testing.TB) (nginx, fpm string) {
 		}
 	}
 	Require(t, "php-fpm at /usr/sbin/php-fpm*: apt-get install php-fpm (scripts/install-test-deps.sh)", len(fpms) > 0)
-	// fastcgi_params is included by the example, as on every nginx install.
-	Require(t, "/etc/nginx/fastcgi_params: apt-get install nginx", isRegular("/etc/nginx/fastcgi_params"))
 	// One as a rule; with several, the last in name order.
-	return nginx, fpms[len(fpms)-1]
+	return fpms[len(fpms)-1]
 }
 
 func isRegular(path string) bool {
@@ -385,15 +398,19 @@ func (p *webProcess) stop() error {
 }
 
 func (w *Web) stop() error {
-	// nginx first, so that no request reaches a stopping php-fpm.
-	return errors.Join(w.nginx.stop(), w.fpm.stop())
+	// The front first, so that no request reaches a stopping php-fpm.
+	return errors.Join(w.front.stop(), w.fpm.stop())
 }
 
-// Running returns an error naming nginx or php-fpm if either has exited
-// (crashed, or been restarted), so a test can prove they served it all.
+// Running returns an error naming the web server or php-fpm if either has
+// exited (crashed, or been restarted), so a test can prove they served it
+// all.
 func (w *Web) Running() error {
 	var errs []error
-	for _, p := range []*webProcess{w.nginx, w.fpm} {
+	for _, p := range []*webProcess{w.front, w.fpm} {
+		if p == nil {
+			continue
+		}
 		select {
 		case <-p.exited:
 			errs = append(errs, fmt.Errorf("%s (pid %d) exited: %v", p.name, p.cmd.Process.Pid, p.cmd.ProcessState))
@@ -403,11 +420,11 @@ func (w *Web) Running() error {
 	return errors.Join(errs...)
 }
 
-// logs returns nginx's error log and php-fpm's log (with what PHP wrote to
-// stderr), each under a header line.
+// logs returns the web server's error log and php-fpm's log (with what PHP
+// wrote to stderr), each under a header line.
 func (w *Web) logs() string {
 	var logs strings.Builder
-	for _, p := range []*webProcess{w.nginx, w.fpm} {
+	for _, p := range []*webProcess{w.front, w.fpm} {
 		if p != nil {
 			fmt.Fprintf(&logs, "---- %s log (%s)\n%s", p.name, p.log, readLog(p.log))
 		}
