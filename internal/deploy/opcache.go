@@ -118,8 +118,13 @@ func (s opcacheResetStep) Run(ctx context.Context, t *Target) error {
 	return nil
 }
 
-// Plan: a dry run changes nothing, and cannot ask the pool.
-func (opcacheResetStep) Plan(context.Context, *Target) error { return nil }
+// Plan lists the reset with the hooks: a dry run changes nothing, and
+// does not ask the pool.
+func (s opcacheResetStep) Plan(_ context.Context, t *Target) error {
+	hp := s.r.plan.host(t)
+	hp.Hooks = append(hp.Hooks, "opcache reset: php-fpm pool at "+s.reset.Socket)
+	return nil
+}
 
 // opcacheState is what the script answers.
 type opcacheState struct {

@@ -269,6 +269,13 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 			withRelease = append(withRelease, t)
 		}
 	}
+	// Where the web server passes current/ paths, OPcache would go on
+	// serving the release just left.
+	for _, reset := range opcacheResetSteps(d.run) {
+		if _, err := d.runner.each(ctx, reset.host, ok); err != nil {
+			d.warn(nil, "OPcache reset after the switch back failed: %v", err)
+		}
+	}
 	for _, hook := range afterRollbackHooks(d.run) {
 		if _, err := d.runner.each(ctx, hook, withRelease); err != nil {
 			d.warn(nil, "after_rollback hook failed: %v", err)
