@@ -324,7 +324,7 @@ func (s *SSH) connectionError(what string, err error) error {
 		return fmt.Errorf("%s: cannot %s: the connection was closed", s.name, what)
 	}
 	var missing *ssh.ExitMissingError
-	lost := errors.As(err, &missing) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+	lost := errors.As(err, &missing) || errors.Is(err, errNoExitStatus) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, sftp.ErrSSHFxConnectionLost)
 	select {
 	case <-s.lost:

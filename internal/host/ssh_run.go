@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/agent"
 )
 
 // How a script reaches the host. sshd hands a command line to the deploy
@@ -59,15 +58,13 @@ func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	}
-	session, err := s.client.NewSession()
+	session, err := openExec(s.client)
 	if err != nil {
 		return Result{}, s.connectionError("open a session", err)
 	}
-	defer session.Close()
+	defer session.close()
 	if s.forwardAgent {
-		// A server that refuses forwarding still runs the script, as with
-		// OpenSSH; what needs the agent there fails and says so.
-		_ = agent.RequestAgentForwarding(session)
+		_ = session.forwardAgent()
 	}
 
 	var stdout, stderr bytes.Buffer
@@ -81,11 +78,6 @@ func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
 		errOut.w = io.MultiWriter(cmd.Stderr, &stderrTail)
 	}
 	group := &groupWriter{w: errOut, found: make(chan struct{})}
-	session.Stdout, session.Stderr = out, group
-	stdin, err := session.StdinPipe()
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w", s.name, err)
-	}
 	script := groupReport + cmd.Script
 	line := readAll
 	input := io.Reader(strings.NewReader(script))
@@ -93,14 +85,15 @@ func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
 		line = fmt.Sprintf(readExactly, len(script))
 		input = io.MultiReader(input, cmd.Stdin)
 	}
-	if err := session.Start(line); err != nil {
+	if err := session.start(line, out, group); err != nil {
 		return Result{}, s.connectionError("start a command", err)
 	}
+	stdin := session.stdin()
 
 	stdinFailed := make(chan error, 1)
 	go func() { stdinFailed <- copyStdin(stdin, input) }()
 	done := make(chan error, 1)
-	go func() { done <- session.Wait() }()
+	go func() { done <- session.wait() }()
 
 	var waitErr error
 	for waiting := true; waiting; {
@@ -127,7 +120,7 @@ func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
 	}
 
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
-	var exitErr *ssh.ExitError
+	var exitErr *commandExit
 	switch {
 	case waitErr == nil:
 		return res, nil
@@ -138,7 +131,7 @@ func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
 		if cmd.Stderr != nil {
 			tail = stderrTail.Bytes()
 		}
-		return res, &ExitError{Host: s.name, Script: cmd.Script, Code: exitErr.ExitStatus(), Stderr: tail}
+		return res, &ExitError{Host: s.name, Script: cmd.Script, Code: exitErr.status, Stderr: tail}
 	default:
 		return res, s.connectionError("run a command", waitErr)
 	}
@@ -149,7 +142,7 @@ func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
 // then is the session closed; output arriving later is dropped rather
 // than written to buffers or writers the caller owns again. It returns a
 // *StillRunningError when processes of the command may still run.
-func (s *SSH) stop(session *ssh.Session, group *groupWriter, done <-chan error, outputs ...*gatedWriter) error {
+func (s *SSH) stop(session *execChannel, group *groupWriter, done <-chan error, outputs ...*gatedWriter) error {
 	defer func() {
 		for _, w := range outputs {
 			w.shut()
@@ -158,7 +151,7 @@ func (s *SSH) stop(session *ssh.Session, group *groupWriter, done <-chan error, 
 	// The session's own signal request reaches the group on servers that
 	// support it; the group is then stopped and waited for in a session
 	// of its own, which works on every server.
-	_ = session.Signal(ssh.SIGTERM)
+	_ = session.sendSignal(ssh.SIGTERM)
 	var err error
 	select {
 	case <-done: // ended before its group was known: nothing left to stop
@@ -173,7 +166,7 @@ func (s *SSH) stop(session *ssh.Session, group *groupWriter, done <-chan error, 
 		default:
 		}
 	}
-	_ = session.Close()
+	_ = session.close()
 	select {
 	case <-done:
 	case <-time.After(abortGrace):
