@@ -163,10 +163,6 @@ func (rollbackPrepareStep) Plan(context.Context, *Target) error { return nil }
 // rollback stops before its switch, Undo marks it deployed again (as does
 // the next run that finds it live, see inspectStep).
 func (s rollbackPrepareStep) Run(ctx context.Context, t *Target) error {
-	l := s.rb.layout
-	if err := prepareSwitch(ctx, t.Exec, l, l.LockedSwitchLink(t.State.SwitchTo), t.State.SwitchTo, false); err != nil {
-		return err
-	}
 	m := t.State.Meta[t.State.Previous]
 	if m == nil || m.State != StateDeployed {
 		return nil
@@ -201,8 +197,7 @@ func (rollbackSwitchStep) Plan(context.Context, *Target) error { return nil }
 func (rollbackSwitchStep) Commits() bool                       { return true }
 
 func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
-	l := s.rb.layout
-	if err := switchTo(ctx, t.Exec, l, l.LockedSwitchLink(t.State.SwitchTo), t.State.SwitchTo); err != nil {
+	if err := lockedSwitch(ctx, t.Exec, s.rb.layout, t.State.SwitchTo); err != nil {
 		return err
 	}
 	t.State.Current = t.State.SwitchTo

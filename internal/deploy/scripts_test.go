@@ -49,6 +49,7 @@ func everyScript(name string) map[string]string {
 		"manifest fetch":              shell.Script("head -c {{max}} -- {{file}}", shell.Args{"max": maxManifest, "file": l.ManifestFile(live)}),
 		"prepare switch":              prepareSwitchScript(l, l.LockedSwitchLink(id), id, true),
 		"prepare switch back":         prepareSwitchScript(l, l.SwitchTempLink(live), live, false),
+		"locked switch":               lockedSwitchScript(l, id),
 		"verify switch":               verifySwitchScript(l),
 		"fence":                       fenceScript(l, "0123abcd"),
 		"link shared":                 linkSharedScript(l, id, cfg.Shared.Dirs, cfg.Shared.Files),

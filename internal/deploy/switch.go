@@ -90,13 +90,24 @@ func Switch(ctx context.Context, ex host.Executor, l layout.Layout, id string) e
 	return switchTo(ctx, ex, l, link, id)
 }
 
-// lockedSwitch is Switch for a run that holds the lock: fenced by it.
+// lockedSwitch is the switch of a run that holds the lock (a rollback, a
+// switch back), in one script: the link made in the lock directory, one
+// rename(2) of it over current (mv -T, GNU or BusyBox), the sync and the
+// read back. One round trip, where preparing, renaming over SFTP and
+// verifying take three; a deploy's rollout, which fires many hosts'
+// renames at one moment, prepares instead (prepareSwitchStep).
 func lockedSwitch(ctx context.Context, ex host.Executor, l layout.Layout, id string) error {
-	link := l.LockedSwitchLink(id)
-	if err := prepareSwitch(ctx, ex, l, link, id, false); err != nil {
-		return err
+	res, err := ex.Exec(ctx, host.Command{Script: lockedSwitchScript(l, id)})
+	if err != nil {
+		return fmt.Errorf("switching %s to release %s: %w", l.CurrentLink(), id, err)
 	}
-	return switchTo(ctx, ex, l, link, id)
+	_, err = readSwitch(res.Stdout, l, id)
+	return err
+}
+
+func lockedSwitchScript(l layout.Layout, id string) string {
+	return prepareSwitchScript(l, l.LockedSwitchLink(id), id, false) + shell.Script(` && mv -f -T -- {{link}} {{current}} || exit
+`, shell.Args{"link": l.LockedSwitchLink(id), "current": l.CurrentLink()}) + verifySwitchScript(l)
 }
 
 // switchBack points current at previous again with the same atomic switch;
@@ -116,7 +127,13 @@ func verifySwitch(ctx context.Context, ex host.Executor, l layout.Layout, id str
 	if err != nil {
 		return time.Time{}, err
 	}
-	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
+	return readSwitch(res.Stdout, l, id)
+}
+
+// readSwitch reads what verifySwitchScript printed: the link, which must
+// point at release id, and the host's time of the rename.
+func readSwitch(out []byte, l layout.Layout, id string) (time.Time, error) {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) < 1 || lines[0] != l.CurrentTarget(id) {
 		return time.Time{}, fmt.Errorf("%s points at %q after the switch, want %q", l.CurrentLink(), lines[0], l.CurrentTarget(id))
 	}
