@@ -160,8 +160,10 @@ func (s *SSH) stop(session *ssh.Session, group *groupWriter, done <-chan error, 
 	// of its own, which works on every server.
 	_ = session.Signal(ssh.SIGTERM)
 	var err error
+	ended := false
 	select {
 	case <-done: // ended before its group was known: nothing left to stop
+		ended = true
 	case <-group.found:
 		err = s.stopGroup(group.id)
 	case <-time.After(abortGrace):
@@ -174,9 +176,11 @@ func (s *SSH) stop(session *ssh.Session, group *groupWriter, done <-chan error, 
 		}
 	}
 	_ = session.Close()
-	select {
-	case <-done:
-	case <-time.After(abortGrace):
+	if !ended {
+		select {
+		case <-done:
+		case <-time.After(abortGrace):
+		}
 	}
 	return err
 }
