@@ -164,9 +164,12 @@ type rollbackSwitchStep struct {
 func (rollbackSwitchStep) Name() string  { return "switch" }
 func (rollbackSwitchStep) Commits() bool { return true }
 
+// Run switches t. Once begun, the switch is not abandoned on an interrupt,
+// as in a deploy's rollout: the rename and the read-back that confirms it
+// go through, so a host that switched is known and reported as switched.
 func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
 	l := s.rb.layout
-	if err := switchTo(ctx, t.Exec, l, l.LockedSwitchLink(t.State.SwitchTo), t.State.SwitchTo); err != nil {
+	if err := switchTo(context.WithoutCancel(ctx), t.Exec, l, l.LockedSwitchLink(t.State.SwitchTo), t.State.SwitchTo); err != nil {
 		return err
 	}
 	t.State.Current = t.State.SwitchTo

@@ -1,0 +1,87 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/slipway-deploy/slipway/internal/config"
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/source"
+)
+
+// interruptedAt is a local executor whose run is interrupted (cancel)
+// right after a rename goes through: the interrupt lands inside a switch.
+type interruptedAt struct {
+	host.Local
+	cancel context.CancelFunc
+}
+
+func (e *interruptedAt) Rename(ctx context.Context, oldpath, newpath string) error {
+	err := e.Local.Rename(ctx, oldpath, newpath)
+	if e.cancel != nil {
+		e.cancel()
+	}
+	return err
+}
+
+// localStage deploys the site dir to deploy with ex.
+func localStage(t *testing.T, dir string, ex host.Executor) Options {
+	t.Helper()
+	cfg := &config.Config{
+		App: "demo", KeepReleases: 5, Symlink: "relative",
+		Layout: config.Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
+		Source: config.Source{Strategy: "upload", Path: filepath.Join(dir, "site"), Delta: true, Verify: "changed", Compress: "auto"},
+	}
+	stage := &config.Stage{Name: "demo", DeployTo: filepath.Join(dir, "deploy"), Hosts: []config.Host{{Name: "local", Host: "local", Local: true}}}
+	cfg.Stages = []*config.Stage{stage}
+	return Options{Config: cfg, Stage: stage, Hosts: stage.Hosts, Parallel: 1,
+		Dial: func(context.Context, config.Host) (host.Executor, error) { return ex, nil }}
+}
+
+func deployVersion(t *testing.T, opts Options, version string) string {
+	t.Helper()
+	writeFile(t, filepath.Join(opts.Config.Source.Path, "index.html"), version)
+	tree, err := source.Scan(opts.Config.Source.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+	if err != nil {
+		t.Fatalf("deploy %s: %v", version, err)
+	}
+	return res.ReleaseID
+}
+
+// TestRollbackInterruptedInItsSwitch: an interrupt that lands once the
+// rename went through leaves the rollback switched, and it says so: the
+// host is reported switched (exit 5's SwitchedError, not "no host was
+// switched"), and the release rolled back from stays recorded as rolled
+// back, so a later rollback does not go back to it.
+func TestRollbackInterruptedInItsSwitch(t *testing.T) {
+	dir := t.TempDir()
+	ex := &interruptedAt{}
+	opts := localStage(t, dir, ex)
+	first := deployVersion(t, opts, "v1")
+	second := deployVersion(t, opts, "v2")
+	ctx, cancel := context.WithCancel(context.Background())
+	ex.cancel = cancel
+	res, err := Rollback(ctx, opts, "")
+	var switched *SwitchedError
+	if !errors.As(err, &switched) {
+		t.Fatalf("err = %v, want a SwitchedError: the host switched", err)
+	}
+	if len(res.Hosts) != 1 || !res.Hosts[0].Switched || res.Hosts[0].Live != first {
+		t.Errorf("result %+v, want the host switched to %s", res.Hosts, first)
+	}
+	if target, _ := os.Readlink(filepath.Join(opts.Stage.DeployTo, "current")); target != "releases/"+first {
+		t.Errorf("current -> %q, want releases/%s", target, first)
+	}
+	meta, err := os.ReadFile(filepath.Join(opts.Stage.DeployTo, ".slipway", "releases", second+".json"))
+	if err != nil || !strings.Contains(string(meta), `"state":"`+StateRolledBack+`"`) {
+		t.Errorf("release %s rolled back from is recorded %s (%v), want rolled_back", second, meta, err)
+	}
+}
