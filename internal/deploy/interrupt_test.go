@@ -85,3 +85,70 @@ func TestRollbackInterruptedInItsSwitch(t *testing.T) {
 		t.Errorf("release %s rolled back from is recorded %s (%v), want rolled_back", second, meta, err)
 	}
 }
+
+// cancelledOnce is a local executor whose first script matching match
+// runs to its end and then reports the run's interrupt, as a remote
+// command does when the interrupt comes as it finishes: the run stops
+// waiting for it, whatever it did on the host.
+type cancelledOnce struct {
+	host.Local
+	match  string
+	cancel context.CancelFunc
+}
+
+func (e *cancelledOnce) Exec(ctx context.Context, cmd host.Command) (host.Result, error) {
+	if e.cancel == nil || !strings.Contains(cmd.Script, e.match) {
+		return e.Local.Exec(ctx, cmd)
+	}
+	_, _ = e.Local.Exec(context.WithoutCancel(ctx), cmd)
+	e.cancel()
+	e.cancel = nil
+	return host.Result{}, ctx.Err()
+}
+
+// TestLockTakenAsTheRunIsInterrupted: a lock script that took the lock as
+// the run was interrupted leaves no lock behind.
+func TestLockTakenAsTheRunIsInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	ex := &cancelledOnce{}
+	opts := localStage(t, dir, ex)
+	deployVersion(t, opts, "v1")
+	ctx, cancel := context.WithCancel(context.Background())
+	ex.match, ex.cancel = "mkdir -- "+filepath.Join(opts.Stage.DeployTo, ".slipway", "lock"), cancel
+	writeFile(t, filepath.Join(opts.Config.Source.Path, "index.html"), "v2")
+	tree, err := source.Scan(opts.Config.Source.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Deploy(ctx, opts, Source{Tree: tree, Revision: tree.Digest}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want the interrupt", err)
+	}
+	if ex.cancel != nil {
+		t.Fatal("the lock script never ran")
+	}
+	if _, err := os.Lstat(filepath.Join(opts.Stage.DeployTo, ".slipway", "lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the lock is left (%v)", err)
+	}
+}
+
+// TestLockStoppedBeforeItsOwnerIsWritten: a lock script stopped (SIGTERM
+// to its process group, as a cancelled command is stopped) between making
+// the lock and writing its owner still writes the owner: a lock without
+// one would refuse every later run, no holder to name, never stale.
+func TestLockStoppedBeforeItsOwnerIsWritten(t *testing.T) {
+	dir := t.TempDir()
+	// mv, which puts the owner in place, is where the stop lands.
+	bin := filepath.Join(dir, "bin")
+	writeFile(t, filepath.Join(bin, "mv"), "#!/bin/sh\nkill -TERM 0\nexec /bin/mv \"$@\"\n")
+	if err := os.Chmod(filepath.Join(bin, "mv"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	l := localStage(t, dir, nil).Layout()
+	_, err := acquire(context.Background(), &host.Local{}, l, LockOwner{User: "ci", Token: "t1"}, "")
+	t.Logf("the stopped lock script: %v", err)
+	owner, err := os.ReadFile(l.LockOwnerFile())
+	if err != nil || !strings.Contains(string(owner), `"token":"t1"`) {
+		t.Errorf("the lock's owner: %q, %v; want the run's", owner, err)
+	}
+}
