@@ -42,7 +42,7 @@ func (cleanupStep) Name() string { return "cleanup" }
 func (s cleanupStep) Run(ctx context.Context, t *Target) error {
 	cfg := s.d.opts.Config
 	res, err := Prune(ctx, t, s.d.layout, cfg.KeepReleases, cfg.Cleanup.Sudo)
-	s.d.reportPrune(t, res, err)
+	s.d.reportPrune(t, res, why(ctx, err))
 	return nil
 }
 

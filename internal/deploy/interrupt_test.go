@@ -44,12 +44,17 @@ func localStage(t *testing.T, dir string, ex host.Executor) Options {
 
 func deployVersion(t *testing.T, opts Options, version string) string {
 	t.Helper()
+	return deployVersionCtx(context.Background(), t, opts, version)
+}
+
+func deployVersionCtx(ctx context.Context, t *testing.T, opts Options, version string) string {
+	t.Helper()
 	writeFile(t, filepath.Join(opts.Config.Source.Path, "index.html"), version)
 	tree, err := source.Scan(opts.Config.Source.Path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+	res, err := Deploy(ctx, opts, Source{Tree: tree, Revision: tree.Digest})
 	if err != nil {
 		t.Fatalf("deploy %s: %v", version, err)
 	}
@@ -150,5 +155,27 @@ func TestLockStoppedBeforeItsOwnerIsWritten(t *testing.T) {
 	owner, err := os.ReadFile(l.LockOwnerFile())
 	if err != nil || !strings.Contains(string(owner), `"token":"t1"`) {
 		t.Errorf("the lock's owner: %q, %v; want the run's", owner, err)
+	}
+}
+
+// TestCleanupStoppedByAnInterruptSaysSo: the warning of a deploy's cleanup
+// stopped by an interrupt names the interrupt, never "context canceled".
+func TestCleanupStoppedByAnInterruptSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	ex := &cancelledOnce{}
+	opts := localStage(t, dir, ex)
+	deployVersion(t, opts, "v1")
+	seen := &warnings{}
+	opts.Events = seen
+	ctx, cancel := context.WithCancelCause(context.Background())
+	interrupt := errors.New("interrupted (SIGHUP)")
+	ex.match, ex.cancel = "in_use()", func() { cancel(interrupt) }
+	deployVersionCtx(ctx, t, opts, "v2")
+	if ex.cancel != nil {
+		t.Fatal("cleanup never ran")
+	}
+	text := strings.Join(seen.lines, "\n")
+	if !strings.Contains(text, "cleanup failed") || !strings.Contains(text, interrupt.Error()) || strings.Contains(text, "context canceled") {
+		t.Errorf("warnings:\n%s\nwant the cleanup's, naming %q", text, interrupt)
 	}
 }
