@@ -179,3 +179,30 @@ func TestCleanupStoppedByAnInterruptSaysSo(t *testing.T) {
 		t.Errorf("warnings:\n%s\nwant the cleanup's, naming %q", text, interrupt)
 	}
 }
+
+// TestCleanupRemovesWorkFilesOfStoppedWrites: the work files of metadata
+// and manifest writes stopped halfway (an interrupt between a write and
+// its rename) go with the next cleanup, never anything else there.
+func TestCleanupRemovesWorkFilesOfStoppedWrites(t *testing.T) {
+	dir := t.TempDir()
+	opts := localStage(t, dir, &host.Local{})
+	id := deployVersion(t, opts, "v1")
+	l := opts.Layout()
+	stray := []string{l.HistoryFile(id) + ".tmp", l.ManifestFile(id) + ".tmp", l.ManifestFile(id) + ".patch", l.ManifestFile(id) + ".body"}
+	for _, f := range stray {
+		writeFile(t, f, "half")
+	}
+	if _, err := Cleanup(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range stray {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is left (%v)", f, err)
+		}
+	}
+	for _, f := range []string{l.HistoryFile(id), l.ManifestFile(id)} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("cleanup removed %s: %v", f, err)
+		}
+	}
+}
