@@ -206,3 +206,36 @@ func TestCleanupRemovesWorkFilesOfStoppedWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestLockGoneAsMkdirFails: a lock that is released (or removed by
+// slipway unlock) between the mkdir that found it and the look that
+// follows is taken, not reported as mkdir's "File exists".
+func TestLockGoneAsMkdirFails(t *testing.T) {
+	dir := t.TempDir()
+	l := localStage(t, dir, nil).Layout()
+	// The first mkdir of the lock fails as if another run's lock were
+	// there, and that lock is gone by the time the script looks.
+	bin := filepath.Join(dir, "bin")
+	once := filepath.Join(dir, "raced")
+	writeFile(t, filepath.Join(bin, "mkdir"), `#!/bin/sh
+if [ "$1" = -- ] && [ "$2" = '`+l.LockDir()+`' ] && [ ! -e '`+once+`' ]; then
+  : > '`+once+`'
+  echo "mkdir: cannot create directory '$2': File exists" >&2
+  exit 1
+fi
+exec /bin/mkdir "$@"
+`)
+	if err := os.Chmod(filepath.Join(bin, "mkdir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if _, err := acquire(context.Background(), &host.Local{}, l, LockOwner{User: "ci", Token: "t1"}, ""); err != nil {
+		t.Fatalf("acquire: %v", err)
+	}
+	if _, err := os.Stat(once); err != nil {
+		t.Fatal("the race was not staged")
+	}
+	if owner, err := os.ReadFile(l.LockOwnerFile()); err != nil || !strings.Contains(string(owner), `"token":"t1"`) {
+		t.Errorf("the lock's owner: %q, %v; want the run's", owner, err)
+	}
+}

@@ -147,7 +147,9 @@ const ownerWaitTries = 30
 // owner could not be written (a full disk) would be nobody's, never stale,
 // and refuse every later run: it goes at once. A lock that cannot be made
 // at all (no permission) is a failure with mkdir's reason, never taken
-// for someone else's lock. From the mkdir until the owner is in place the
+// for someone else's lock; a lock that was there when mkdir failed and is
+// gone the moment after (released, or removed by slipway unlock) is tried
+// again. From the mkdir until the owner is in place the
 // script ignores the signals that stop a cancelled command (until SIGKILL,
 // seconds later): stopped in between, it would leave a lock without an
 // owner, which no run could tell from a live one.
@@ -156,7 +158,7 @@ func acquireScript(l layout.Layout, owner []byte) string {
 [ -d {{deploy_to}} ] || echo {{created_deploy_to}}
 [ -d {{meta}} ] || echo {{created_meta}}
 mkdir -p -- {{meta}} || exit
-tries=0
+tries=0 gone=0
 while :; do
 trap '' TERM INT HUP
 if why=$(mkdir -p -- {{meta}} && mkdir -- {{lock}} 2>&1); then
@@ -165,7 +167,10 @@ if why=$(mkdir -p -- {{meta}} && mkdir -- {{lock}} 2>&1); then
   break
 fi
 trap - TERM INT HUP
-[ -d {{lock}} ] || { echo "$why" >&2; exit 1; }
+if [ ! -d {{lock}} ]; then
+  gone=$((gone + 1)); [ "$gone" -le 3 ] && continue
+  echo "$why" >&2; exit 1
+fi
 if [ -s {{file}} ] || [ "$tries" -ge {{tries}} ]; then head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}; fi
 tries=$((tries + 1)); sleep 0.1 2>/dev/null || sleep 1
 done`, shell.Args{
