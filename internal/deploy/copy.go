@@ -74,7 +74,7 @@ tr '\n' '\000' < %[3]s > %[5]s && rm -f -- %[3]s && gzip -dc >> %[5]s || exit
   %[3]s < %[4]s | xargs -0 -r cp -a --reflink=always --parents -t %[5]s -- || exit
 else
   rm -f -- %[2]s
-  { tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T %[4]s; echo $? > %[6]s; } | tar -x -p --no-same-owner -f - -C %[5]s || exit
+  { tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T %[4]s; echo $? | cat > %[6]s; } | tar -x -p --no-same-owner -f - -C %[5]s || exit
   read -r s < %[6]s && [ "$s" = 0 ] || { echo "copying the unchanged files of release %[7]s failed" >&2; exit 1; }
 fi
 `, shell.Quote(l.ManifestFile(live)), probe, filesOnly, list, release, status, live)
