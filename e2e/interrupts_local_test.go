@@ -364,7 +364,7 @@ func interruptLocal(t *testing.T, add func(matrixRow)) {
 					if z == nil {
 						return ""
 					}
-					return fmt.Sprintf("`tar` held at %.1f of 16 MiB", float64(got)/(1<<20))
+					return fmt.Sprintf("`tar` held with %s of the 16 MiB written", ui.HumanBytes(got))
 				},
 				sent: func() string { return "then " + z.thaw() },
 				prepare: func() {

@@ -734,7 +734,7 @@ func interruptSSH(t *testing.T, add func(matrixRow)) {
 					if z == nil {
 						return ""
 					}
-					return fmt.Sprintf("%s's `tar` held at %.1f of 32 MiB", z.site, float64(got)/(1<<20))
+					return fmt.Sprintf("%s's `tar` held with %s of the 32 MiB written", z.site, ui.HumanBytes(got))
 				},
 				sent:    func() string { return "then " + z.thaw() },
 				prepare: func() { f.writeRandom("app/assets/big.bin", size) },
