@@ -389,9 +389,14 @@ func (r *run) explainFailure(ctx context.Context, t *Target, what string, err er
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	said := string(exitErr.Stderr)
+	// The evidence shown is the command's last line of stderr, or, for a
+	// cause found in an earlier line, the last line that shows it (tar
+	// ends with "Exiting with failure status due to previous errors").
+	evidence := host.Tail(exitErr.Stderr, 1)
 	var found []Problem
 	if deniedWrite(exitErr.Stderr) {
 		found = append(found, r.accessProblems(f)...)
+		evidence = lastLineWith(said, evidence, "Permission denied", "Operation not permitted")
 	}
 	var named []string
 	for _, tool := range f.missingTools {
@@ -404,6 +409,7 @@ func (r *run) explainFailure(ctx context.Context, t *Target, what string, err er
 		found = append(found, r.webUserProblem())
 	}
 	if strings.Contains(said, "No space left on device") || strings.Contains(said, "Disk quota exceeded") {
+		evidence = lastLineWith(said, evidence, "No space left on device", "Disk quota exceeded")
 		free := "no"
 		if f.freeKB > 0 {
 			free = "only " + humanKB(f.freeKB)
@@ -413,7 +419,21 @@ func (r *run) explainFailure(ctx context.Context, t *Target, what string, err er
 	if len(found) == 0 {
 		return fmt.Errorf("%s (as %s): %w", what, f.user, err)
 	}
-	return &CauseError{What: what, Causes: found, Said: host.Tail(exitErr.Stderr, 1), Err: err}
+	return &CauseError{What: what, Causes: found, Said: evidence, Err: err}
+}
+
+// lastLineWith is the last line of out that holds one of phrases, trimmed,
+// or otherwise.
+func lastLineWith(out, otherwise string, phrases ...string) string {
+	lines := strings.Split(out, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		for _, p := range phrases {
+			if strings.Contains(lines[i], p) {
+				return strings.TrimSpace(lines[i])
+			}
+		}
+	}
+	return otherwise
 }
 
 // deniedWrite reports a file system refusal in a command's stderr, not an
