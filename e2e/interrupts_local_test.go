@@ -404,12 +404,8 @@ func interruptLocal(t *testing.T, add func(matrixRow)) {
 		t.Run("deploy "+kind.name+" at "+s.label, func(t *testing.T) {
 			p := p.forTest(t)
 			c := interruptCase{kind: kind, where: "at " + s.label, at: s.at}
-			want := previousLive
+			want := anyMoment
 			switch {
-			case rolloutStep(s.step):
-				want = inOrAfterRollout
-			case s.step == "record":
-				want = newLive
 			case s.step == "cleanup":
 				want = newLive
 				p.plantJunk()

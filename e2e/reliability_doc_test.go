@@ -42,7 +42,8 @@ var faultClasses = []struct{ name, intro string }{
 		"directory. The suite interrupts it with SIGINT, SIGTERM or SIGHUP, or closes its output (stdout and stderr " +
 		"on one pipe, as `2>&1 | head` has them, whose reader goes away). All four come inside a slow `before_switch` " +
 		"hook that left a background child, inside a slow build on this machine, mid-upload and inside the rollout; " +
-		"one of them, in turn, at the start of every other step, the moment the --json stream says it started. " +
+		"one of them, in turn, at the start of every other step, the moment the --json stream says it started " +
+		"(a fast run may be past that step when the signal lands: the checks follow where the fleet is). " +
 		"Where the moment is a command at work on a host (the upload's `tar`, the copy of unchanged files, a removal), " +
 		"the suite holds that process (SIGSTOP) until slipway has sent it SIGTERM, so the interrupt lands while it " +
 		"works. Right after each: slipway exited with the interrupt's code (6 inside the rollout, see Known gaps) " +
