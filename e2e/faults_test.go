@@ -32,6 +32,8 @@ func TestFaultInjection(t *testing.T) {
 	t.Run("Kill", func(t *testing.T) { faultKill(t, add) })
 	t.Run("Network", func(t *testing.T) { faultNetwork(t, add) })
 	t.Run("Disk", func(t *testing.T) { faultDisk(t, add) })
+	t.Run("Interrupt", func(t *testing.T) { faultInterrupt(t, add) })
+	t.Run("Lock", func(t *testing.T) { faultLock(t, add) })
 	writeReliabilityDoc(t, rows)
 }
 

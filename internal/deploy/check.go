@@ -394,9 +394,14 @@ func (r *run) explainFailure(ctx context.Context, t *Target, what string, err er
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	said := string(exitErr.Stderr)
+	// The evidence shown is the command's last line of stderr, or, for a
+	// cause found in an earlier line, the last line that shows it (tar
+	// ends with "Exiting with failure status due to previous errors").
+	evidence := host.Tail(exitErr.Stderr, 1)
 	var found []Problem
 	if deniedWrite(exitErr.Stderr) {
 		found = append(found, r.accessProblems(f)...)
+		evidence = lastLineWith(said, evidence, "Permission denied", "Operation not permitted")
 	}
 	var named []string
 	for _, tool := range f.missingTools {
@@ -409,6 +414,7 @@ func (r *run) explainFailure(ctx context.Context, t *Target, what string, err er
 		found = append(found, r.webUserProblem())
 	}
 	if strings.Contains(said, "No space left on device") || strings.Contains(said, "Disk quota exceeded") {
+		evidence = lastLineWith(said, evidence, "No space left on device", "Disk quota exceeded")
 		free := "no"
 		if f.freeKB > 0 {
 			free = "only " + humanKB(f.freeKB)
@@ -418,21 +424,21 @@ func (r *run) explainFailure(ctx context.Context, t *Target, what string, err er
 	if len(found) == 0 {
 		return fmt.Errorf("%s (as %s): %w", what, f.user, err)
 	}
-	return &CauseError{What: what, Causes: found, Said: causeLine(exitErr.Stderr), Err: err}
+	return &CauseError{What: what, Causes: found, Said: evidence, Err: err}
 }
 
-// causeLine is the line of stderr that names the cause (a full disk, a
-// refused permission), else its last line: a script's own follow-up
-// complaint ("echo: I/O error") must not hide what went wrong first.
-func causeLine(stderr []byte) string {
-	for _, line := range strings.Split(string(stderr), "\n") {
-		for _, cause := range []string{"No space left on device", "Disk quota exceeded", "Permission denied", "Read-only file system"} {
-			if strings.Contains(line, cause) {
-				return strings.TrimSpace(line)
+// lastLineWith is the last line of out that holds one of phrases, trimmed,
+// or otherwise.
+func lastLineWith(out, otherwise string, phrases ...string) string {
+	lines := strings.Split(out, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		for _, p := range phrases {
+			if strings.Contains(lines[i], p) {
+				return strings.TrimSpace(lines[i])
 			}
 		}
 	}
-	return host.Tail(stderr, 1)
+	return otherwise
 }
 
 // deniedWrite reports a file system refusal in a command's stderr, not an

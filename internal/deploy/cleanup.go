@@ -42,7 +42,7 @@ func (cleanupStep) Name() string { return "cleanup" }
 func (s cleanupStep) Run(ctx context.Context, t *Target) error {
 	cfg := s.d.opts.Config
 	res, err := Prune(ctx, t, s.d.layout, cfg.KeepReleases, cfg.Cleanup.Sudo)
-	s.d.reportPrune(t, res, err)
+	s.d.reportPrune(t, res, why(ctx, err))
 	return nil
 }
 
@@ -227,6 +227,12 @@ else rm -f -- {{forget}}; echo {{deleted}}; fi
 	// lock, so none of these is in use.
 	b.WriteString(shell.Script(`for f in {{deploy_to}}/.{{current}}.slipway-*; do if [ -L "$f" ]; then rm -f -- "$f"; fi; done`+"\n", shell.Args{
 		"deploy_to": l.DeployTo, "current": l.Current,
+	}))
+	// Work files of metadata and manifest writes that were stopped halfway
+	// (an interrupt, a kill). Ours holds the lock, so none is being
+	// written.
+	b.WriteString(shell.Script(`rm -f -- {{history}}/*.tmp {{manifests}}/*.tmp {{manifests}}/*.patch {{manifests}}/*.body`+"\n", shell.Args{
+		"history": l.HistoryDir(), "manifests": l.ManifestsDir(),
 	}))
 	return b.String()
 }

@@ -65,13 +65,13 @@ n=$(wc -l < {{names}}) && [ $n -eq {{lines}} ] || { echo "the live release's man
 tr '\n' '\000' < {{names}} > {{list}} && rm -f -- {{names}} && gzip -dc >> {{list}} || exit
 `)
 	}
-	tarCopy := `{ tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T {{list}}; echo $? > {{status}}; } | tar -x -p --no-same-owner -f - -C {{release}} || exit
+	tarCopy := `{ tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T {{list}}; echo $? | cat > {{status}}; } | tar -x -p --no-same-owner -f - -C {{release}} || exit
   read -r s < {{status}} && [ "$s" = 0 ] || { echo "copying the unchanged files of release "{{live_id}}" failed" >&2; exit 1; }`
 	if tar == tarBusyBox {
 		// BusyBox tar reads no list of names: xargs hands them over as
 		// arguments, "./"-prefixed so none reads as an option, one pipe
 		// of two tars for each batch.
-		tarCopy = `xargs -0 -r sh -c 'for p do set -- "$@" "./$p"; shift; done; { tar -c --no-recursion -f - "$@"; echo $? > "$0/` + copyStatusName + `"; } | tar -x -o -f - -C "$0" && read -r s < "$0/` + copyStatusName + `" && [ "$s" = 0 ]' {{release}} < {{list}} || { echo "copying the unchanged files of release "{{live_id}}" failed" >&2; exit 1; }`
+		tarCopy = `xargs -0 -r sh -c 'for p do set -- "$@" "./$p"; shift; done; { tar -c --no-recursion -f - "$@"; echo $? | cat > "$0/` + copyStatusName + `"; } | tar -x -o -f - -C "$0" && read -r s < "$0/` + copyStatusName + `" && [ "$s" = 0 ]' {{release}} < {{list}} || { echo "copying the unchanged files of release "{{live_id}}" failed" >&2; exit 1; }`
 	}
 	if hardlink {
 		b.WriteString("{{files_only}} < {{list}} | xargs -0 -r cp -a -l --parents -t {{release}} -- || exit\n")

@@ -148,19 +148,30 @@ const ownerWaitTries = 30
 // owner could not be written (a full disk) would be nobody's, never stale,
 // and refuse every later run: it goes at once. A lock that cannot be made
 // at all (no permission) is a failure with mkdir's reason, never taken
-// for someone else's lock.
+// for someone else's lock; a lock that was there when mkdir failed and is
+// gone the moment after (released, or removed by slipway unlock) is tried
+// again. From the mkdir until the owner is in place the
+// script ignores the signals that stop a cancelled command (until SIGKILL,
+// seconds later): stopped in between, it would leave a lock without an
+// owner, which no run could tell from a live one.
 func acquireScript(l layout.Layout, owner []byte) string {
 	return shell.Script(`umask 022
 [ -d {{deploy_to}} ] || echo {{created_deploy_to}}
 [ -d {{meta}} ] || echo {{created_meta}}
 mkdir -p -- {{meta}} || exit
-tries=0
+tries=0 gone=0
 while :; do
+trap '' TERM INT HUP
 if why=$(mkdir -p -- {{meta}} && mkdir -- {{lock}} 2>&1); then
   printf '%s\n' {{owner}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}} || { status=$?; rm -rf -- {{lock}}; exit $status; }
+  trap - TERM INT HUP
   break
 fi
-[ -d {{lock}} ] || { echo "$why" >&2; exit 1; }
+trap - TERM INT HUP
+if [ ! -d {{lock}} ]; then
+  gone=$((gone + 1)); [ "$gone" -le 3 ] && continue
+  echo "$why" >&2; exit 1
+fi
 if [ -s {{file}} ] || [ "$tries" -ge {{tries}} ]; then head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}; fi
 tries=$((tries + 1)); sleep 0.1 2>/dev/null || sleep 1
 done`, shell.Args{
@@ -313,6 +324,9 @@ func (l *Lock) Acquire(ctx context.Context, t *Target, then string) ([]byte, err
 		out, err = acquire(ctx, t.Exec, l.layout, owner, then)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			l.giveBack(ctx, t)
+		}
 		return nil, err
 	}
 	// From now on every change on t is fenced by the lock's token.
@@ -333,6 +347,18 @@ func (l *Lock) Acquire(ctx context.Context, t *Target, then string) ([]byte, err
 		})
 	}
 	return out, nil
+}
+
+// giveBack removes the lock on t if it holds this run's token: a lock
+// script stopped by the run's cancellation may have taken the lock before
+// it was stopped (or finished just as the run stopped waiting for it),
+// and nothing else would release it.
+func (l *Lock) giveBack(ctx context.Context, t *Target) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if _, err := t.Exec.Exec(ctx, host.Command{Script: releaseScript(l.layout, l.owner.Token, nil)}); err != nil {
+		l.warn(t, "this run may have left its deploy lock: %v; run slipway unlock %s once it has ended", err, l.owner.Stage)
+	}
 }
 
 // madeDirs reads from the lock script's output which directories it made,

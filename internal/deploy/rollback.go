@@ -196,8 +196,11 @@ func (rollbackSwitchStep) Name() string { return "switch" }
 func (rollbackSwitchStep) Plan(context.Context, *Target) error { return nil }
 func (rollbackSwitchStep) Commits() bool                       { return true }
 
+// Run switches t. Once begun, the switch is not abandoned on an interrupt,
+// as in a deploy's rollout: the rename and the read-back that confirms it
+// go through, so a host that switched is known and reported as switched.
 func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
-	if err := lockedSwitch(ctx, t.Exec, s.rb.layout, t.State.SwitchTo); err != nil {
+	if err := lockedSwitch(context.WithoutCancel(ctx), t.Exec, s.rb.layout, t.State.SwitchTo); err != nil {
 		return err
 	}
 	t.State.Current = t.State.SwitchTo

@@ -25,10 +25,14 @@ type Runner struct {
 	CleanupTimeout time.Duration
 }
 
-// stepRecord remembers on which hosts a step succeeded, for undo and finish.
+// stepRecord remembers on which hosts a step succeeded, for undo and finish,
+// and on which the run's cancellation stopped it: its command may have
+// done some or all of its work there (a release half made), so it is
+// undone there too.
 type stepRecord struct {
 	step      Step
 	succeeded []*Target
+	stopped   []*Target
 }
 
 // Run runs steps over targets and returns nil or the failures, joined, each
@@ -38,14 +42,14 @@ func (rn *Runner) Run(ctx context.Context, steps []Step, targets []*Target) erro
 	committed := false // past the point of no return, or done early: nothing is undone
 	var runErr error
 	for _, step := range steps {
-		var succeeded []*Target
+		var succeeded, interrupted []*Target
 		var err error
 		if step.host != nil {
-			succeeded, err = rn.each(ctx, step.host, targets)
+			succeeded, interrupted, err = rn.eachStopped(ctx, step.host, targets)
 		} else {
 			succeeded, err = rn.fleet(ctx, step.fleet, targets)
 		}
-		records = append(records, stepRecord{step: step, succeeded: succeeded})
+		records = append(records, stepRecord{step: step, succeeded: succeeded, stopped: interrupted})
 		if c, ok := step.step().(Committer); ok && c.Commits() && len(succeeded) > 0 {
 			committed = true
 		}
@@ -61,7 +65,8 @@ func (rn *Runner) Run(ctx context.Context, steps []Step, targets []*Target) erro
 	if runErr != nil && !committed {
 		for i := len(records) - 1; i >= 0; i-- {
 			if u, ok := records[i].step.step().(Undoer); ok {
-				cleanupErrs = append(cleanupErrs, rn.parallel(cleanupCtx, "undo "+records[i].step.Name(), stopped(records[i].succeeded), u.Undo))
+				done := append(append([]*Target{}, records[i].succeeded...), records[i].stopped...)
+				cleanupErrs = append(cleanupErrs, rn.parallel(cleanupCtx, "undo "+records[i].step.Name(), stopped(done), u.Undo))
 			}
 		}
 	}
@@ -102,6 +107,13 @@ func (rn *Runner) cleanupTimeout() time.Duration {
 
 // each runs one step on every target it selects and waits for all of them.
 func (rn *Runner) each(ctx context.Context, s HostStep, targets []*Target) ([]*Target, error) {
+	succeeded, _, err := rn.eachStopped(ctx, s, targets)
+	return succeeded, err
+}
+
+// eachStopped is each, which also returns the targets where the step ran
+// and the run's cancellation stopped it.
+func (rn *Runner) eachStopped(ctx context.Context, s HostStep, targets []*Target) (succeeded, interrupted []*Target, err error) {
 	limit := rn.Parallel
 	if l, ok := s.(Limiter); ok && l.Limit() > 0 && l.Limit() < limit {
 		limit = l.Limit()
@@ -111,8 +123,7 @@ func (rn *Runner) each(ctx context.Context, s HostStep, targets []*Target) ([]*T
 		run = p.Plan
 	}
 	var mu sync.Mutex
-	var succeeded []*Target
-	err := rn.parallelN(ctx, limit, s.Name(), targets, func(ctx context.Context, t *Target) error {
+	err = rn.parallelN(ctx, limit, s.Name(), targets, func(ctx context.Context, t *Target) error {
 		switch s.Where(t) {
 		case NotHere:
 			return nil
@@ -125,6 +136,11 @@ func (rn *Runner) each(ctx context.Context, s HostStep, targets []*Target) ([]*T
 		err := ctx.Err()
 		if err == nil {
 			err = run(ctx, t)
+			if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+				mu.Lock()
+				interrupted = append(interrupted, t)
+				mu.Unlock()
+			}
 		}
 		if err != nil && !errors.Is(err, errDone) {
 			rn.emit(Event{Kind: StepFailed, Host: t.Name(), Step: s.Name(), Duration: time.Since(start), Err: why(ctx, err)})
@@ -136,7 +152,7 @@ func (rn *Runner) each(ctx context.Context, s HostStep, targets []*Target) ([]*T
 		mu.Unlock()
 		return nil
 	})
-	return succeeded, err
+	return succeeded, interrupted, err
 }
 
 func (rn *Runner) fleet(ctx context.Context, s FleetStep, targets []*Target) ([]*Target, error) {

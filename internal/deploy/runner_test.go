@@ -214,3 +214,43 @@ func (s *onceStep) Where(t *Target) Selection {
 	}
 	return RunHere
 }
+
+// cancelStep cancels the run on host "b" and reports its cancellation
+// there, as a command stopped by an interrupt does.
+type cancelStep struct {
+	*fakeStep
+	cancel context.CancelFunc
+}
+
+func (s cancelStep) Run(ctx context.Context, t *Target) error {
+	s.j.add("run %s %s", s.name, t.Name())
+	if t.Name() == "b" {
+		s.cancel()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (s cancelStep) Undo(_ context.Context, t *Target) error {
+	s.j.add("undo %s %s", s.name, t.Name())
+	return nil
+}
+
+// TestRunnerUndoesWhereTheInterruptStoppedAStep: a step stopped by the
+// run's cancellation may have done its work on the host (its command
+// finished, or made half a release, as it was stopped): it is undone
+// there too.
+func TestRunnerUndoesWhereTheInterruptStoppedAStep(t *testing.T) {
+	j := &journal{}
+	ctx, cancel := context.WithCancel(context.Background())
+	create := cancelStep{&fakeStep{name: "create", j: j}, cancel}
+	err := (&Runner{Parallel: 1}).Run(ctx, []Step{perHost(create)}, targets("a", "b"))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want the cancellation", err)
+	}
+	for _, want := range []string{"undo create a", "undo create b"} {
+		if !j.has(want) {
+			t.Errorf("missing %q in %v", want, j.entries)
+		}
+	}
+}

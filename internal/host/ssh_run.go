@@ -153,8 +153,10 @@ func (s *SSH) stop(session *execChannel, group *groupWriter, done <-chan error, 
 	// of its own, which works on every server.
 	_ = session.sendSignal(ssh.SIGTERM)
 	var err error
+	ended := false
 	select {
 	case <-done: // ended before its group was known: nothing left to stop
+		ended = true
 	case <-group.found:
 		err = s.stopGroup(group.id)
 	case <-time.After(abortGrace):
@@ -167,9 +169,11 @@ func (s *SSH) stop(session *execChannel, group *groupWriter, done <-chan error, 
 		}
 	}
 	_ = session.close()
-	select {
-	case <-done:
-	case <-time.After(abortGrace):
+	if !ended {
+		select {
+		case <-done:
+		case <-time.After(abortGrace):
+		}
 	}
 	return err
 }

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -53,6 +54,10 @@ type testSSHServer struct {
 	leaveProcesses atomic.Bool
 	// noSFTP refuses the sftp subsystem, as a hardened sshd does.
 	noSFTP atomic.Bool
+	// stdinDelay holds back what the client sends a command for this
+	// long: a signal then reaches the command before it has read its
+	// script.
+	stdinDelay atomic.Int64
 	// forwardedKeys receives the keys of each forwarded agent.
 	forwardedKeys chan []*agent.Key
 
@@ -209,6 +214,7 @@ func (s *testSSHServer) handleSession(server *ssh.ServerConn, newChannel ssh.New
 			process.Store(cmd.Process)
 			req.Reply(true, nil)
 			go func() {
+				time.Sleep(time.Duration(s.stdinDelay.Load()))
 				io.Copy(stdin, channel)
 				stdin.Close()
 			}()

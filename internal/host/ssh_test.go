@@ -206,6 +206,20 @@ func TestSSHCancelStopsTheWholeProcessGroup(t *testing.T) {
 			}
 		})
 	}
+	// A command the signal ends before it reported its group (it had not
+	// read its script yet) is over at once: nothing is left to wait for.
+	srv.ignoreSignals.Store(false)
+	srv.stdinDelay.Store(int64(time.Second))
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	if _, err := conn.Exec(ctx, Command{Script: "sleep 49.31"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a command ended by the signal took %s to return after its cancel", took)
+	}
+	srv.stdinDelay.Store(0)
 	// The report of the process group never shows in what the script
 	// printed.
 	res, err := conn.Query(context.Background(), Command{Script: "echo out; echo err >&2"})

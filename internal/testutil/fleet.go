@@ -236,3 +236,7 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// UID is the user id of the deploy user, as the processes it runs on the
+// hosts show it.
+func (f *Fleet) UID() int { return f.account.uid }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -529,5 +530,35 @@ func TestSlipwayBuilds(t *testing.T) {
 	}
 	if !isExecutable(binary) {
 		t.Errorf("%s is not an executable file", binary)
+	}
+}
+
+// TestProcessDetails: a process of a host tells its command line, its
+// working directory as the host sees it (under /srv, not Host.Root) and
+// its user, the deploy user.
+func TestProcessDetails(t *testing.T) {
+	t.Parallel()
+	f := StartFleet(t, 1, Options{})
+	h := f.Hosts[0]
+	h.Run(t, "mkdir -p /srv/app/releases/1 && cd /srv/app/releases/1 && (sleep 301 >/dev/null 2>&1 &)")
+	var found []Process
+	for _, p := range h.Processes(t) {
+		if p.Name == "sleep" {
+			found = append(found, p)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("processes of host1: %v; want one sleep", h.Processes(t))
+	}
+	p := found[0]
+	all, err := ProcessesOf(f.Hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(all[h.Name], p) || slices.Contains(all[Here], p) {
+		t.Errorf("ProcessesOf: %v, want the sleep among host1's, not this machine's", all)
+	}
+	if p.Cmdline() != "sleep 301" || p.Cwd() != "/srv/app/releases/1" || p.UID() != f.UID() {
+		t.Errorf("sleep: cmdline %q, cwd %q, uid %d; want %q, %q, %d (%s)", p.Cmdline(), p.Cwd(), p.UID(), "sleep 301", "/srv/app/releases/1", f.UID(), p.Describe())
 	}
 }
