@@ -45,6 +45,10 @@ type Config struct {
 	Rollout      *Rollout // nil: switch every host at once
 	ForwardAgent bool     // forward the user's ssh-agent to the hosts (git over SSH with the user's key)
 	Stages       []*Stage
+
+	// Artifacts is the store the hosts download what a deploy ships
+	// from; nil to push it to every host over SSH.
+	Artifacts *Artifacts
 }
 
 // Layout names the entries of a deploy directory. Each is one plain path
