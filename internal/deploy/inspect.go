@@ -218,7 +218,19 @@ func inspectScript(l layout.Layout, ask inspectAsk) string {
 		"deploy_to": l.DeployTo, "current": l.Current, "releases": l.Releases, "meta": layout.MetaDir,
 		"id_glob": shell.Raw(strings.Repeat("[0-9]", len(layout.ReleaseIDFormat))),
 	}
-	script := shell.Script(`cd -- {{deploy_to}} 2>/dev/null || { echo absent; exit 0; }
+	// What the host has comes first: it holds for a host without the
+	// deploy directory too (a plan of a first deploy).
+	var script string
+	tools := ask.tools
+	if len(tools) > 0 {
+		script += shell.Script(`for t in {{tools}}; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done
+case $(tar --version 2>&1 | head -n 1) in *GNU*) echo 'tar gnu';; *busybox*|*BusyBox*) echo 'tar busybox';; *) echo 'tar other';; esac
+`, shell.Args{"tools": tools})
+	}
+	if ask.fetcher {
+		script += "if command -v curl >/dev/null 2>&1; then echo 'fetch curl'; elif command -v wget >/dev/null 2>&1; then echo 'fetch wget'; else echo 'fetch none'; fi\n"
+	}
+	script += shell.Script(`cd -- {{deploy_to}} 2>/dev/null || { echo absent; exit 0; }
 if [ -L {{current}} ]; then printf 'current %s\n' "$(readlink -- {{current}})"; elif [ -e {{current}} ]; then echo current-not-link; fi
 for r in {{releases}}/*; do [ -d "$r" ] && [ ! -L "$r" ] || continue; n=${r##*/}; case $n in {{id_glob}}) echo "release $n";; esac; done
 for f in {{meta}}/releases/*.json; do [ -f "$f" ] || continue; printf 'meta %s ' "${f##*/}"; head -c 65536 -- "$f" | tr '\n' ' '; echo; done
@@ -230,15 +242,6 @@ for f in {{meta}}/lock/expires.*; do if [ -f "$f" ]; then case $f in *.tmp) ;; *
 	}
 	for _, dir := range ask.seedDirs {
 		script += shell.Script(`[ -d {{path}} ] && [ -n "$(ls -A -- {{path}} 2>/dev/null)" ] || printf 'seed-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.Shared + "/" + dir, "name": dir})
-	}
-	tools := ask.tools
-	if len(tools) > 0 {
-		script += shell.Script(`for t in {{tools}}; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done
-case $(tar --version 2>&1 | head -n 1) in *GNU*) echo 'tar gnu';; *busybox*|*BusyBox*) echo 'tar busybox';; *) echo 'tar other';; esac
-`, shell.Args{"tools": tools})
-	}
-	if ask.fetcher {
-		script += "if command -v curl >/dev/null 2>&1; then echo 'fetch curl'; elif command -v wget >/dev/null 2>&1; then echo 'fetch wget'; else echo 'fetch none'; fi\n"
 	}
 	if ask.manifest {
 		// The live release's manifest by its checksum and size only: the
