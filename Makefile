@@ -68,9 +68,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzScripts$$' -fuzztime $(FUZZ_SCRIPTS) ./internal/deploy/
 
 # Measures slipway against Capistrano 3 on fleets of real sshd hosts (10, 50
-# and 100) and writes docs/benchmarks.md and docs/scaling.md. Needs root;
+# and 100), and pushing against the artifact store (10 and 50 hosts, a
+# paced 100 Mbit/s uplink), and writes docs/benchmarks.md and docs/scaling.md. Needs root;
 # takes about half an hour. See bench/main.go for the settings.
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-store
 bench:
 	@bench/install-deps.sh
 	$(GO) run ./bench
@@ -83,3 +84,12 @@ bench:
 bench-quick:
 	@bench/install-deps.sh
 	BENCH_QUICK=1 $(GO) run ./bench
+
+# Only the artifact store's part of the benchmark: cold deploys and
+# redeploys of 10 and 50 hosts through a paced 100 Mbit/s uplink, pushed
+# and through the store (SeaweedFS on loopback), BENCH_REPS times each
+# (default 3); rewrites that section of docs/scaling.md in place. Needs
+# root; about 15 minutes, more the first time (it builds SeaweedFS).
+bench-store:
+	@bench/install-deps.sh store
+	BENCH_ONLY=store $(GO) run ./bench

@@ -38,6 +38,7 @@ type bench struct {
 
 	slipwayBin string
 	quiet      *quietWait
+	extraEnv   []string // more environment of the tools (the artifact store's credentials)
 }
 
 func newBench(hosts int, app *appRepo, slipwayBin string, quiet *quietWait) *bench {
@@ -120,7 +121,7 @@ func (b *bench) env() []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "HOME="+b.home, "TMPDIR="+b.tmp)
+	return append(append(env, "HOME="+b.home, "TMPDIR="+b.tmp), b.extraEnv...)
 }
 
 // sample is one measured run of a tool.

@@ -3,7 +3,10 @@
 # the OpenSSH server (the fleet's hosts), the client's ssh-keygen, git,
 # util-linux (one mount namespace per host), and Capistrano 3 (Debian's
 # capistrano package, with Ruby), which the benchmark measures slipway
-# against. Does nothing when they are already there.
+# against, and SeaweedFS's weed (the S3 server the artifact store is
+# measured with, built once into ~/.cache/slipway-test). Does nothing when
+# they are already there. `install-deps.sh store` leaves Capistrano out
+# (make bench-store).
 set -euo pipefail
 
 need=()
@@ -11,7 +14,9 @@ need=()
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v git >/dev/null || need+=(git)
 command -v unshare >/dev/null || need+=(util-linux)
-command -v cap >/dev/null || need+=(capistrano)
+[ "${1:-}" = store ] || command -v cap >/dev/null || need+=(capistrano)
+command -v curl >/dev/null || need+=(curl)
+"$(dirname "$0")/../scripts/install-test-deps.sh" weed
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -38,6 +38,12 @@ type plan struct {
 	extraHosts  []int
 	app, bigApp appSpec
 	docsDir     string // where the docs go; "" prints them
+	// storeHosts are the fleets on which push and the artifact store are
+	// compared (reps times each), through a paced uplink.
+	storeHosts []int
+	// only is "store" to measure the artifact store alone (make
+	// bench-store), which rewrites only its section of scaling.md.
+	only string
 	// quietWait is how long the whole run may wait, before its commands,
 	// for other programs to quiet down.
 	quietWait time.Duration
@@ -54,9 +60,10 @@ func fullPlan() plan {
 		app:          appSpec{Files: 3000, Bytes: 33e6, Seed: 1},
 		// The same bytes in more files: what a file costs, apart from
 		// its bytes (which the fleet sizes already vary).
-		bigApp:    appSpec{Files: 10000, Bytes: 33e6, Seed: 2},
-		docsDir:   "docs",
-		quietWait: 5 * time.Minute,
+		bigApp:     appSpec{Files: 10000, Bytes: 33e6, Seed: 2},
+		docsDir:    "docs",
+		quietWait:  5 * time.Minute,
+		storeHosts: []int{10, 50},
 	}
 }
 
@@ -75,6 +82,7 @@ func quickPlan() plan {
 		scaleReps:    1,
 		app:          appSpec{Files: 200, Bytes: 1e6, Seed: 1},
 		bigApp:       appSpec{Files: 600, Bytes: 1e6, Seed: 2},
+		storeHosts:   []int{2, 3},
 	}
 }
 
@@ -83,6 +91,13 @@ func planFromEnv() (plan, error) {
 	if quick, _ := strconv.ParseBool(os.Getenv("BENCH_QUICK")); quick {
 		p = quickPlan()
 		p.docsDir = os.Getenv("BENCH_DOCS")
+	}
+	switch only := os.Getenv("BENCH_ONLY"); only {
+	case "":
+	case "store":
+		p.only = only
+	default:
+		return p, fmt.Errorf("BENCH_ONLY=%q: want store (or nothing, for the whole benchmark)", only)
 	}
 	for _, setting := range []struct {
 		name string
@@ -162,6 +177,12 @@ func measureAll(p plan) (res *results, err error) {
 	root := newScope("bench")
 	res, app := prepare(root, p)
 	quiet := &quietWait{left: p.quietWait}
+	if p.only == "store" {
+		res.store = measureStore(root, p, res, app, quiet)
+		root.close()
+		res.took = time.Since(started)
+		return res, root.Err()
+	}
 
 	// Slipway and Capistrano side by side, on the same hosts.
 	func() {
@@ -187,6 +208,8 @@ func measureAll(p plan) (res *results, err error) {
 			res.scale = append(res.scale, b.run(reps, b.slipwayTool(slipwayDeployTo)))
 		}()
 	}
+	// Push against the artifact store, through a paced uplink.
+	res.store = measureStore(root, p, res, app, quiet)
 	// Slipway alone, a bigger app on the smallest fleet.
 	func() {
 		logf("generating the bigger app: %d files, %s", p.bigApp.Files, size(float64(p.bigApp.Bytes)))
@@ -199,6 +222,21 @@ func measureAll(p plan) (res *results, err error) {
 	root.close()
 	res.took = time.Since(started)
 	return res, root.Err()
+}
+
+// measureStore compares push and the artifact store on each of
+// p.storeHosts, with one S3 server for all.
+func measureStore(root *scope, p plan, res *results, app *appRepo, quiet *quietWait) *storeResult {
+	s3 := testutil.StartS3(root)
+	out := newStoreResult(p.storeHosts, p.reps)
+	for _, n := range p.storeHosts {
+		func() {
+			b := newBench(n, app, res.slipwayBin, quiet)
+			defer b.close()
+			b.storeCompare(s3, p.reps, out)
+		}()
+	}
+	return out
 }
 
 // prepare checks the tools, builds slipway (unless BENCH_SLIPWAY names a
@@ -240,7 +278,7 @@ func requireTools(s *scope, p plan) (capistrano bool) {
 	if _, err := exec.LookPath("cap"); err == nil {
 		return true
 	}
-	if !p.quick {
+	if !p.quick && p.only == "" {
 		s.Skipf("cap is not on PATH: apt-get install capistrano")
 	}
 	logf("Capistrano is not installed (cap is not on PATH): measuring slipway alone")

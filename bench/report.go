@@ -26,6 +26,7 @@ type results struct {
 	scale          []fleetResult // slipway on compareHosts, then on each of scaleHosts
 	bigScale       fleetResult   // slipway, bigger app, compareHosts
 	compression    compressionResult
+	store          *storeResult // push against the artifact store
 }
 
 // Goals of issue 6.
@@ -135,6 +136,9 @@ func ratio(a, b time.Duration) string {
 }
 
 func (r *results) write() error {
+	if r.plan.only == "store" {
+		return r.writeStore()
+	}
 	bench, scaling := r.benchmarksMD(), r.scalingMD()
 	if r.plan.docsDir == "" {
 		fmt.Printf("%s\n\n%s", bench, scaling)
@@ -152,6 +156,26 @@ func (r *results) write() error {
 		logf("wrote %s", path)
 	}
 	fmt.Print(r.summaryTable())
+	return nil
+}
+
+// writeStore writes the store's section alone (BENCH_ONLY=store) into
+// scaling.md, in place of the one there; a quick run prints it.
+func (r *results) writeStore() error {
+	section := r.storeMD()
+	if r.plan.docsDir == "" {
+		fmt.Print(section)
+		return nil
+	}
+	path := filepath.Join(r.plan.docsDir, "scaling.md")
+	doc, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := os.WriteFile(path, []byte(spliceStore(string(doc), section)), 0o644); err != nil {
+		return err
+	}
+	logf("wrote the artifact store's section of %s", path)
 	return nil
 }
 

@@ -149,6 +149,7 @@ trips it waits for.
 			perFile*1e6, cpuPerFile*1e6, size(float64(s.rss)), size(float64(l.rss)))
 	}
 
+	b.WriteString(r.storeMD())
 	b.WriteString(r.thousandHosts(fits["cold"].cpu, fits["redeploy"].cpu, rss))
 	b.WriteString("\n## Machine\n\n")
 	for _, line := range r.machine {

@@ -66,13 +66,20 @@ func (b *bench) slipwayTool(deployTo string) tool { return b.slipwayToolWith(dep
 // slipwayToolWith is slipwayTool with the source setting compress, unless
 // that is "".
 func (b *bench) slipwayToolWith(deployTo, compress string) tool {
-	var hosts strings.Builder
-	for _, h := range b.fleet.Hosts {
-		fmt.Fprintf(&hosts, "      - %s\n", h.Name)
-	}
 	compressLine := ""
 	if compress != "" {
 		compressLine = "  compress: " + compress + "\n"
+	}
+	return b.slipwayToolConfig(deployTo, compress, compressLine, "")
+}
+
+// slipwayToolConfig is slipwayTool with more settings: source is added
+// under source:, extra at the top level. name tells its file from the
+// others of deployTo.
+func (b *bench) slipwayToolConfig(deployTo, name, source, extra string) tool {
+	var hosts strings.Builder
+	for _, h := range b.fleet.Hosts {
+		fmt.Fprintf(&hosts, "      - %s\n", h.Name)
 	}
 	config := fmt.Sprintf(`app: shop
 deploy_to: %s
@@ -83,11 +90,11 @@ source:
   branch: main
 %sshared:
   dirs: [storage]
-stages:
+%sstages:
   production:
     hosts:
-%s`, deployTo, b.app.work, compressLine, hosts.String())
-	path := filepath.Join(b.confDir, "slipway"+strings.ReplaceAll(deployTo, "/", "-")+compress+".yml")
+%s`, deployTo, b.app.work, source, extra, hosts.String())
+	path := filepath.Join(b.confDir, "slipway"+strings.ReplaceAll(deployTo, "/", "-")+name+".yml")
 	must(b.sc, os.WriteFile(path, []byte(config), 0o644))
 	return tool{
 		name:     "slipway",

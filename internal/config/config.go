@@ -49,6 +49,10 @@ type Config struct {
 	// OPcacheReset resets OPcache in php-fpm's pool after a switch; nil
 	// when absent.
 	OPcacheReset *OPcacheReset
+
+	// Artifacts is the store the hosts download what a deploy ships
+	// from; nil to push it to every host over SSH.
+	Artifacts *Artifacts
 }
 
 // Layout names the entries of a deploy directory. Each is one plain path

@@ -25,7 +25,7 @@ type section struct {
 }
 
 var (
-	topSection        = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "cleanup", "env", "notify", "hooks", "migrations", "health", "rollout", "opcache_reset", "stages"}, label: "at the top level"}
+	topSection        = &section{keys: []string{"app", "recipe", "deploy_to", "keep_releases", "lock_ttl", "symlink", "layout", "source", "forward_agent", "shared", "writable", "cleanup", "env", "notify", "hooks", "migrations", "health", "rollout", "opcache_reset", "artifacts", "stages"}, label: "at the top level"}
 	notifySection     = &section{keys: []string{"url", "format", "on"}, label: "in a notify entry", example: "{url: https://hooks.slack.com/services/..., format: slack}"}
 	envVarSection     = &section{keys: []string{"value", "secret"}, label: "in an env entry", example: "{value: ${DB_PASSWORD}, secret: true}"}
 	rolloutSection    = &section{keys: []string{"strategy", "batch", "pause"}, label: "under rollout:", example: "{strategy: rolling, batch: 25%, pause: 10s}"}
@@ -41,7 +41,7 @@ var (
 	stagesSection     = &section{example: "{production: {hosts: [web1.example.com]}}"}
 	stageSection      = &section{keys: []string{"hosts", "deploy_to", "health", "rollout"}, label: "in a stage", example: "{hosts: [web1.example.com], deploy_to: /var/www/shop}"}
 	hostSection       = &section{keys: []string{"host", "user", "port", "roles", "no_release"}, label: "in a host entry"}
-	sectionsByRank    = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, writableSection, cleanupSection, hooksSection, migrationsSection, healthSection, rolloutSection, layoutSection, opcacheSection}
+	sectionsByRank    = []*section{topSection, stageSection, hostSection, hookSection, sourceSection, sharedSection, writableSection, cleanupSection, hooksSection, migrationsSection, healthSection, rolloutSection, layoutSection, opcacheSection, artifactsSection}
 )
 
 // nameRE is the alphabet of app, stage and role names: they appear in paths,
@@ -198,7 +198,10 @@ func unknownKeyFix(key string, sec *section, path string) string {
 		if other == sec {
 			continue
 		}
-		if s, ok := suggest(key, other.keys); ok {
+		// A key of another section is offered for a slip of one
+		// letter at most: a mapping's own keys are the likelier intent
+		// ("bucket" in artifacts is not opcache_reset's "socket").
+		if s, ok := suggest(key, other.keys); ok && editDistance(normalizeKey(key), s) <= 1 {
 			if s == key {
 				return fmt.Sprintf("%q belongs %s, not %s", s, other.label, in(path))
 			}
@@ -438,9 +441,10 @@ func (d *decoder) config(root ast.Node) *Config {
 		return nil
 	}
 	var (
-		appGiven bool
-		topDir   *deployDir
-		stages   *field
+		appGiven    bool
+		topDir      *deployDir
+		stages      *field
+		artifactsAt pos
 	)
 	for _, f := range fields {
 		switch f.key {
@@ -501,12 +505,18 @@ func (d *decoder) config(root ast.Node) *Config {
 			c.Rollout = d.rollout(f)
 		case "opcache_reset":
 			c.OPcacheReset = d.opcacheReset(f)
+		case "artifacts":
+			c.Artifacts, artifactsAt = d.artifacts(f), f.at
 		case "stages":
 			stages = &f
 		}
 	}
 	if c.Recipe != "" {
 		recipes[c.Recipe].apply(c, d.given)
+	}
+	if c.Artifacts != nil && c.Source.Strategy == "git" {
+		d.fail(artifactsAt, "remove artifacts: (with strategy: git each host exports the commit from its own mirror), or set strategy: upload",
+			"artifacts applies to strategy upload, not git")
 	}
 	for _, f := range d.writableFiles {
 		if !slices.Contains(c.Shared.Files, f.value) {

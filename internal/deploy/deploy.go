@@ -136,7 +136,7 @@ func newDeployRun(ctx context.Context, opts Options, src Source) *deployRun {
 // switches them.
 func (d *deployRun) steps() []Step {
 	cfg := d.opts.Config
-	inspect := inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, sharedDirs: cfg.Shared.Dirs, forSwitch: true, manifest: d.delta()}
+	inspect := inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, sharedDirs: cfg.Shared.Dirs, forSwitch: true, manifest: d.delta(), fetcher: d.viaStore()}
 	steps := []Step{perHost(connectStep{r: d.run})}
 	steps = append(steps, lockSteps(d.run, &inspect)...)
 	steps = append(steps, perHost(inspect), fleetWide(driftStep{d}))
@@ -151,12 +151,17 @@ func (d *deployRun) steps() []Step {
 	if d.delta() {
 		steps = append(steps, fleetWide(manifestStep{d.run}))
 	}
+	var upload HostStep = uploadStep{d: d}
+	if d.viaStore() {
+		st := &storeRun{d: d}
+		steps, upload = append(steps, fleetWide(storePacksStep{st})), storeUploadStep{st: st}
+	}
 	steps = append(steps, perHost(createReleaseStep{d: d}))
 	if d.src.Git != nil {
 		steps = append(steps, perHost(exportStep{d: d}))
 		steps = append(steps, hookSteps(d.run, "remote_build", commandsAsHooks(d.src.Git.RemoteBuild), d.releaseFor)...)
 	} else {
-		steps = append(steps, perHost(uploadStep{d: d}))
+		steps = append(steps, perHost(upload))
 	}
 	if sh := cfg.Shared; len(sh.Dirs)+len(sh.Files) > 0 {
 		steps = append(steps, perHost(linkSharedStep{d: d}))

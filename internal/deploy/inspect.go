@@ -37,6 +37,9 @@ type inspectStep struct {
 	// slipway shared): hosts whose copies differ are told apart without
 	// reading the files themselves.
 	sums []string
+	// fetcher also asks which download tool the host has (curl, wget),
+	// for a deploy through the artifact store.
+	fetcher bool
 }
 
 func (inspectStep) Name() string { return "inspect" }
@@ -48,7 +51,7 @@ func (s inspectStep) script() string {
 			tools = append(tools, t.name)
 		}
 	}
-	return inspectScript(s.r.layout, inspectAsk{sharedFiles: s.sharedFiles, seedDirs: s.sharedDirs, manifest: s.manifest, tools: tools}) + sharedSumsScript(s.r.layout, s.sums)
+	return inspectScript(s.r.layout, inspectAsk{sharedFiles: s.sharedFiles, seedDirs: s.sharedDirs, manifest: s.manifest, tools: tools, fetcher: s.fetcher}) + sharedSumsScript(s.r.layout, s.sums)
 }
 
 // sharedSumsScript prints a record `shared-sum NAME SHA` for each of
@@ -201,6 +204,7 @@ type inspectAsk struct {
 	seedDirs    []string // which shared directories are missing or empty
 	manifest    bool     // the live manifest's checksum and size
 	tools       []string // which are missing, and the tar flavour
+	fetcher     bool     // curl, else wget, else none: what downloads from the artifact store
 }
 
 // inspectScript reads everything a run needs to know about a host in one
@@ -214,7 +218,19 @@ func inspectScript(l layout.Layout, ask inspectAsk) string {
 		"deploy_to": l.DeployTo, "current": l.Current, "releases": l.Releases, "meta": layout.MetaDir,
 		"id_glob": shell.Raw(strings.Repeat("[0-9]", len(layout.ReleaseIDFormat))),
 	}
-	script := shell.Script(`cd -- {{deploy_to}} 2>/dev/null || { echo absent; exit 0; }
+	// What the host has comes first: it holds for a host without the
+	// deploy directory too (a plan of a first deploy).
+	var script string
+	tools := ask.tools
+	if len(tools) > 0 {
+		script += shell.Script(`for t in {{tools}}; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done
+case $(tar --version 2>&1 | head -n 1) in *GNU*) echo 'tar gnu';; *busybox*|*BusyBox*) echo 'tar busybox';; *) echo 'tar other';; esac
+`, shell.Args{"tools": tools})
+	}
+	if ask.fetcher {
+		script += "if command -v curl >/dev/null 2>&1; then echo 'fetch curl'; elif command -v wget >/dev/null 2>&1; then echo 'fetch wget'; else echo 'fetch none'; fi\n"
+	}
+	script += shell.Script(`cd -- {{deploy_to}} 2>/dev/null || { echo absent; exit 0; }
 if [ -L {{current}} ]; then printf 'current %s\n' "$(readlink -- {{current}})"; elif [ -e {{current}} ]; then echo current-not-link; fi
 for r in {{releases}}/*; do [ -d "$r" ] && [ ! -L "$r" ] || continue; n=${r##*/}; case $n in {{id_glob}}) echo "release $n";; esac; done
 for f in {{meta}}/releases/*.json; do [ -f "$f" ] || continue; printf 'meta %s ' "${f##*/}"; head -c 65536 -- "$f" | tr '\n' ' '; echo; done
@@ -226,12 +242,6 @@ for f in {{meta}}/lock/expires.*; do if [ -f "$f" ]; then case $f in *.tmp) ;; *
 	}
 	for _, dir := range ask.seedDirs {
 		script += shell.Script(`[ -d {{path}} ] && [ -n "$(ls -A -- {{path}} 2>/dev/null)" ] || printf 'seed-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.Shared + "/" + dir, "name": dir})
-	}
-	tools := ask.tools
-	if len(tools) > 0 {
-		script += shell.Script(`for t in {{tools}}; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done
-case $(tar --version 2>&1 | head -n 1) in *GNU*) echo 'tar gnu';; *busybox*|*BusyBox*) echo 'tar busybox';; *) echo 'tar other';; esac
-`, shell.Args{"tools": tools})
 	}
 	if ask.manifest {
 		// The live release's manifest by its checksum and size only: the

@@ -44,6 +44,9 @@ func everyScript(name string) map[string]string {
 		"release lock":                releaseScript(l, "0123abcd", []string{l.MetaDir(), l.DeployTo}),
 		"inspect":                     inspectScript(l, inspectAsk{sharedFiles: []string{name, "config/" + name}, seedDirs: []string{name}, manifest: true, tools: []string{"tar", name}}),
 		"inspect, no manifest":        inspectScript(l, inspectAsk{}),
+		"inspect, fetcher":            inspectScript(l, inspectAsk{fetcher: true}),
+		"download pack, curl":         downloadPackScript(l, id, fetchCurl, strings.Repeat("ab", 32)),
+		"download pack, wget":         downloadPackScript(l, id, fetchWget, strings.Repeat("ab", 32)),
 		"create":                      createReleaseScript(l, id, writeMetaScript(l, meta)),
 		"record":                      writeMetaScript(l, meta) + " && " + appendLogScript(l, name),
 		"manifest fetch":              shell.Script("head -c {{max}} -- {{file}}", shell.Args{"max": maxManifest, "file": l.ManifestFile(live)}),
@@ -90,6 +93,7 @@ func everyScript(name string) map[string]string {
 			}
 			for _, tar := range []string{tarGNU, tarBusyBox} {
 				scripts[key+", "+tar+" tar"] = uploadScript(uploadArgs{layout: l, id: id, live: live, manifestSHA: strings.Repeat("ab", 32), verify: verify, gzipped: gzipped, revision: name, tar: tar})
+				scripts[key+", "+tar+" tar, from a pack"] = uploadScript(uploadArgs{layout: l, id: id, live: live, manifestSHA: strings.Repeat("ab", 32), verify: verify, gzipped: gzipped, revision: name, tar: tar, archive: l.ReleaseDir(id) + "/" + packName})
 			}
 		}
 	}

@@ -61,6 +61,7 @@ type State struct {
 	SeedShared    []string // shared directories missing or empty: seeded from the release
 	MissingTools  []string // tools a deploy needs that the host lacks
 	Tar           string   // the host's tar: tarGNU, tarBusyBox, tarOther; "" when not asked
+	Fetcher       string   // what downloads from the artifact store: fetchCurl, fetchWget, fetchNone; "" when not asked
 	Lock          *LockOwner
 	// SharedSums are the SHA-256 (hex) of the shared files asked for
 	// (inspectStep.sums): "" for a file that is not there, sumUnreadable
@@ -163,6 +164,8 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 			s.MissingTools = append(s.MissingTools, rest)
 		case "tar":
 			s.Tar = rest
+		case "fetch":
+			s.Fetcher = rest
 		case "manifest":
 			sum, size, _ := strings.Cut(rest, " ")
 			n, err := strconv.ParseInt(strings.TrimSpace(size), 10, 64)

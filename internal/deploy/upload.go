@@ -35,6 +35,11 @@ type upload struct {
 	files    []source.File
 	toVerify []source.File
 	total    int64 // content bytes, before compression
+	// extra are slipway's own files, first in the stream: the manifest
+	// (or its patch of the live one) and the checklist, when verify.
+	extra       []source.Extra
+	manifestSHA string // of the new release's manifest, hex
+	verify      bool   // extra holds the checklist of toVerify
 }
 
 func (s uploadStep) content(t *Target) upload {
@@ -53,15 +58,9 @@ func (s uploadStep) content(t *Target) upload {
 	for _, f := range u.files {
 		u.total += f.Size
 	}
-	return u
-}
-
-func (s uploadStep) Run(ctx context.Context, t *Target) error {
-	d := s.d
-	tree := d.src.Tree
-	u := s.content(t)
-	check := d.checklist(u.toVerify, u.keepOut)
-	sealed := tree.Sealed()
+	sealed := d.src.Tree.Sealed()
+	sum := sha256.Sum256(sealed)
+	u.manifestSHA = hex.EncodeToString(sum[:])
 	// A delta sends the manifest as a patch of the live one, so a one-file
 	// change costs about one file; the host rebuilds the manifest and
 	// checks it against our hash. That needs the live manifest to be in
@@ -70,10 +69,18 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	if u.plan != nil && u.plan.patch != nil {
 		manifest = source.Extra{Name: ".slipway-manifest-patch", Data: u.plan.patch}
 	}
-	extra := []source.Extra{manifest}
-	if len(check) > 0 {
-		extra = append(extra, source.Extra{Name: ".slipway-check", Data: check})
+	u.extra = []source.Extra{manifest}
+	if check := d.checklist(u.toVerify, u.keepOut); len(check) > 0 {
+		u.extra = append(u.extra, source.Extra{Name: ".slipway-check", Data: check})
+		u.verify = true
 	}
+	return u
+}
+
+func (s uploadStep) Run(ctx context.Context, t *Target) error {
+	d := s.d
+	tree := d.src.Tree
+	u := s.content(t)
 	compress := d.compressFor(t)
 	pr, pw := io.Pipe()
 	go func() {
@@ -90,7 +97,7 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 			zw, _ = gzip.NewWriterLevel(out, gzip.BestSpeed) // a valid level: no error
 			content.w = zw
 		}
-		err := tree.WriteTarOf(content, u.files, extra)
+		err := tree.WriteTarOf(content, u.files, u.extra)
 		if err == nil && zw != nil {
 			err = zw.Close()
 		}
@@ -101,11 +108,7 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	}()
 	defer pr.Close()
 	sent := &countingReader{r: pr}
-	sum := sha256.Sum256(sealed)
-	script := uploadScript(uploadArgs{
-		layout: d.layout, id: d.releaseID, live: t.State.Current, manifestSHA: hex.EncodeToString(sum[:]),
-		verify: len(check) > 0, gzipped: compress, revision: d.src.Revision, tar: t.State.Tar,
-	})
+	script := uploadScript(d.uploadArgs(t, u, compress))
 	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: sent})
 	stats := &UploadStats{Delta: u.plan != nil, Entries: len(u.files), Bytes: sent.n.Load(), Gzip: compress}
 	if u.plan != nil {
@@ -158,6 +161,18 @@ type uploadArgs struct {
 	gzipped     bool
 	revision    string
 	tar         string // the host's tar flavour
+	// archive is a file on the host that holds the stream (a pack
+	// downloaded from the artifact store), removed once extracted; ""
+	// for the command's standard input.
+	archive string
+}
+
+// uploadArgs are the arguments of the script that extracts u on t.
+func (d *deployRun) uploadArgs(t *Target, u upload, gzipped bool) uploadArgs {
+	return uploadArgs{
+		layout: d.layout, id: d.releaseID, live: t.State.Current, manifestSHA: u.manifestSHA,
+		verify: u.verify, gzipped: gzipped, revision: d.src.Revision, tar: t.State.Tar,
+	}
 }
 
 // tarExtractFlags are the flags that extract a release as the deploy
@@ -199,13 +214,17 @@ func uploadScript(a uploadArgs) string {
 	if a.gzipped {
 		z = "-z "
 	}
-	extract := tarExtractFlags(a.tar)
 	verify := shell.Raw("")
 	if a.verify {
 		verify = verifyScript
 	}
+	extract := `tar -x {{z}}{{flags}} -f - -C {{release}} || exit`
+	if a.archive != "" {
+		extract = `tar -x {{z}}{{flags}} -f {{archive}} -C {{release}} && rm -f -- {{archive}} || exit`
+	}
+	extract = shell.Script(extract, shell.Args{"z": z, "flags": tarExtractFlags(a.tar), "release": l.ReleaseDir(a.id), "archive": a.archive})
 	return shell.Script(`umask 022
-tar -x {{z}}{{extract}} -f - -C {{release}} || exit
+{{extract}}
 mkdir -p -- {{manifests}} && cd -- {{manifests}} || exit
 if [ -e {{release}}/.slipway-manifest-patch ]; then
   mv -f -- {{release}}/.slipway-manifest-patch {{id}}.patch &&
@@ -221,7 +240,7 @@ mv -f -- {{id}}.tmp {{id}} || exit
 cd -- {{release}} || exit
 {{verify}}{{revision}}
 `, shell.Args{
-		"z": z, "extract": extract, "release": l.ReleaseDir(a.id), "manifests": l.ManifestsDir(), "id": a.id, "live": a.live,
+		"extract": shell.Raw(extract), "release": l.ReleaseDir(a.id), "manifests": l.ManifestsDir(), "id": a.id, "live": a.live,
 		"sha": a.manifestSHA, "verify": verify, "revision": shell.Raw(revisionScript(l, a.id, a.revision)),
 	})
 }

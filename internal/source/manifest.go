@@ -167,10 +167,17 @@ func (t *Tree) Sealed() []byte {
 func (t *Tree) Patch(live map[string]Entry) []byte {
 	var b bytes.Buffer
 	b.WriteString("slipway-manifest-patch 1\n")
+	// In a stable order: the same change makes the same bytes (an
+	// artifact store names what it keeps by their checksum).
+	var gone []string
 	for rel, have := range live {
 		if want, ok := t.index()[rel]; !ok || want != have {
-			b.WriteString("- " + entryLine(rel, have) + "\n")
+			gone = append(gone, "- "+entryLine(rel, have)+"\n")
 		}
+	}
+	slices.Sort(gone)
+	for _, line := range gone {
+		b.WriteString(line)
 	}
 	for _, f := range t.Files {
 		if have, ok := live[f.Rel]; !ok || have != f.entry() {

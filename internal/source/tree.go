@@ -204,7 +204,7 @@ type Extra struct {
 // Reserved names at the root of a release: slipway's own files travel in
 // the upload stream under these names and are moved out on the host.
 // The delta copy's work files (internal/deploy) are here too.
-var Reserved = []string{".slipway-manifest", ".slipway-manifest-patch", ".slipway-check",
+var Reserved = []string{".slipway-manifest", ".slipway-manifest-patch", ".slipway-check", ".slipway-pack",
 	".slipway-copy-list", ".slipway-copy-status", ".slipway-reflink-probe"}
 
 // WriteTarOf writes the given entries of the tree, then extra files, as a

@@ -1,0 +1,209 @@
+package deploy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/slipway-deploy/slipway/internal/config"
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
+	"github.com/slipway-deploy/slipway/internal/source"
+	"github.com/slipway-deploy/slipway/internal/testutil"
+)
+
+// TestDownloadPackScript runs the download script with each tool against
+// an HTTP server: a good pack lands in the release; a wrong one, or a
+// failed download, leaves nothing and exits with the status that makes the
+// host fall back to a push.
+func TestDownloadPackScript(t *testing.T) {
+	pack := []byte("the pack's bytes")
+	sum := sha256.Sum256(pack)
+	good := hex.EncodeToString(sum[:])
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/pack" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(pack)
+	}))
+	defer server.Close()
+	for _, fetcher := range []string{fetchCurl, fetchWget} {
+		if _, err := exec.LookPath(fetcher); err != nil {
+			t.Logf("%s is not installed here: not tried", fetcher)
+			continue
+		}
+		for _, tc := range []struct {
+			name, path, sum string
+			status          int
+		}{
+			{"good", "/pack", good, 0},
+			{"another pack", "/pack", strings.Repeat("0", 64), packMismatchStatus},
+			{"not found", "/missing", good, fetchFailedStatus},
+		} {
+			dir := t.TempDir()
+			l := layout.Layout{DeployTo: dir, Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"}
+			const id = "20261122103015"
+			if err := os.MkdirAll(l.ReleaseDir(id), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("/bin/sh", "-c", downloadPackScript(l, id, fetcher, tc.sum))
+			cmd.Stdin = strings.NewReader(server.URL + tc.path + "\n")
+			out, err := cmd.CombinedOutput()
+			status := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				status = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if status != tc.status {
+				t.Errorf("%s, %s: exit %d, want %d: %s", fetcher, tc.name, status, tc.status, out)
+			}
+			got, err := os.ReadFile(filepath.Join(l.ReleaseDir(id), packName))
+			switch {
+			case tc.status == 0 && string(got) != string(pack):
+				t.Errorf("%s, %s: the pack is %q (%v)", fetcher, tc.name, got, err)
+			case tc.status != 0 && !os.IsNotExist(err):
+				t.Errorf("%s, %s: the pack was left behind", fetcher, tc.name)
+			}
+			if strings.Contains(string(out), server.URL) {
+				t.Errorf("%s, %s: the URL is in the output: %s", fetcher, tc.name, out)
+			}
+		}
+	}
+}
+
+// TestDeployThroughStore deploys a directory to this machine through a
+// real S3 server (SeaweedFS, built once per machine): each pack is
+// uploaded once, a deploy of a tree the store has already uploads nothing,
+// and the release is the one a push makes.
+func TestDeployThroughStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts an S3 server")
+	}
+	s3 := testutil.StartS3(t)
+	for _, kv := range s3.Env() {
+		name, value, _ := strings.Cut(kv, "=")
+		t.Setenv(name, value)
+	}
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	dir := t.TempDir()
+	site := filepath.Join(dir, "site")
+	writeFile(t, filepath.Join(site, "index.html"), "v1")
+	writeFile(t, filepath.Join(site, "css/site.css"), "body{}")
+	newConfig := func(deployTo string, artifacts *config.Artifacts) Options {
+		cfg := &config.Config{
+			App: "demo", KeepReleases: 5, Symlink: "relative",
+			Layout:    config.Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
+			Source:    config.Source{Strategy: "upload", Path: site, Delta: true, Verify: "changed", Compress: "auto"},
+			Artifacts: artifacts,
+		}
+		stage := &config.Stage{Name: "demo", DeployTo: deployTo, Hosts: []config.Host{{Name: "local", Host: "local", Local: true}}}
+		cfg.Stages = []*config.Stage{stage}
+		return Options{Config: cfg, Stage: stage, Hosts: stage.Hosts, Parallel: 1, Events: &eventLog{},
+			Dial: func(context.Context, config.Host) (host.Executor, error) { return host.NewLocal(), nil }}
+	}
+	viaStore := newConfig(filepath.Join(dir, "store"), &config.Artifacts{Bucket: s3.Bucket, Prefix: "unit", Endpoint: s3.Endpoint, Region: "us-east-1"})
+	pushed := newConfig(filepath.Join(dir, "pushed"), nil)
+	deploy := func(opts Options, force bool) string {
+		t.Helper()
+		tree, err := source.Scan(site, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Force = force
+		res, err := Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.ReleaseID
+	}
+	same := func(a, b string) {
+		t.Helper()
+		for _, rel := range []string{"index.html", "css/site.css", "REVISION"} {
+			x, errX := os.ReadFile(filepath.Join(a, rel))
+			y, errY := os.ReadFile(filepath.Join(b, rel))
+			if errX != nil || errY != nil || string(x) != string(y) {
+				t.Errorf("%s: %q (%v) against %q (%v)", rel, x, errX, y, errY)
+			}
+		}
+	}
+
+	id := deploy(viaStore, false)
+	packs := s3.Objects(t)
+	if len(packs) != 1 {
+		t.Fatalf("packs after one deploy: %v", packs)
+	}
+	log := viaStore.Events.(*eventLog)
+	if !log.has("full upload from the artifact store") || !log.has(": uploaded") {
+		t.Errorf("events:\n%s", log)
+	}
+	same(filepath.Join(dir, "store/releases", id), filepath.Join(dir, "pushed/releases", deploy(pushed, false)))
+	if _, err := os.Stat(filepath.Join(dir, "store/releases", id, packName)); !os.IsNotExist(err) {
+		t.Errorf("the pack was left in the release: %v", err)
+	}
+
+	writeFile(t, filepath.Join(site, "index.html"), "v2")
+	id = deploy(viaStore, false)
+	if got := s3.Objects(t); len(got) != 2 {
+		t.Fatalf("packs after a change: %v", got)
+	}
+	if !log.has("delta (") {
+		t.Errorf("the second deploy was not a delta:\n%s", log)
+	}
+	same(filepath.Join(dir, "store/releases", id), filepath.Join(dir, "pushed/releases", deploy(pushed, false)))
+
+	// The same tree to an empty directory, twice: the full pack of v2 is
+	// uploaded the first time only.
+	for i := range 2 {
+		log.reset()
+		if err := os.RemoveAll(filepath.Join(dir, "store")); err != nil {
+			t.Fatal(err)
+		}
+		deploy(viaStore, true)
+		if reused := log.has("already in the store"); reused != (i == 1) {
+			t.Errorf("deploy %d of the same tree: reused %v:\n%s", i+1, reused, log)
+		}
+	}
+	if got := s3.Objects(t); len(got) != 3 {
+		t.Errorf("packs after the same tree twice: %v", got)
+	}
+}
+
+// eventLog keeps the lines of a run's info and warning events.
+type eventLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *eventLog) Event(e Event) {
+	if e.Kind == Info || e.Kind == Warning {
+		l.mu.Lock()
+		l.lines = append(l.lines, e.Host+" "+e.Step+": "+e.Line)
+		l.mu.Unlock()
+	}
+}
+
+func (l *eventLog) reset() {
+	l.mu.Lock()
+	l.lines = nil
+	l.mu.Unlock()
+}
+
+func (l *eventLog) has(s string) bool { return strings.Contains(l.String(), s) }
+
+func (l *eventLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}

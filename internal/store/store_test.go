@@ -1,0 +1,112 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-deploy/slipway/internal/config"
+)
+
+// noCredentials clears every source of credentials minio-go reads.
+func noCredentials(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
+		"AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"} {
+		t.Setenv(name, "")
+	}
+}
+
+func TestOpenNeedsCredentials(t *testing.T) {
+	noCredentials(t)
+	if _, err := Open(&config.Artifacts{Bucket: "acme"}); !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("Open without credentials: %v", err)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+	if _, err := Open(&config.Artifacts{Bucket: "acme"}); !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("Open with a key and no secret: %v", err)
+	}
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	if _, err := Open(&config.Artifacts{Bucket: "acme"}); err != nil {
+		t.Fatalf("Open with credentials in the environment: %v", err)
+	}
+}
+
+func TestOpenReadsTheProfile(t *testing.T) {
+	noCredentials(t)
+	home := os.Getenv("HOME")
+	if err := os.MkdirAll(filepath.Join(home, ".aws"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	file := "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = d\n[ci]\naws_access_key_id = AKIACI\naws_secret_access_key = c\n"
+	if err := os.WriteFile(filepath.Join(home, ".aws", "credentials"), []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for profile, want := range map[string]string{"": "AKIADEFAULT", "ci": "AKIACI"} {
+		t.Setenv("AWS_PROFILE", profile)
+		s, err := Open(&config.Artifacts{Bucket: "acme", Region: "eu-central-1"})
+		if err != nil {
+			t.Fatalf("profile %q: %v", profile, err)
+		}
+		raw, err := s.PresignGet(context.Background(), strings.Repeat("ab", 32), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(raw, "X-Amz-Credential="+want+"%2F") {
+			t.Errorf("profile %q: URL signed with another key: %s", profile, raw)
+		}
+	}
+}
+
+// TestPresignForTheHosts: URLs name the hosts' endpoint when there is one,
+// and are signed without a request to the store when the region is known
+// (these endpoints do not exist).
+func TestPresignForTheHosts(t *testing.T) {
+	noCredentials(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	sum := strings.Repeat("0f", 32)
+	for _, tc := range []struct {
+		cfg  config.Artifacts
+		want string // scheme://host/path of the URL
+	}{
+		{config.Artifacts{Bucket: "acme", Prefix: "shop/web", Endpoint: "http://minio.invalid:9000", Region: "us-east-1"},
+			"http://minio.invalid:9000/acme/shop/web/" + sum},
+		{config.Artifacts{Bucket: "acme", Prefix: "shop", Endpoint: "http://minio.invalid:9000", HostsEndpoint: "https://minio.internal.invalid", Region: "garage"},
+			"https://minio.internal.invalid/acme/shop/" + sum},
+	} {
+		s, err := Open(&tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := s.PresignGet(context.Background(), sum, 15*time.Minute)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.cfg, err)
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		if got := u.Scheme + "://" + u.Host + u.Path; got != tc.want {
+			t.Errorf("URL %s, want %s", got, tc.want)
+		}
+		if q.Get("X-Amz-Expires") != "900" || q.Get("X-Amz-Signature") == "" || !strings.Contains(q.Get("X-Amz-Credential"), "/"+tc.cfg.Region+"/s3/") {
+			t.Errorf("URL %s is not signed for 15 minutes in %s", raw, tc.cfg.Region)
+		}
+	}
+}
+
+func TestKey(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	for prefix, want := range map[string]string{"": sum, "shop": "shop/" + sum, "a/b": "a/b/" + sum} {
+		if got := (&Store{prefix: prefix}).Key(sum); got != want {
+			t.Errorf("prefix %q: key %q, want %q", prefix, got, want)
+		}
+	}
+}
