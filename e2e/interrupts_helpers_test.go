@@ -49,6 +49,11 @@ type interruptedRun struct {
 	sent   bool          // the interrupt was sent
 	took   time.Duration // from the interrupt to slipway's exit
 	notice time.Duration // from the interrupt to slipway's notice of it; -1 if not seen
+	// late: slipway had written its run_finished event before the
+	// interrupt was sent (its lines are read after it writes them, and a
+	// local run's last steps take milliseconds), so there was nothing
+	// left to interrupt.
+	late bool
 }
 
 func (r interruptedRun) String() string {
@@ -132,6 +137,9 @@ func runInterrupted(t *testing.T, cmd *exec.Cmd, kind interruptKind, on func(lin
 	var out strings.Builder
 	for l := range lines {
 		out.WriteString(l.text + "\n")
+		if strings.Contains(l.text, `"type":"run_finished"`) && (!run.sent || l.at.Before(sentAt)) {
+			run.late = true
+		}
 		if run.sent && run.notice < 0 && strings.Contains(l.text, "stopping every command this run started") {
 			run.notice = l.at.Sub(sentAt)
 		}

@@ -68,7 +68,9 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 	for i, h := range hosts {
 		names[i] = h.Name
 	}
-	var events deploy.Observer = ui.NewProgress(streams.Err, names, g.quiet)
+	progress := ui.NewProgress(streams.Err, names, g.quiet)
+	progress.RoundTrips = g.verbose
+	var events deploy.Observer = progress
 	if streams.ErrTerminal && !g.quiet && !g.verbose {
 		events = ui.NewLive(streams.Err, names, os.Getenv("NO_COLOR") == "")
 		streams.interrupts.drawnBy(events)

@@ -41,7 +41,10 @@ func (cleanupStep) Name() string { return "cleanup" }
 
 func (s cleanupStep) Run(ctx context.Context, t *Target) error {
 	cfg := s.d.opts.Config
-	res, err := Prune(ctx, t, s.d.layout, cfg.KeepReleases, cfg.Cleanup.Sudo)
+	// The deploy's last step: the lock goes in the same round trip.
+	res, err := prune(ctx, t, s.d.layout, cfg.KeepReleases, cfg.Cleanup.Sudo, func(script string) (host.Result, error) {
+		return s.d.lock.execReleasing(ctx, t, script)
+	})
 	s.d.reportPrune(t, res, why(ctx, err))
 	return nil
 }
@@ -158,8 +161,16 @@ type PruneResult struct {
 // symlinks, so nothing outside a release directory is touched, and the
 // release path is checked to be a real directory first.
 func Prune(ctx context.Context, t *Target, l layout.Layout, keep int, sudo bool) (PruneResult, error) {
+	return prune(ctx, t, l, keep, sudo, func(script string) (host.Result, error) {
+		return t.Exec.Exec(ctx, host.Command{Script: script})
+	})
+}
+
+// prune is Prune with the script run by exec (a deploy's releases its lock
+// in the same round trip).
+func prune(ctx context.Context, t *Target, l layout.Layout, keep int, sudo bool, exec func(string) (host.Result, error)) (PruneResult, error) {
 	plan := PlanPrune(t.State, keep)
-	res, err := t.Exec.Exec(ctx, host.Command{Script: pruneScript(l, plan, t.State.Meta, sudo)})
+	res, err := exec(pruneScript(l, plan, t.State.Meta, sudo))
 	var out PruneResult
 	gone := map[string]bool{}
 	for _, line := range strings.Split(string(res.Stdout), "\n") {

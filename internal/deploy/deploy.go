@@ -72,6 +72,9 @@ type HostResult struct {
 	Switched   bool
 	RolledBack bool // switched to the new release, then back
 	Known      bool // the host's state was read; false if the run stopped before (could not connect)
+	// RoundTrips is how many network round trips the run took on the
+	// host, from the SSH handshake to the unlock.
+	RoundTrips int64
 }
 
 // SwitchedError reports a run that failed after the new release went live
@@ -191,7 +194,7 @@ func (d *deployRun) result() *Result {
 	res := &Result{ReleaseID: d.releaseID, Revision: d.src.Revision, Switches: d.switchTimes, Skew: d.skew, SkewHosts: d.skewHosts}
 	d.mu.Unlock()
 	for _, t := range d.targets {
-		hr := HostResult{Host: t.Name()}
+		hr := HostResult{Host: t.Name(), RoundTrips: roundTrips(t)}
 		if t.State != nil {
 			hr.Known = true
 			hr.Live, hr.Previous = t.State.Current, t.State.Previous

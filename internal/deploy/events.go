@@ -26,7 +26,11 @@ type Event struct {
 	Err      error
 	Line     string // Output, Warning and Info
 	Bytes    int64  // bytes sent by the step, when it sent any
-	Total    int64  // Progress: the bytes the step expects to send
+	// RoundTrips is how many network round trips a finished step took on
+	// its host (StepDone, StepFailed); for a fleet-wide step, the most
+	// any one host took. The connect step's are the SSH handshake's.
+	RoundTrips int64
+	Total      int64 // Progress: the bytes the step expects to send
 	// Upload is what an upload sent to the host (an Info event of the
 	// upload step, whose Line the printers write from it).
 	Upload *UploadStats

@@ -32,7 +32,7 @@ func Rollback(ctx context.Context, opts Options, ro RollbackOptions) (*Result, e
 	err := r.pipeline(rb.steps())
 	res := &Result{ReleaseID: to}
 	for _, t := range r.targets {
-		hr := HostResult{Host: t.Name()}
+		hr := HostResult{Host: t.Name(), RoundTrips: roundTrips(t)}
 		if t.State != nil {
 			hr.Known = true
 			hr.Live, hr.Previous = t.State.Current, t.State.Previous
@@ -233,7 +233,8 @@ func (s rollbackRecordStep) Run(ctx context.Context, t *Target) error {
 		m.State, m.RolledBack = StateDeployed, time.Time{}
 		script = writeMetaScript(l, m) + " && " + script
 	}
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	// The last step: the lock goes in the same round trip.
+	_, err := s.rb.lock.execReleasing(ctx, t, script)
 	return err
 }
 

@@ -131,7 +131,7 @@ func (rn *Runner) eachStopped(ctx context.Context, s HostStep, targets []*Target
 			rn.emit(Event{Kind: StepSkipped, Host: t.Name(), Step: s.Name()})
 			return nil
 		}
-		start := time.Now()
+		start, trips := time.Now(), roundTrips(t)
 		rn.emit(Event{Kind: StepStarted, Host: t.Name(), Step: s.Name()})
 		err := ctx.Err()
 		if err == nil {
@@ -143,10 +143,10 @@ func (rn *Runner) eachStopped(ctx context.Context, s HostStep, targets []*Target
 			}
 		}
 		if err != nil && !errors.Is(err, errDone) {
-			rn.emit(Event{Kind: StepFailed, Host: t.Name(), Step: s.Name(), Duration: time.Since(start), Err: why(ctx, err)})
+			rn.emit(Event{Kind: StepFailed, Host: t.Name(), Step: s.Name(), Duration: time.Since(start), Err: why(ctx, err), RoundTrips: roundTrips(t) - trips})
 			return err
 		}
-		rn.emit(Event{Kind: StepDone, Host: t.Name(), Step: s.Name(), Duration: time.Since(start)})
+		rn.emit(Event{Kind: StepDone, Host: t.Name(), Step: s.Name(), Duration: time.Since(start), RoundTrips: roundTrips(t) - trips})
 		mu.Lock()
 		succeeded = append(succeeded, t)
 		mu.Unlock()
@@ -161,17 +161,37 @@ func (rn *Runner) fleet(ctx context.Context, s FleetStep, targets []*Target) ([]
 		run = p.PlanFleet
 	}
 	start := time.Now()
+	before := make([]int64, len(targets))
+	for i, t := range targets {
+		before[i] = roundTrips(t)
+	}
+	// The most round trips any one host took: hosts wait in parallel.
+	trips := func() (most int64) {
+		for i, t := range targets {
+			most = max(most, roundTrips(t)-before[i])
+		}
+		return most
+	}
 	rn.emit(Event{Kind: StepStarted, Step: s.Name()})
 	if err := run(ctx, targets); err != nil {
 		if errors.Is(err, errDone) {
-			rn.emit(Event{Kind: StepDone, Step: s.Name(), Duration: time.Since(start), Line: err.Error()})
+			rn.emit(Event{Kind: StepDone, Step: s.Name(), Duration: time.Since(start), Line: err.Error(), RoundTrips: trips()})
 			return targets, err
 		}
-		rn.emit(Event{Kind: StepFailed, Step: s.Name(), Duration: time.Since(start), Err: why(ctx, err)})
+		rn.emit(Event{Kind: StepFailed, Step: s.Name(), Duration: time.Since(start), Err: why(ctx, err), RoundTrips: trips()})
 		return nil, &HostError{Step: s.Name(), Err: err}
 	}
-	rn.emit(Event{Kind: StepDone, Step: s.Name(), Duration: time.Since(start)})
+	rn.emit(Event{Kind: StepDone, Step: s.Name(), Duration: time.Since(start), RoundTrips: trips()})
 	return targets, nil
+}
+
+// roundTrips is how many round trips t's connection has taken so far; 0
+// before it is connected.
+func roundTrips(t *Target) int64 {
+	if t.Exec == nil {
+		return 0
+	}
+	return t.Exec.RoundTrips()
 }
 
 // parallel calls fn for every target, at most rn.Parallel at once, and

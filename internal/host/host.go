@@ -48,6 +48,9 @@ type Executor interface {
 	// (this machine, or SSH to a loopback address): compressing an upload
 	// saves nothing there and costs CPU on both ends.
 	Loopback() bool
+	// RoundTrips is how many round trips the connection has taken so far
+	// (handshake included); 0 where there is no network between.
+	RoundTrips() int64
 	// Close ends the connection, if there is one.
 	Close() error
 }

@@ -38,8 +38,9 @@ const (
 	keepAliveMisses = 3
 	// maxSessions bounds the sessions open at once on one connection:
 	// OpenSSH's MaxSessions defaults to 10, the SFTP client holds one,
-	// and stopping a cancelled command takes one more.
-	maxSessions = 8
+	// the channel opened ahead of the next command one, and stopping a
+	// cancelled command takes one more.
+	maxSessions = 7
 	// abortGrace bounds the wait for a cancelled command's session to
 	// close; a dead network must not hold up a cancelled run.
 	abortGrace = 2 * time.Second
@@ -84,15 +85,18 @@ var ErrConnectionLost = errors.New("connection lost")
 type SSH struct {
 	name   string
 	client *ssh.Client
+	trips  atomic.Int64  // round trips so far (trips.go)
 	jumps  []*ssh.Client // the hosts the connection goes through, first dialled first
 
 	forwardAgent bool
 	loopback     bool          // dialled directly, to a loopback address
 	sessions     chan struct{} // a slot per open session, see maxSessions
 
-	sftpMu sync.Mutex
-	sftp   *sftp.Client // opened by the first Rename
-	noSFTP bool         // the server has none: Rename runs mv -T
+	sftpMu   sync.Mutex
+	sftpOpen *sftpOpen // the SFTP client, opened ahead (ssh_rename.go)
+
+	spareMu sync.Mutex
+	spare   *spareOpen // a session channel opened ahead of the next command (ssh_channel.go)
 
 	lost       chan struct{}          // closed when the connection has ended
 	lostReason atomic.Pointer[string] // why, when slipway ended it
@@ -139,7 +143,7 @@ func DialSSH(ctx context.Context, t SSHTarget, opts SSHOptions) (*SSH, error) {
 	var via *ssh.Client
 	viaName := ""
 	for _, hop := range target.jumps {
-		c, err := connect(ctx, via, viaName, hop, name+": jump host "+hop.alias, opts)
+		c, _, err := connect(ctx, via, viaName, hop, name+": jump host "+hop.alias, opts)
 		if err != nil {
 			closeJumps()
 			return nil, err
@@ -147,7 +151,7 @@ func DialSSH(ctx context.Context, t SSHTarget, opts SSHOptions) (*SSH, error) {
 		jumps = append(jumps, c)
 		via, viaName = c, hop.alias
 	}
-	client, err := connect(ctx, via, viaName, target, name, opts)
+	client, conn, err := connect(ctx, via, viaName, target, name, opts)
 	if err != nil {
 		closeJumps()
 		return nil, err
@@ -161,6 +165,11 @@ func DialSSH(ctx context.Context, t SSHTarget, opts SSHOptions) (*SSH, error) {
 		sessions: make(chan struct{}, maxSessions),
 		lost:     make(chan struct{}),
 	}
+	s.trips.Store(conn.trips.Load())
+	// Opened ahead, in the same flight: the first command's channel and
+	// the SFTP client a switch renames with.
+	s.openSpare()
+	s.openSFTP()
 	if sock := os.Getenv("SSH_AUTH_SOCK"); opts.ForwardAgent && sock != "" {
 		if err := agent.ForwardToRemote(client, sock); err != nil {
 			s.Close()
@@ -180,11 +189,12 @@ func DialSSH(ctx context.Context, t SSHTarget, opts SSHOptions) (*SSH, error) {
 
 // connect opens an SSH connection to ep, directly or through the
 // connection via to the jump host viaName, within opts.ConnectTimeout.
-// label names the host in errors.
-func connect(ctx context.Context, via *ssh.Client, viaName string, ep *sshEndpoint, label string, opts SSHOptions) (*ssh.Client, error) {
+// label names the host in errors. The connection it returns counts its
+// round trips.
+func connect(ctx context.Context, via *ssh.Client, viaName string, ep *sshEndpoint, label string, opts SSHOptions) (*ssh.Client, *tripConn, error) {
 	checker, err := newHostKeyChecker(label, ep, opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	auth := loadAuth(ep, opts.Home)
 	defer auth.close()
@@ -206,37 +216,38 @@ func connect(ctx context.Context, via *ssh.Client, viaName string, ep *sshEndpoi
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		through := ""
 		if via != nil {
 			through = " through jump host " + viaName
 		}
 		if dialCtx.Err() != nil {
-			return nil, fmt.Errorf("%s: connect to %s%s: no answer within %s", label, ep.addr, through, opts.ConnectTimeout)
+			return nil, nil, fmt.Errorf("%s: connect to %s%s: no answer within %s", label, ep.addr, through, opts.ConnectTimeout)
 		}
-		return nil, fmt.Errorf("%s: connect to %s%s: %w", label, ep.addr, through, err)
+		return nil, nil, fmt.Errorf("%s: connect to %s%s: %w", label, ep.addr, through, err)
 	}
 
-	client, interrupted, err := handshake(dialCtx, conn, ep.addr, config)
+	counted := &tripConn{Conn: conn}
+	client, interrupted, err := handshake(dialCtx, counted, ep.addr, config)
 	switch {
 	case err == nil:
-		return client, nil
+		return client, counted, nil
 	case ctx.Err() != nil:
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	case interrupted:
-		return nil, fmt.Errorf("%s: connect to %s: no SSH handshake within %s", label, ep.addr, opts.ConnectTimeout)
+		return nil, nil, fmt.Errorf("%s: connect to %s: no SSH handshake within %s", label, ep.addr, opts.ConnectTimeout)
 	case checker.err != nil:
-		return nil, checker.err
+		return nil, nil, checker.err
 	case isAuthFailure(err):
-		return nil, &AuthError{Host: label, Addr: ep.addr, User: ep.user, Tried: auth.tried}
+		return nil, nil, &AuthError{Host: label, Addr: ep.addr, User: ep.user, Tried: auth.tried}
 	}
 	var negotiation *ssh.AlgorithmNegotiationError
 	if errors.As(err, &negotiation) && negotiation.What == "host key" && len(config.HostKeyAlgorithms) > 0 {
-		return nil, fmt.Errorf("%s (%s): the server offers no host key of a type known_hosts has for it (known_hosts has %v, the server offers %v); if its keys were replaced on purpose, remove the old ones with: %s, then run again with --accept-new-host-keys",
+		return nil, nil, fmt.Errorf("%s (%s): the server offers no host key of a type known_hosts has for it (known_hosts has %v, the server offers %v); if its keys were replaced on purpose, remove the old ones with: %s, then run again with --accept-new-host-keys",
 			label, ep.addr, negotiation.SupportedAlgorithms, negotiation.RequestedAlgorithms, shell.Join("ssh-keygen", "-R", knownhosts.Normalize(ep.addr)))
 	}
-	return nil, fmt.Errorf("%s: connect to %s: %w", label, ep.addr, err)
+	return nil, nil, fmt.Errorf("%s: connect to %s: %w", label, ep.addr, err)
 }
 
 // handshake runs the SSH handshake on conn, closing conn if ctx ends first
@@ -284,6 +295,7 @@ func (s *SSH) keepAlive(interval time.Duration) {
 		}
 		answered := make(chan error, 1)
 		go func() {
+			s.trips.Add(1)
 			_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
 			answered <- err
 		}()
@@ -351,7 +363,11 @@ func (s *SSH) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
+		s.trips.Add(1)
 		conn, err := s.client.Dial("tcp", addr)
+		if err == nil {
+			conn = &countedConn{Conn: conn, trips: &s.trips}
+		}
 		done <- result{conn, err}
 	}()
 	select {
@@ -376,8 +392,14 @@ func (s *SSH) Close() error {
 		s.closed.Store(true)
 		err := s.client.Close()
 		s.sftpMu.Lock()
-		if s.sftp != nil {
-			s.sftp.Close()
+		if o := s.sftpOpen; o != nil {
+			select {
+			case <-o.done:
+				if o.client != nil {
+					o.client.Close()
+				}
+			default: // ends with the connection
+			}
 		}
 		s.sftpMu.Unlock()
 		for i := len(s.jumps) - 1; i >= 0; i-- {

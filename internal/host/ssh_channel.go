@@ -38,6 +38,64 @@ func openExec(client *ssh.Client) (*execChannel, error) {
 	return &execChannel{ch: ch, reqs: reqs, exited: make(chan struct{})}, nil
 }
 
+// spareOpen is a session channel being opened ahead of the command that
+// will use it.
+type spareOpen struct {
+	done chan struct{}
+	ch   *execChannel
+	err  error
+}
+
+// openSpare starts opening the channel for the next command.
+func (s *SSH) openSpare() {
+	o := &spareOpen{done: make(chan struct{})}
+	go func() {
+		defer close(o.done)
+		o.ch, o.err = openExec(s.client)
+	}()
+	s.spareMu.Lock()
+	old := s.spare
+	s.spare = o
+	s.spareMu.Unlock()
+	if old != nil { // not expected: each taker opens the next
+		go func() {
+			if <-old.done; old.ch != nil {
+				old.ch.close()
+			}
+		}()
+	}
+}
+
+// session is a session channel for a command: the one opened ahead, and
+// the next one is opened ahead in turn, in the same flight as this
+// command. A command thus waits for its channel's confirmation only when
+// it follows another at once (and counts that round trip); otherwise the
+// confirmation came while the host was busy with the previous one.
+func (s *SSH) session() (*execChannel, error) {
+	s.spareMu.Lock()
+	o := s.spare
+	s.spare = nil
+	s.spareMu.Unlock()
+	if !s.closed.Load() {
+		s.openSpare()
+	}
+	if o != nil {
+		select {
+		case <-o.done:
+		default:
+			s.trips.Add(1)
+			<-o.done
+		}
+		if o.err == nil {
+			return o.ch, nil
+		}
+	}
+	// None ahead, or its opening failed (a server that ran out of
+	// sessions then): open one now, and say why if that fails too.
+	s.trips.Add(1)
+	return openExec(s.client)
+}
+
 // forwardAgent asks the server to forward the agent on this channel; a
 // server that refuses still runs the command, as with OpenSSH.
 func (c *execChannel) forwardAgent() error {

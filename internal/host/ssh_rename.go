@@ -35,6 +35,7 @@ func (s *SSH) Rename(ctx context.Context, oldpath, newpath string) error {
 	if err != nil {
 		return err
 	}
+	s.trips.Add(1)
 	if err := client.PosixRename(oldpath, newpath); err != nil {
 		what := fmt.Sprintf("rename %s to %s", oldpath, newpath)
 		var status *sftp.StatusError
@@ -66,17 +67,44 @@ func (s *SSH) RenamePath() string {
 	return "sftp"
 }
 
-// sftpClient returns the connection's SFTP client, opening it on first
-// use; errNoSFTP, remembered, where the server has none.
-func (s *SSH) sftpClient() (*sftp.Client, error) {
+// sftpOpen is the opening of the connection's SFTP client, started once
+// (by DialSSH, ahead of need) and shared by every caller.
+type sftpOpen struct {
+	done   chan struct{}
+	client *sftp.Client
+	err    error // errNoSFTP where the server has none
+}
+
+// openSFTP starts opening the SFTP client, once: a switch then finds it
+// open, and pays none of its three round trips.
+func (s *SSH) openSFTP() *sftpOpen {
 	s.sftpMu.Lock()
 	defer s.sftpMu.Unlock()
-	if s.sftp != nil || s.noSFTP {
-		if s.noSFTP {
-			return nil, errNoSFTP
-		}
-		return s.sftp, nil
+	if s.sftpOpen == nil {
+		o := &sftpOpen{done: make(chan struct{})}
+		s.sftpOpen = o
+		go func() {
+			defer close(o.done)
+			o.client, o.err = s.newSFTP()
+		}()
 	}
+	return s.sftpOpen
+}
+
+// sftpClient returns the connection's SFTP client, waiting for it to open;
+// errNoSFTP where the server has none.
+func (s *SSH) sftpClient() (*sftp.Client, error) {
+	o := s.openSFTP()
+	select {
+	case <-o.done:
+	default:
+		s.trips.Add(3) // waited for it: channel, subsystem, version (trips.go)
+		<-o.done
+	}
+	return o.client, o.err
+}
+
+func (s *SSH) newSFTP() (*sftp.Client, error) {
 	client, err := sftp.NewClient(s.client)
 	if err != nil {
 		select {
@@ -87,14 +115,11 @@ func (s *SSH) sftpClient() (*sftp.Client, error) {
 		if s.closed.Load() {
 			return nil, s.connectionError("start SFTP", err)
 		}
-		s.noSFTP = true
 		return nil, errNoSFTP
 	}
 	if _, ok := client.HasExtension("posix-rename@openssh.com"); !ok {
 		client.Close()
-		s.noSFTP = true
 		return nil, errNoSFTP
 	}
-	s.sftp = client
 	return client, nil
 }

@@ -58,7 +58,8 @@ func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	}
-	session, err := openExec(s.client)
+	session, err := s.session()
+	s.trips.Add(1) // the result (trips.go)
 	if err != nil {
 		return Result{}, s.connectionError("open a session", err)
 	}

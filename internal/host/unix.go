@@ -23,7 +23,11 @@ func (s *SSH) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
+		s.trips.Add(1)
 		conn, err := s.client.Dial("unix", path)
+		if err == nil {
+			conn = &countedConn{Conn: conn, trips: &s.trips}
+		}
 		done <- result{conn, err}
 	}()
 	select {

@@ -23,6 +23,7 @@ type JSONEvent struct {
 	OK         *bool     `json:"ok,omitempty"`
 	DurationMS *float64  `json:"duration_ms,omitempty"`
 	Bytes      int64     `json:"bytes,omitempty"`
+	RoundTrips int64     `json:"round_trips,omitempty"` // step_finished: network round trips on the host
 	Line       string    `json:"line,omitempty"`
 	Message    string    `json:"message,omitempty"`
 	Error      string    `json:"error,omitempty"`
@@ -51,6 +52,7 @@ type JSONHostState struct {
 	SwitchLocal  *time.Time `json:"switch_time_local,omitempty"`
 	SwitchRemote *time.Time `json:"switch_time_remote,omitempty"`
 	SwitchRTTMS  *float64   `json:"switch_rtt_ms,omitempty"`
+	RoundTrips   int64      `json:"round_trips,omitempty"` // the run's network round trips on the host, handshake to unlock
 }
 
 // JSON writes events as NDJSON. Safe for concurrent use.
@@ -84,7 +86,7 @@ func (j *JSON) Write(e JSONEvent) {
 }
 
 func (j *JSON) Event(e deploy.Event) {
-	out := JSONEvent{Host: e.Host, Step: e.Step, Bytes: e.Bytes}
+	out := JSONEvent{Host: e.Host, Step: e.Step, Bytes: e.Bytes, RoundTrips: e.RoundTrips}
 	switch e.Kind {
 	case deploy.StepStarted:
 		out.Type = "step_started"
@@ -121,7 +123,7 @@ func (j *JSON) Finished(outcome string, exitCode int, res *deploy.Result, err er
 			e.SkewMS = ms(res.Skew)
 		}
 		for _, h := range res.Hosts {
-			hs := JSONHostState{Host: h.Host, Live: h.Live, Previous: h.Previous, Switched: h.Switched, RolledBack: h.RolledBack}
+			hs := JSONHostState{Host: h.Host, Live: h.Live, Previous: h.Previous, Switched: h.Switched, RolledBack: h.RolledBack, RoundTrips: h.RoundTrips}
 			if st, ok := res.Switches[h.Host]; ok {
 				local := st.Local.UTC()
 				hs.SwitchLocal, hs.SwitchRTTMS = &local, ms(st.RTT)

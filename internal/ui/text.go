@@ -19,6 +19,8 @@ type Progress struct {
 	w     io.Writer
 	width int // host column width, so lines of many hosts line up
 	quiet bool
+	// RoundTrips shows each finished step's network round trips (-v).
+	RoundTrips bool
 }
 
 // NewProgress writes to w (stderr). hosts are the host names of the run, for
@@ -42,10 +44,10 @@ func (p *Progress) Event(e deploy.Event) {
 	switch e.Kind {
 	case deploy.StepDone:
 		if !p.quiet {
-			fmt.Fprintf(p.w, "%s%-24s ok      %s\n", prefix, e.Step, formatDuration(e.Duration))
+			fmt.Fprintf(p.w, "%s%-24s ok      %s%s\n", prefix, e.Step, formatDuration(e.Duration), p.trips(e))
 		}
 	case deploy.StepFailed:
-		fmt.Fprintf(p.w, "%s%-24s FAILED  %s\n", prefix, e.Step, formatDuration(e.Duration))
+		fmt.Fprintf(p.w, "%s%-24s FAILED  %s%s\n", prefix, e.Step, formatDuration(e.Duration), p.trips(e))
 	case deploy.StepSkipped:
 		if !p.quiet {
 			fmt.Fprintf(p.w, "%s%-24s skipped\n", prefix, e.Step)
@@ -61,6 +63,17 @@ func (p *Progress) Event(e deploy.Event) {
 			fmt.Fprintf(p.w, "%s%s\n", prefix, sanitize(infoLine(e)))
 		}
 	}
+}
+
+// trips is a finished step's round trips, as -v shows them.
+func (p *Progress) trips(e deploy.Event) string {
+	switch {
+	case !p.RoundTrips || e.RoundTrips == 0:
+		return ""
+	case e.RoundTrips == 1:
+		return "  (1 round trip)"
+	}
+	return fmt.Sprintf("  (%d round trips)", e.RoundTrips)
 }
 
 // infoLine is an Info event's line: what an upload sent, or the line the
