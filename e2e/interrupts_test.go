@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-deploy/slipway/internal/shell"
 	"github.com/slipway-deploy/slipway/internal/testutil"
 	"github.com/slipway-deploy/slipway/internal/ui"
 )
@@ -954,11 +955,23 @@ func processGroup(pid int) int {
 func (f *interruptFleet) copyCase(c interruptCase, h *testutil.Host) interruptCase {
 	var z *frozen
 	live := deployTo + "/releases/" + f.state(h).live
+	// A small app's copy takes milliseconds, less than a look at every
+	// process: tar stops itself at the start of the copy, in the live
+	// release, for the look to find it there.
+	gate := filepath.Join(h.UserHome, "hold-copy")
+	h.Shim(f.t, "tar", `if [ "$1" = -c ] && [ "$PWD" = `+shell.Quote(live)+` ] && [ -e "$HOME/hold-copy" ]; then kill -STOP $$; fi
+exec /usr/bin/tar "$@"`)
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { os.Remove(gate) })
 	c.ready = func() string {
-		z = f.freeze(h, "copying from "+live, func(p testutil.Process) bool { return p.Cwd() == live })
+		z = f.freeze(h, "copying from "+live, func(p testutil.Process) bool {
+			return p.Name == "tar" && p.Cwd() == live && strings.Contains(p.Cmdline(), " -c ")
+		})
 		return ""
 	}
-	c.sent = func() string { return h.Name + "'s copy " + z.thaw() }
+	c.sent = func() string { os.Remove(gate); return h.Name + "'s copy " + z.thaw() }
 	c.where += " (" + h.Name + " copying the live release's unchanged files, held there)"
 	return c
 }

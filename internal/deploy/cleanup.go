@@ -35,15 +35,22 @@ func Cleanup(ctx context.Context, opts Options) (map[string]PruneResult, error) 
 type cleanupStep struct {
 	releaseHosts
 	d *deployRun
+	// last: nothing follows on the hosts (no opcache_reset), so cleanup
+	// releases the lock in its own round trip.
+	last bool
 }
 
 func (cleanupStep) Name() string { return "cleanup" }
 
 func (s cleanupStep) Run(ctx context.Context, t *Target) error {
 	cfg := s.d.opts.Config
-	// The deploy's last step: the lock goes in the same round trip.
 	res, err := prune(ctx, t, s.d.layout, cfg.KeepReleases, cfg.Cleanup.Sudo, func(script string) (host.Result, error) {
-		return s.d.lock.execReleasing(ctx, t, script)
+		if s.last {
+			// The deploy's last work on t: its lock goes in the same
+			// round trip.
+			return s.d.lock.execReleasing(ctx, t, script)
+		}
+		return t.Exec.Exec(ctx, host.Command{Script: script})
 	})
 	s.d.reportPrune(t, res, why(ctx, err))
 	return nil

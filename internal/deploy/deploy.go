@@ -177,8 +177,9 @@ func (d *deployRun) steps() []Step {
 	// all at once or batch by batch, each batch followed by its
 	// after_switch hooks and health check.
 	steps = append(steps, perHost(prepareSwitchStep{d: d}), fleetWide(rolloutStep{d}))
-	steps = append(steps, perHost(recordStep{d: d}), perHost(cleanupStep{d: d}))
-	return append(steps, opcacheResetSteps(d.run)...)
+	reset := opcacheResetSteps(d.run)
+	steps = append(steps, perHost(recordStep{d: d}), perHost(cleanupStep{d: d, last: len(reset) == 0}))
+	return append(steps, reset...)
 }
 
 // delta says whether this deploy may send only the changes: the upload
