@@ -41,7 +41,11 @@ type Host struct {
 	// machine; it stays across restarts.
 	Port int
 	// Root is the directory on this machine that the host sees as /srv,
-	// owned by the deploy user, mode 0755.
+	// owned by the deploy user, mode 0755. For a host with a file system
+	// of its own (HostOptions.FileSystem) it is /proc/PID/root/srv, PID
+	// being the host's init: filepath.EvalSymlinks, which resolves
+	// /proc/PID/root to this machine's /, cannot resolve paths under it;
+	// os.Readlink and plain opens can.
 	Root string
 	// UserHome is the directory on this machine that the host sees as the
 	// deploy user's home; it holds .ssh/authorized_keys.

@@ -3,8 +3,11 @@
 // slipway binary built from this checkout.
 //
 // The fleet needs Linux, root, OpenSSH's sshd and util-linux (unshare,
-// nsenter, runuser, mount). Where one is missing the test is skipped with a
-// message saying what to install; with CI=true it fails instead.
+// nsenter, runuser, mount); hosts that differ need more: tcsh or fish as
+// login shells, busybox, mkfs.xfs (xfsprogs) or mkfs.ext4 and a loop
+// device for a file system of their own, perl for a PID namespace's init.
+// Where one is missing the test is skipped with a message saying what to
+// install; with CI=true it fails instead.
 package testutil
 
 import (

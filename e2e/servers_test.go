@@ -1,0 +1,262 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-deploy/slipway/internal/testutil"
+)
+
+// Servers that differ from the default test host the way real ones do:
+// the deploy user's login shell, a BusyBox userland, an sshd without SFTP,
+// XFS with reflinks and ext4. Each test runs the commands a user runs and
+// checks the hosts' files, not slipway's word.
+
+// TestLoginShellsTcshFishDash: sshd hands every command to the deploy
+// user's login shell; with tcsh, fish and dash as login shells, a deploy,
+// a delta redeploy, status, check and a rollback all succeed and leave
+// every host on the same release with the same files.
+func TestLoginShellsTcshFishDash(t *testing.T) {
+	p := newProject(t, 3, testutil.Options{Hosts: []testutil.HostOptions{
+		{Shell: "tcsh"}, {Shell: "fish"}, {Shell: "dash"},
+	}})
+	p.config("shared:\n  dirs: [storage]\n  files: [.env]\n")
+	p.putShared(".env", "APP_KEY=secret")
+	p.mustRun("check", "production")
+	p.mustRun("deploy", "production")
+	first := p.fleetLive()
+	p.writeApp("v2")
+	res := p.mustRun("deploy", "production")
+	second := p.fleetLive()
+	if second == first {
+		t.Fatalf("the redeploy left every host on %s", first)
+	}
+	if uploadMode() == "" {
+		for _, h := range p.fleet.Hosts {
+			if !regexp.MustCompile(`(?m)^` + h.Name + `\s+delta upload:`).MatchString(res.stderr) {
+				t.Errorf("%s (login shell %s): the redeploy was not a delta upload:\n%s", h.Name, h.User, res.stderr)
+			}
+		}
+	}
+	sameReleaseEverywhere(t, p, "v2")
+	p.mustRun("status", "production")
+	p.mustRun("check", "production")
+	p.mustRun("rollback", "production")
+	if got := p.fleetLive(); got != first {
+		t.Fatalf("after the rollback the fleet is live on %s, want %s", got, first)
+	}
+	sameReleaseEverywhere(t, p, "v1")
+}
+
+// TestBusyBoxHostDeploysLikeAGNUHost: next to a GNU host, a host whose PATH
+// holds only BusyBox applets goes through check, a deploy, delta
+// redeploys (upload, copy of the unchanged files, verify), shared dirs and
+// files, writable dirs, cleanup, status and a rollback, and ends with
+// releases identical to the GNU host's.
+func TestBusyBoxHostDeploysLikeAGNUHost(t *testing.T) {
+	p := newProject(t, 2, testutil.Options{Hosts: []testutil.HostOptions{{}, {BusyBox: true}}})
+	busybox := p.fleet.Hosts[1]
+	// The BusyBox host really runs BusyBox in its sessions: its tar is
+	// BusyBox's ("tar (busybox) 1.35.0").
+	if out, _ := p.fleet.SSHCommand(t.Context(), busybox.Name, "exec /bin/sh -c 'tar --version 2>&1 | head -1'").Output(); !strings.Contains(strings.ToLower(string(out)), "busybox") {
+		t.Fatalf("%s: tar --version says %q, want BusyBox", busybox.Name, out)
+	}
+	// config's extra follows the source section: its first line, indented,
+	// belongs there. verify: all has BusyBox's sha256sum check every file
+	// of each release, the copied ones too.
+	p.config("  verify: all\nkeep_releases: 2\nshared:\n  dirs: [storage]\n  files: [.env]\n" +
+		"writable:\n  dirs: [cache]\n  mode: group\n")
+	p.write("app/cache/.gitkeep", "")
+	p.putShared(".env", "APP_KEY=secret")
+	p.mustRun("check", "production")
+	var ids []string
+	for _, v := range []string{"v1", "v2", "v3"} {
+		p.writeApp(v)
+		p.write("app/cache/.gitkeep", "")
+		writeBigApp(p, 40, 4<<10) // unchanged between deploys: the delta copies them
+		res := p.mustRun("deploy", "production")
+		ids = append(ids, p.fleetLive())
+		if v != "v1" && uploadMode() == "" && !regexp.MustCompile(`(?m)^`+busybox.Name+`\s+delta upload:`).MatchString(res.stderr) {
+			t.Errorf("%s: deploy %s was not a delta upload:\n%s", busybox.Name, v, res.stderr)
+		}
+		sameReleaseEverywhere(t, p, v)
+	}
+	for _, h := range p.fleet.Hosts {
+		if rs := releases(t, h); len(rs) != 2 || rs[0] != ids[1] || rs[1] != ids[2] {
+			t.Errorf("%s: releases after 3 deploys with keep_releases 2 = %v, want %v", h.Name, rs, ids[1:])
+		}
+		cur := h.Path(deployTo + "/current")
+		if link, _ := os.Readlink(cur + "/storage"); link != "../../shared/storage" {
+			t.Errorf("%s: storage -> %q, want the shared dir", h.Name, link)
+		}
+		if got := readFile(t, cur+"/.env"); got != "APP_KEY=secret" {
+			t.Errorf("%s: .env through the shared link = %q", h.Name, got)
+		}
+		if info, err := os.Stat(cur + "/cache"); err != nil || info.Mode().Perm()&0o020 == 0 {
+			t.Errorf("%s: writable dir cache not group-writable: %v %v", h.Name, info, err)
+		}
+	}
+	p.mustRun("status", "production")
+	p.mustRun("rollback", "production")
+	if got := p.fleetLive(); got != ids[1] {
+		t.Fatalf("after the rollback the fleet is live on %s, want %s", got, ids[1])
+	}
+	sameReleaseEverywhere(t, p, "v2")
+	p.mustRun("status", "production")
+}
+
+// tableCell returns the word in column of host's row of the table on
+// stdout, found by where the column's header starts: cells such as FREE
+// ("1.2 GB") and STATUS ("ok, 1 warning(s)") hold spaces, so fields cannot
+// be counted.
+func tableCell(t *testing.T, res result, host, column string) string {
+	t.Helper()
+	lines := strings.Split(res.stdout, "\n")
+	start := -1
+	for _, line := range lines {
+		if strings.HasPrefix(line, "HOST ") {
+			start = strings.Index(line, " "+column+" ") + 1
+			break
+		}
+	}
+	if start <= 0 {
+		t.Fatalf("no %s column in the table:\n%s", column, res)
+	}
+	row := statusRow(t, res, host) // fails the test if there is none
+	for _, line := range lines {
+		if strings.HasPrefix(line, row[0]+" ") && len(line) > start {
+			if cell := strings.Fields(line[start:]); len(cell) > 0 {
+				return cell[0]
+			}
+		}
+	}
+	return ""
+}
+
+// sameReleaseEverywhere asserts that every host serves version and that
+// the live releases have identical files (paths, modes, contents, link
+// targets) on every host.
+func sameReleaseEverywhere(t *testing.T, p *project, version string) {
+	t.Helper()
+	first := p.fleet.Hosts[0]
+	want := treeHashes(t, first.Path(deployTo+"/current"))
+	for _, h := range p.fleet.Hosts {
+		if got := readFile(t, h.Path(deployTo+"/current/VERSION")); got != version+"\n" {
+			t.Errorf("%s: VERSION = %q, want %s", h.Name, got, version)
+		}
+		if h != first {
+			sameTree(t, h.Name+"'s live release against "+first.Name+"'s", treeHashes(t, h.Path(deployTo+"/current")), want)
+		}
+	}
+}
+
+// TestNoSFTPDeploysAndRollsBackByExec: on hosts whose sshd has no sftp
+// subsystem, check shows the exec path in its SWITCH column, a deploy and
+// a rollback work, and the fleet's switch skew is logged next to that of
+// hosts with SFTP (for the record; timings are not asserted).
+func TestNoSFTPDeploysAndRollsBackByExec(t *testing.T) {
+	noSFTP := testutil.HostOptions{NoSFTP: true}
+	for _, mode := range []struct {
+		name string
+		opts []testutil.HostOptions
+		path string
+	}{
+		{"sftp", nil, "sftp"},
+		{"exec", []testutil.HostOptions{noSFTP, noSFTP, noSFTP}, "exec"},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			p := newProject(t, 3, testutil.Options{Hosts: mode.opts})
+			p.config("")
+			res := p.mustRun("check", "production")
+			for _, h := range p.fleet.Hosts {
+				if got := tableCell(t, res, h.Name, "SWITCH"); got != mode.path {
+					t.Errorf("%s: check's SWITCH column is %q, want %q:\n%s", h.Name, got, mode.path, res.stdout)
+				}
+			}
+			var skews []string
+			for _, v := range []string{"v1", "v2", "v3"} {
+				p.writeApp(v)
+				res := p.mustRun("deploy", "production")
+				skew := regexp.MustCompile(`fleet skew: (\S+) from the first switch to the last`).FindStringSubmatch(res.stderr)
+				if skew == nil {
+					t.Fatalf("no fleet skew in the summary:\n%s", res.stderr)
+				}
+				if _, err := time.ParseDuration(skew[1]); err != nil {
+					t.Fatalf("skew %q: %v", skew[1], err)
+				}
+				skews = append(skews, skew[1])
+			}
+			t.Logf("switch skew over 3 hosts, renames by %s, 3 deploys: %s", mode.path, strings.Join(skews, ", "))
+			third := p.fleetLive()
+			p.mustRun("rollback", "production")
+			if got := p.fleetLive(); got == third || got == "" {
+				t.Fatalf("after the rollback the fleet is live on %q, want the release before %s", got, third)
+			}
+			sameReleaseEverywhere(t, p, "v2")
+		})
+	}
+}
+
+// TestReflinkOnXFSTarPipeOnExt4: a fleet of an XFS host (reflinks) and an
+// ext4 host, each with its file system of its own. A delta redeploy copies
+// the unchanged files with cp --reflink on XFS, so the copy shares its
+// blocks with the live release's file (filefrag shows the extents
+// "shared"), and with the tar pipe on ext4, which has no shared extents;
+// both releases are identical.
+func TestReflinkOnXFSTarPipeOnExt4(t *testing.T) {
+	if os.Getenv("SLIPWAY_E2E_UPLOAD") == "full" {
+		t.Skip("delta-specific: the copiers run on a delta redeploy; this run forces full uploads")
+	}
+	_, err := exec.LookPath("filefrag")
+	testutil.Require(t, "filefrag on PATH, to see shared extents: apt-get install e2fsprogs", err == nil)
+	p := newProject(t, 2, testutil.Options{Hosts: []testutil.HostOptions{{FileSystem: "xfs"}, {FileSystem: "ext4"}}})
+	xfs, ext4 := p.fleet.Hosts[0], p.fleet.Hosts[1]
+	p.config("")
+	// Big enough to have data extents of its own on both file systems.
+	const big = "public/app.js"
+	p.write("app/"+big, strings.Repeat("console.log('unchanged between releases');\n", 4096))
+	p.mustRun("deploy", "production")
+	first := p.fleetLive()
+	for _, h := range p.fleet.Hosts {
+		if shared, out := sharedExtents(t, h.Path(deployTo+"/releases/"+first+"/"+big)); shared {
+			t.Fatalf("%s: %s of the first release already has shared extents; the proof below would prove nothing:\n%s", h.Name, big, out)
+		}
+	}
+	p.writeApp("v2")
+	p.write("app/"+big, strings.Repeat("console.log('unchanged between releases');\n", 4096))
+	res := p.mustRun("deploy", "production")
+	second := p.fleetLive()
+	for _, h := range p.fleet.Hosts {
+		if !regexp.MustCompile(`(?m)^` + h.Name + `\s+delta upload:`).MatchString(res.stderr) {
+			t.Fatalf("%s: the redeploy was not a delta upload:\n%s", h.Name, res.stderr)
+		}
+	}
+	if shared, out := sharedExtents(t, xfs.Path(deployTo+"/releases/"+second+"/"+big)); !shared {
+		t.Errorf("%s (XFS): %s of the new release shares no extent with the live one: cp --reflink did not run:\n%s", xfs.Name, big, out)
+	}
+	if shared, out := sharedExtents(t, ext4.Path(deployTo+"/releases/"+second+"/"+big)); shared {
+		t.Errorf("%s (ext4): %s of the new release has shared extents; ext4 has no reflinks, the tar pipe must have copied it:\n%s", ext4.Name, big, out)
+	}
+	for _, h := range p.fleet.Hosts {
+		if a, b := readFile(t, h.Path(deployTo+"/releases/"+second+"/"+big)), readFile(t, h.Path(deployTo+"/releases/"+first+"/"+big)); a != b {
+			t.Errorf("%s: the copied %s differs from the live release's", h.Name, big)
+		}
+	}
+	sameReleaseEverywhere(t, p, "v2")
+}
+
+// sharedExtents reports whether any extent of the file at path is shared
+// with another file, as filefrag -v shows reflinked blocks, and returns
+// filefrag's output for the failure message.
+func sharedExtents(t *testing.T, path string) (bool, string) {
+	t.Helper()
+	out, err := exec.Command("filefrag", "-v", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("filefrag -v %s: %v: %s", path, err, out)
+	}
+	return strings.Contains(string(out), "shared"), string(out)
+}
