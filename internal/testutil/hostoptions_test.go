@@ -3,6 +3,7 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -94,4 +95,32 @@ func mustLookPath(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestInstallScriptInstallsWhatHostOptionsNeed: every package a
+// HostOptions needs is one make test's install script installs, so that a
+// CI image made with it runs those hosts rather than failing on them.
+func TestInstallScriptInstallsWhatHostOptionsNeed(t *testing.T) {
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile(filepath.Join(root, "scripts", "install-test-deps.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs := []string{"busybox", "perl-base"}
+	for name, login := range loginShells {
+		if name != "bash" && name != "dash" { // essential: on every Debian
+			pkgs = append(pkgs, login.pkg)
+		}
+	}
+	for _, fs := range fileSystems {
+		pkgs = append(pkgs, fs.pkg)
+	}
+	for _, pkg := range pkgs {
+		if !strings.Contains(string(script), "need+=("+pkg+")") {
+			t.Errorf("scripts/install-test-deps.sh does not install %s", pkg)
+		}
+	}
 }
