@@ -13,7 +13,9 @@ import (
 // TestHostOptions starts one host of each kind and checks, through the
 // system ssh client, that each is what its options say: the login shell,
 // a PATH of BusyBox applets, no SFTP, its own file system, its own PID
-// namespace.
+// namespace (with a private network too: the namespaces combine), and
+// that a host with a file system of its own keeps it across Stop and
+// Start.
 func TestHostOptions(t *testing.T) {
 	t.Parallel()
 	requireSSHClient(t)
@@ -21,7 +23,7 @@ func TestHostOptions(t *testing.T) {
 		{Shell: "tcsh", FileSystem: "xfs"},
 		{Shell: "fish", BusyBox: true, FileSystem: "ext4"},
 		{Shell: "dash", NoSFTP: true},
-	}, PIDNamespaces: true})
+	}, PIDNamespaces: true, PrivateNetwork: true})
 	shells := []string{"/usr/bin/tcsh", "/usr/bin/fish", "/bin/dash", "/bin/bash"}
 	for i, h := range f.Hosts {
 		// Each login shell runs this one line, which every shell parses
@@ -85,6 +87,17 @@ func TestHostOptions(t *testing.T) {
 	procs := f.Hosts[0].Processes(t)
 	if slices.ContainsFunc(procs, func(p Process) bool { return p.PID == f.Hosts[0].InitPID() }) {
 		t.Errorf("Processes lists the host's init: %v", procs)
+	}
+
+	h := f.Hosts[0]
+	h.Run(t, "echo kept > /srv/marker")
+	h.Stop(t)
+	if got, err := os.ReadFile(h.Path("/srv/marker")); err != nil || string(got) != "kept\n" {
+		t.Errorf("%s stopped: /srv/marker = %q, %v; want its file system still there", h.Name, got, err)
+	}
+	h.Start(t)
+	if got := mustSSH(t, f, h.Name, "exec /bin/sh -c 'cat /srv/marker; stat -f -c %T /srv'"); got != "kept\nxfs\n" {
+		t.Errorf("%s restarted: %q, want its marker on its xfs", h.Name, got)
 	}
 }
 
