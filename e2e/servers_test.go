@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,11 +56,14 @@ func TestLoginShellsTcshFishDash(t *testing.T) {
 // TestBusyBoxHostDeploysLikeAGNUHost: next to a GNU host, a host whose PATH
 // holds only BusyBox applets goes through check, a deploy, delta
 // redeploys (upload, copy of the unchanged files, verify), shared dirs and
-// files, writable dirs, cleanup, status and a rollback, and ends with
-// releases identical to the GNU host's.
+// files, writable dirs, cleanup (which keeps a release a process runs in,
+// seen in /proc with BusyBox's ls and awk), status and a rollback, and
+// ends with releases identical to the GNU host's.
 func TestBusyBoxHostDeploysLikeAGNUHost(t *testing.T) {
-	p := newProject(t, 2, testutil.Options{Hosts: []testutil.HostOptions{{}, {BusyBox: true}}})
-	busybox := p.fleet.Hosts[1]
+	// PID namespaces: the job started on the BusyBox host below is not
+	// one the GNU host's cleanup sees.
+	p := newProject(t, 2, testutil.Options{PIDNamespaces: true, Hosts: []testutil.HostOptions{{}, {BusyBox: true}}})
+	gnu, busybox := p.fleet.Hosts[0], p.fleet.Hosts[1]
 	// The BusyBox host really runs BusyBox in its sessions: its tar is
 	// BusyBox's ("tar (busybox) 1.35.0").
 	if out, _ := p.fleet.SSHCommand(t.Context(), busybox.Name, "exec /bin/sh -c 'tar --version 2>&1 | head -1'").Output(); !strings.Contains(strings.ToLower(string(out)), "busybox") {
@@ -74,20 +78,41 @@ func TestBusyBoxHostDeploysLikeAGNUHost(t *testing.T) {
 	p.putShared(".env", "APP_KEY=secret")
 	p.mustRun("check", "production")
 	var ids []string
+	var res result
 	for _, v := range []string{"v1", "v2", "v3"} {
 		p.writeApp(v)
 		p.write("app/cache/.gitkeep", "")
 		writeBigApp(p, 40, 4<<10) // unchanged between deploys: the delta copies them
-		res := p.mustRun("deploy", "production")
+		res = p.mustRun("deploy", "production")
 		ids = append(ids, p.fleetLive())
 		if v != "v1" && uploadMode() == "" && !regexp.MustCompile(`(?m)^`+busybox.Name+`\s+delta upload:`).MatchString(res.stderr) {
 			t.Errorf("%s: deploy %s was not a delta upload:\n%s", busybox.Name, v, res.stderr)
 		}
 		sameReleaseEverywhere(t, p, v)
+		if v == "v1" {
+			// A long job in the first release, on the BusyBox host.
+			busybox.Run(t, "cd "+deployTo+"/releases/"+ids[0]+" && setsid sleep 300 </dev/null >/dev/null 2>&1 &")
+		}
 	}
+	// keep_releases 2: the first release goes, but where the job runs in it.
+	if rs := releases(t, gnu); !slices.Equal(rs, ids[1:]) {
+		t.Errorf("%s: releases after 3 deploys with keep_releases 2 = %v, want %v", gnu.Name, rs, ids[1:])
+	}
+	if rs := releases(t, busybox); !slices.Equal(rs, ids) {
+		t.Errorf("%s: releases after 3 deploys = %v, want %v: the first kept for the job running in it", busybox.Name, rs, ids)
+	}
+	if !regexp.MustCompile(`(?m)^` + busybox.Name + `\s.*kept ` + ids[0] + `: a running process still uses it`).MatchString(res.stderr) {
+		t.Errorf("%s did not say it kept %s for a running process:\n%s", busybox.Name, ids[0], res.stderr)
+	}
+	busybox.Run(t, "pkill -x sleep")
+	waitFor(t, 10*time.Second, busybox.Name+"'s job gone", func() bool {
+		_, _, err := busybox.TryRun("pgrep -x sleep")
+		return err != nil
+	})
+	p.mustRun("cleanup", "production")
 	for _, h := range p.fleet.Hosts {
-		if rs := releases(t, h); len(rs) != 2 || rs[0] != ids[1] || rs[1] != ids[2] {
-			t.Errorf("%s: releases after 3 deploys with keep_releases 2 = %v, want %v", h.Name, rs, ids[1:])
+		if rs := releases(t, h); !slices.Equal(rs, ids[1:]) {
+			t.Errorf("%s: releases after the job ended and a cleanup = %v, want %v", h.Name, rs, ids[1:])
 		}
 		cur := h.Path(deployTo + "/current")
 		if link, _ := os.Readlink(cur + "/storage"); link != "../../shared/storage" {
