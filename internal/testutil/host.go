@@ -67,6 +67,7 @@ type Host struct {
 	pidFile *os.File // the PID namespace, with ownPIDs only
 
 	init       *exec.Cmd     // the PID namespace's first process, with ownPIDs only
+	initPID    int           // its PID, set once with init, for readers without mu
 	initExited chan struct{} // closed once init has been waited for
 
 	mu       sync.Mutex
@@ -100,12 +101,7 @@ func (h *Host) UID() int { return h.account.uid }
 
 // InitPID is the PID, on this machine, of the first process of the host's
 // own PID namespace (Options.PIDNamespaces), or 0 if it has none.
-func (h *Host) InitPID() int {
-	if h.init == nil {
-		return 0
-	}
-	return h.init.Process.Pid
-}
+func (h *Host) InitPID() int { return h.initPID }
 
 func fdPath(f *os.File) string { return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()) }
 

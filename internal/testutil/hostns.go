@@ -72,13 +72,26 @@ exec perl -e '` + hostInit + `' </dev/null >/dev/null 2>&1
 		_ = cmd.Wait()
 		close(exited)
 	}()
-	h.init, h.initExited = cmd, exited
 	if line != "ready\n" {
 		<-exited
-		h.init = nil
 		return fmt.Errorf("set up the host's namespaces: %v: %s", cmd.ProcessState, strings.TrimSpace(stderr.String()))
 	}
 	pid := cmd.Process.Pid
+	h.init, h.initPID, h.initExited = cmd, pid, exited
+	if err := h.openHostNamespaces(privateNetwork); err != nil {
+		// Nothing else knows of init yet: its end ends the namespaces.
+		return errors.Join(err, h.stopInit())
+	}
+	if h.opts.FileSystem != "" {
+		h.Root = fmt.Sprintf("/proc/%d/root%s", pid, HostRoot)
+	}
+	return nil
+}
+
+// openHostNamespaces opens the namespaces of the host's init, which hold
+// them as createNamespace's descriptors do.
+func (h *Host) openHostNamespaces(privateNetwork bool) error {
+	var err error
 	for _, ns := range []struct {
 		file **os.File
 		name string
@@ -87,17 +100,12 @@ exec perl -e '` + hostInit + `' </dev/null >/dev/null 2>&1
 		if !ns.want {
 			continue
 		}
-		if *ns.file, err = os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, ns.name)); err != nil {
+		if *ns.file, err = os.Open(fmt.Sprintf("/proc/%d/ns/%s", h.initPID, ns.name)); err != nil {
 			return fmt.Errorf("open the host's %s namespace: %w", ns.name, err)
 		}
 	}
-	if h.nsLink, err = os.Readlink(fdPath(h.nsFile)); err != nil {
-		return err
-	}
-	if h.opts.FileSystem != "" {
-		h.Root = fmt.Sprintf("/proc/%d/root%s", pid, HostRoot)
-	}
-	return nil
+	h.nsLink, err = os.Readlink(fdPath(h.nsFile))
+	return err
 }
 
 // stopInit kills the host's init, and with it, by the kernel, whatever is
