@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -71,5 +72,37 @@ func TestCleanupNeverBreaksRunningWork(t *testing.T) {
 	res := p.mustRun("cleanup", "production")
 	if !strings.Contains(res.stderr, "deleted "+ids[0]) {
 		t.Errorf("cleanup did not delete the release once free:\n%s", res.stderr)
+	}
+}
+
+// TestCleanupKeepsAReleaseOnlyOnTheHostWhereItIsInUse: a process running
+// in releases/X on host1 makes cleanup keep X on host1, and only there:
+// with a PID namespace per host, as real servers have, host2's cleanup
+// does not see host1's processes and deletes its X. All hosts clean up at
+// once (no --parallel 1).
+func TestCleanupKeepsAReleaseOnlyOnTheHostWhereItIsInUse(t *testing.T) {
+	p := newProject(t, 2, testutil.Options{PIDNamespaces: true})
+	p.config("keep_releases: 1\n")
+	busy, idle := p.fleet.Hosts[0], p.fleet.Hosts[1]
+	p.mustRun("deploy", "production")
+	first := p.fleetLive()
+	busy.Run(t, "cd "+deployTo+"/releases/"+first+" && setsid sleep 300 </dev/null >/dev/null 2>&1 &")
+	// Two more deploys: the first release is then neither live nor the
+	// rollback target, which cleanup keeps whatever runs.
+	var res result
+	for _, v := range []string{"v2", "v3"} {
+		p.writeApp(v)
+		res = p.mustRun("deploy", "production")
+	}
+	third := p.fleetLive()
+	if rs := releases(t, busy); len(rs) != 3 || rs[0] != first || rs[2] != third {
+		t.Errorf("%s, where a process runs in %s: releases = %v, want %s kept beside the rollback target and %s", busy.Name, first, rs, first, third)
+	}
+	if rs := releases(t, idle); len(rs) != 2 || slices.Contains(rs, first) {
+		t.Errorf("%s, where nothing runs in %s: releases = %v, want it deleted, the rollback target and %s left (another host's process kept it)", idle.Name, first, rs, third)
+	}
+	kept := regexp.MustCompile(`(?m)^(host\d+)\s.*kept `+first+`: a running process still uses it`).FindAllStringSubmatch(res.stderr, -1)
+	if len(kept) != 1 || kept[0][1] != busy.Name {
+		t.Errorf("want %s alone to say it kept %s for a running process:\n%s", busy.Name, first, res.stderr)
 	}
 }

@@ -35,12 +35,18 @@ func sentPerHost(t *testing.T, stderr string) map[string]float64 {
 }
 
 // treeHashes hashes every file under dir (symlinks by target), by path,
-// after resolving dir (current is a link: the release is walked).
+// after resolving dir (current is a link: the release is walked). dir
+// itself is resolved by its link's relative target, not with
+// filepath.EvalSymlinks: a host with a file system of its own is reached
+// through /proc/PID/root, a link EvalSymlinks would follow to this
+// machine's /.
 func treeHashes(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	dir, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		t.Fatal(err)
+	if target, err := os.Readlink(dir); err == nil {
+		if filepath.IsAbs(target) {
+			t.Fatalf("%s -> %s: an absolute link cannot be followed from outside the host", dir, target)
+		}
+		dir = filepath.Join(filepath.Dir(dir), target)
 	}
 	return hashTree(t, dir)
 }

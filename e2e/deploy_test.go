@@ -243,16 +243,15 @@ func TestConcurrentDeployIsRefusedAndUnlock(t *testing.T) {
 }
 
 func TestCleanupKeepsNAndNeverTheLiveOne(t *testing.T) {
-	p := newProject(t, 3, testutil.Options{})
+	// Each host has a PID namespace of its own, as a real server has: one
+	// host's rm -rf of releases/X (its open directory fds) is not a
+	// process using X on another host, so all hosts clean up at once.
+	p := newProject(t, 3, testutil.Options{PIDNamespaces: true})
 	p.config("keep_releases: 2\n")
-	// One host at a time: the simulated hosts share this machine's /proc,
-	// so one host's rm -rf of releases/X (its open directory fds) would
-	// make the same path look in use to another host's cleanup.
-	serial := []string{"--parallel", "1"}
 	var ids []string
 	for i := 0; i < 4; i++ {
 		p.writeApp(fmt.Sprintf("v%d", i))
-		p.mustRun(append([]string{"deploy", "production"}, serial...)...)
+		p.mustRun("deploy", "production")
 		ids = append(ids, p.fleetLive())
 	}
 	for _, h := range p.fleet.Hosts {
@@ -262,8 +261,8 @@ func TestCleanupKeepsNAndNeverTheLiveOne(t *testing.T) {
 	}
 	// Roll back to the oldest kept release: now the live one is the oldest.
 	// A further cleanup keeps it and the release rolled back from.
-	p.mustRun(append([]string{"rollback", "production"}, serial...)...)
-	p.mustRun(append([]string{"cleanup", "production"}, serial...)...)
+	p.mustRun("rollback", "production")
+	p.mustRun("cleanup", "production")
 	for _, h := range p.fleet.Hosts {
 		if got := live(t, h); got != ids[2] {
 			t.Errorf("%s: live = %s", h.Name, got)
@@ -276,7 +275,7 @@ func TestCleanupKeepsNAndNeverTheLiveOne(t *testing.T) {
 	h := p.fleet.Hosts[0]
 	h.Run(t, "mkdir -p "+deployTo+"/releases/20000101000000 && touch "+deployTo+"/releases/20000101000000/keep-me")
 	for i := 0; i < 3; i++ {
-		p.mustRun(append([]string{"deploy", "production", "--force"}, serial...)...)
+		p.mustRun("deploy", "production", "--force")
 	}
 	if _, err := os.Stat(h.Path(deployTo + "/releases/20000101000000/keep-me")); err != nil {
 		t.Errorf("cleanup deleted a release slipway did not create: %v", err)

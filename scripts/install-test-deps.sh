@@ -4,7 +4,9 @@
 # host), and the web servers of the zero-downtime proofs, which serve the
 # deployed releases: nginx, Apache httpd (with mod_php, which brings the
 # prefork MPM, and mod_proxy_fcgi for php-fpm) and Caddy, and php-fpm with
-# OPcache (php-fpm brings php-cli). Does nothing when they are already there.
+# OPcache (php-fpm brings php-cli); and what hosts unlike the default one
+# need (login shells, BusyBox, file systems, see below). Does nothing when
+# they are already there.
 # The tests start their own servers on loopback ports; the system services
 # the packages install are not used.
 #
@@ -68,6 +70,16 @@ command -v curl >/dev/null || need+=(curl)
 # rpm reads the .rpm that make dist builds (tools/dist's test); dpkg-deb,
 # which reads the .deb, comes with every Debian system.
 command -v rpm >/dev/null || need+=(rpm)
+# Hosts that differ as real servers do (internal/testutil's HostOptions):
+# tcsh and fish as deploy users' login shells, a PATH of BusyBox applets,
+# XFS with reflinks and ext4 on loop devices (filefrag, in e2fsprogs, shows
+# the reflinks' shared extents), perl as a PID namespace's init.
+[ -x /usr/bin/tcsh ] || need+=(tcsh)
+[ -x /usr/bin/fish ] || need+=(fish)
+command -v busybox >/dev/null || need+=(busybox)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+{ command -v mkfs.ext4 && command -v filefrag; } >/dev/null || need+=(e2fsprogs)
+command -v perl >/dev/null || need+=(perl-base)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -28,7 +28,9 @@ type Fleet struct {
 	// user's key and Home/.ssh/known_hosts holds every host's key, as
 	// "[127.0.0.1]:PORT ssh-ed25519 ...", unless Options.NoKnownHosts.
 	Home string
-	// User is the account the hosts accept logins for (DeployUser).
+	// User is the account the hosts accept logins for (DeployUser), but
+	// those whose HostOptions.Shell names another login shell: see
+	// Host.User.
 	User  string
 	Hosts []*Host
 
@@ -48,6 +50,51 @@ type Options struct {
 	// on this machine to it. Servers the test runs on this machine are not
 	// reachable from such hosts.
 	PrivateNetwork bool
+	// PIDNamespaces gives every host a PID namespace of its own, as real
+	// servers have: the host's /proc shows only its own processes (those
+	// its sessions started and what Run started), so a process in
+	// releases/X on one host is not one on another. The namespace's first
+	// process is a small init that reaps orphans; this process reaches
+	// the namespaces through it. sshd's listener stays in this machine's
+	// PID namespace (nsenter --no-fork), the sessions it forks are in the
+	// host's.
+	PIDNamespaces bool
+	// Hosts sets what single hosts differ in, by index: Hosts[0] is
+	// host1's. Hosts past its end get the zero HostOptions.
+	Hosts []HostOptions
+}
+
+// HostOptions are what one host of a fleet differs in from the others, as
+// real servers do.
+type HostOptions struct {
+	// Shell is the deploy user's login shell: "" or "bash" (DeployUser),
+	// "dash", "tcsh" or "fish", each with its own account (DeployUser-dash
+	// and so on), since sshd hands every command to the login shell.
+	Shell string
+	// BusyBox gives SSH sessions a PATH (sshd's SetEnv) of BusyBox applets
+	// only, as on Alpine or a minimal image: tar, sha256sum, cp, find,
+	// xargs, stat, date and the rest resolve to BusyBox. /bin/sh is still
+	// this machine's (dash on Debian).
+	BusyBox bool
+	// NoSFTP leaves the sftp Subsystem out of the host's sshd_config, a
+	// common hardening.
+	NoSFTP bool
+	// FileSystem gives the host a file system of its own as /srv: "xfs"
+	// (made with reflinks, the RHEL default) or "ext4", on a loop device
+	// over a sparse image in the host's directory, mounted in the host's
+	// mount namespace only. "" is a directory of this machine's file
+	// system. A file system of its own implies a PID namespace too (see
+	// Options.PIDNamespaces), whose init keeps the mount where this machine
+	// reaches it: Root is then /proc/PID/root/srv.
+	FileSystem string
+}
+
+// hostOptions returns the options of the i-th host (from 0).
+func (o Options) hostOptions(i int) HostOptions {
+	if i < len(o.Hosts) {
+		return o.Hosts[i]
+	}
+	return HostOptions{}
 }
 
 // readyTimeout bounds how long one sshd may take to start listening.
@@ -70,6 +117,10 @@ func StartFleet(t testing.TB, n int, opts Options) *Fleet {
 	if n < 1 {
 		t.Fatalf("StartFleet: %d hosts; want at least 1", n)
 	}
+	if len(opts.Hosts) > n {
+		t.Fatalf("StartFleet: options for %d hosts, but %d hosts", len(opts.Hosts), n)
+	}
+	requireHostOptions(t, opts)
 	acct, err := ensureDeployUser()
 	if err != nil {
 		t.Fatalf("StartFleet: deploy user: %v", err)
@@ -110,14 +161,25 @@ func StartFleet(t testing.TB, n int, opts Options) *Fleet {
 	for i := range n {
 		name := fmt.Sprintf("host%d", i+1)
 		hostDir := filepath.Join(dir, name)
+		hostOpts := opts.hostOptions(i)
+		hostAcct := acct
+		if hostOpts.Shell != "" {
+			if hostAcct, err = ensureAccount(hostOpts.Shell); err != nil {
+				t.Fatalf("StartFleet: %s: %v", name, err)
+			}
+		}
 		f.Hosts = append(f.Hosts, &Host{
 			Name:        name,
 			Port:        ports[i],
 			Root:        filepath.Join(hostDir, "srv"),
 			UserHome:    filepath.Join(hostDir, "home"),
+			User:        hostAcct.name,
 			fleet:       f,
 			dir:         hostDir,
 			sshdOptions: sshdOptions,
+			account:     hostAcct,
+			opts:        hostOpts,
+			ownPIDs:     opts.PIDNamespaces || hostOpts.FileSystem != "",
 		})
 	}
 	t.Cleanup(func() {
@@ -195,7 +257,7 @@ func (f *Fleet) writeClientFiles(opts Options) error {
 	fmt.Fprintf(&config, "# SSH fleet of a slipway end-to-end test: %d hosts on 127.0.0.1.\n", len(f.Hosts))
 	for _, h := range f.Hosts {
 		fmt.Fprintf(&config, "\nHost %s\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n  UserKnownHostsFile %s\n",
-			h.Name, h.Port, f.User, f.IdentityFile(), f.KnownHosts())
+			h.Name, h.Port, h.User, f.IdentityFile(), f.KnownHosts())
 		if !opts.NoKnownHosts {
 			knownHosts.WriteString(h.KnownHostsLine() + "\n")
 		}

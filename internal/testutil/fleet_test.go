@@ -299,13 +299,26 @@ func TestPortTakenBeforeSSHDStarts(t *testing.T) {
 func TestCleanupLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
 	requireSSHClient(t)
+	t.Run("mount namespaces", func(t *testing.T) {
+		t.Parallel()
+		testCleanupLeavesNothingBehind(t, Options{})
+	})
+	// The hosts' inits go, with their PID namespaces, and the loop device
+	// of a host's file system is detached.
+	t.Run("PID namespaces and a file system", func(t *testing.T) {
+		t.Parallel()
+		testCleanupLeavesNothingBehind(t, Options{PIDNamespaces: true, Hosts: []HostOptions{{FileSystem: "ext4"}}})
+	})
+}
+
+func testCleanupLeavesNothingBehind(t *testing.T, opts Options) {
 	var (
 		dir     string
 		pids    []int
 		session *exec.Cmd
 	)
 	t.Run("fleet", func(t *testing.T) {
-		f := StartFleet(t, 2, Options{})
+		f := StartFleet(t, 2, opts)
 		dir = f.Dir
 		f.Hosts[1].Run(t, "(sleep 300 >/dev/null 2>&1 &)")
 		session = f.SSHCommand(context.Background(), "host1", "sleep 300")
@@ -324,9 +337,11 @@ func TestCleanupLeavesNothingBehind(t *testing.T) {
 				}
 			}
 		})
-		// Wait until the session is up, with its sleep.
+		// Wait until the session is up, with its sleep: host1's own,
+		// not any sleep of the deploy user on this machine (another
+		// host's, another test's).
 		deadline := time.Now().Add(10 * time.Second)
-		for f.Hosts[0].Run(t, "pgrep -u "+DeployUser+" -x sleep >/dev/null && echo up || true") != "up\n" {
+		for !slices.ContainsFunc(f.Hosts[0].Processes(t), func(p Process) bool { return p.Name == "sleep" }) {
 			if time.Now().After(deadline) {
 				t.Fatal("the ssh session's sleep never started")
 			}
@@ -346,6 +361,9 @@ func TestCleanupLeavesNothingBehind(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("fleet directory %s after cleanup: %v; want it removed", dir, err)
+	}
+	if out, err := exec.Command("losetup", "--list", "--noheadings", "--output", "BACK-FILE").Output(); err != nil || strings.Contains(string(out), dir) {
+		t.Errorf("loop devices after cleanup (%v):\n%s\nwant none backed by a file in %s", err, out, dir)
 	}
 }
 

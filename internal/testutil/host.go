@@ -41,19 +41,34 @@ type Host struct {
 	// machine; it stays across restarts.
 	Port int
 	// Root is the directory on this machine that the host sees as /srv,
-	// owned by the deploy user, mode 0755.
+	// owned by the deploy user, mode 0755. For a host with a file system
+	// of its own (HostOptions.FileSystem) it is /proc/PID/root/srv, PID
+	// being the host's init: filepath.EvalSymlinks, which resolves
+	// /proc/PID/root to this machine's /, cannot resolve paths under it;
+	// os.Readlink and plain opens can.
 	Root string
 	// UserHome is the directory on this machine that the host sees as the
 	// deploy user's home; it holds .ssh/authorized_keys.
 	UserHome string
+	// User is the account the host accepts logins for: the fleet's User,
+	// or the account with the login shell HostOptions.Shell names.
+	User string
 
 	fleet       *Fleet
 	dir         string
 	sshdOptions string // version-dependent sshd_config lines
+	account     account
+	opts        HostOptions
+	ownPIDs     bool // a PID namespace of its own, with init
 
 	nsFile  *os.File // holds the mount namespace alive, see createNamespace
 	nsLink  string   // "mnt:[N]", as /proc/PID/ns/mnt reads
 	netFile *os.File // the network namespace, with Options.PrivateNetwork only
+	pidFile *os.File // the PID namespace, with ownPIDs only
+
+	init       *exec.Cmd     // the PID namespace's first process, with ownPIDs only
+	initPID    int           // its PID, set once with init, for readers without mu
+	initExited chan struct{} // closed once init has been waited for
 
 	mu       sync.Mutex
 	hostKey  ssh.PublicKey
@@ -63,6 +78,7 @@ type Host struct {
 }
 
 func (h *Host) configPath() string  { return filepath.Join(h.dir, "sshd_config") }
+func (h *Host) imagePath() string   { return filepath.Join(h.dir, "srv."+h.opts.FileSystem) }
 func (h *Host) hostKeyPath() string { return filepath.Join(h.dir, "ssh_host_ed25519_key") }
 func (h *Host) logPath() string     { return filepath.Join(h.dir, "sshd.log") }
 
@@ -73,8 +89,19 @@ func (h *Host) nsenterArgs() []string {
 	if h.netFile != nil {
 		args = append(args, "--net="+fdPath(h.netFile))
 	}
+	if h.pidFile != nil {
+		args = append(args, "--pid="+fdPath(h.pidFile))
+	}
 	return args
 }
+
+// UID is the user id of the host's deploy user (User), as the processes it
+// runs on the host show it.
+func (h *Host) UID() int { return h.account.uid }
+
+// InitPID is the PID, on this machine, of the first process of the host's
+// own PID namespace (Options.PIDNamespaces), or 0 if it has none.
+func (h *Host) InitPID() int { return h.initPID }
 
 func fdPath(f *os.File) string { return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()) }
 
@@ -88,7 +115,7 @@ func (h *Host) sshdPort() int {
 
 // setUp creates the host's directories, key and namespace and starts sshd.
 func (h *Host) setUp(authorizedKey []byte, privateNetwork bool) error {
-	acct := h.fleet.account
+	acct := h.account
 	if err := os.MkdirAll(h.dir, 0o700); err != nil {
 		return err
 	}
@@ -96,6 +123,9 @@ func (h *Host) setUp(authorizedKey []byte, privateNetwork bool) error {
 		path string
 		mode os.FileMode
 	}{{h.Root, 0o755}, {h.UserHome, 0o700}, {filepath.Join(h.UserHome, ".ssh"), 0o700}} {
+		if d.path == h.Root && h.opts.FileSystem != "" {
+			continue // Root is the file system's root, see createHostInit
+		}
 		if err := os.Mkdir(d.path, d.mode); err != nil {
 			return err
 		}
@@ -119,7 +149,21 @@ func (h *Host) setUp(authorizedKey []byte, privateNetwork bool) error {
 		return fmt.Errorf("host key: %w", err)
 	}
 	h.hostKey = hostKey
-	if err := h.createNamespace(privateNetwork); err != nil {
+	if h.opts.BusyBox {
+		if err := writeBusyBoxApplets(h.busyBoxDir(), acct); err != nil {
+			return fmt.Errorf("BusyBox applets: %w", err)
+		}
+	}
+	if h.opts.FileSystem != "" {
+		if err := makeFileSystem(h.imagePath(), h.opts.FileSystem); err != nil {
+			return err
+		}
+	}
+	create := h.createNamespace
+	if h.ownPIDs {
+		create = h.createHostInit
+	}
+	if err := create(privateNetwork); err != nil {
 		return err
 	}
 
@@ -167,7 +211,7 @@ func (h *Host) createNamespace(privateNetwork bool) error {
 		script = "ip link set lo up && " + script
 	}
 	cmd := exec.Command("unshare", append(unshare, "--", "/bin/sh", "-c", script,
-		"sh", h.Root, HostRoot, h.UserHome, h.fleet.account.home)...)
+		"sh", h.Root, HostRoot, h.UserHome, h.account.home)...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -221,7 +265,6 @@ UsePAM no
 PermitRootLogin no
 AllowUsers %s
 AllowTcpForwarding yes
-Subsystem sftp internal-sftp
 MaxSessions 100
 MaxStartups 200
 LoginGraceTime 30
@@ -229,7 +272,15 @@ UseDNS no
 PrintMotd no
 PrintLastLog no
 LogLevel VERBOSE
-%s`, h.Name, h.sshdPort(), h.hostKeyPath(), h.fleet.User, h.sshdOptions)
+%s`, h.Name, h.sshdPort(), h.hostKeyPath(), h.User, h.sshdOptions)
+	if !h.opts.NoSFTP {
+		config += "Subsystem sftp internal-sftp\n"
+	}
+	if h.opts.BusyBox {
+		// SetEnv overrides sshd's default PATH in every session, whatever
+		// the login shell, as a BusyBox system's PATH would.
+		config += "SetEnv PATH=" + path.Join(h.account.home, busyBoxDirName) + "\n"
+	}
 	return os.WriteFile(h.configPath(), []byte(config), 0o600)
 }
 
@@ -264,8 +315,14 @@ func (h *Host) startSSHD() error {
 	}
 	fmt.Fprintf(logFile, "==== testutil: %s starting sshd, reached on 127.0.0.1:%d, at %s\n", h.Name, h.Port, time.Now().Format(time.RFC3339Nano))
 	// nsenter enters the namespaces and execs sshd in the same process, so
-	// the PID is the listener's.
-	args := append(h.nsenterArgs(), "--", sshdPath, "-D", "-f", h.configPath(), "-E", h.logPath())
+	// the PID is the listener's. With a PID namespace, --no-fork keeps the
+	// listener in this machine's one; every session it forks is in the
+	// host's.
+	args := h.nsenterArgs()
+	if h.pidFile != nil {
+		args = append(args, "--no-fork")
+	}
+	args = append(args, "--", sshdPath, "-D", "-f", h.configPath(), "-E", h.logPath())
 	cmd := exec.Command("nsenter", args...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -347,7 +404,8 @@ func (h *Host) stopLocked() error {
 	if h.nsLink == "" {
 		return nil // the namespace was never made
 	}
-	return killUntilGone(h.nsLink, func(Process) bool { return true }, 5*time.Second)
+	initPID := h.InitPID()
+	return killUntilGone(h.nsLink, func(p Process) bool { return p.PID != initPID }, 5*time.Second)
 }
 
 // release stops the host for good and lets its namespace go.
@@ -358,11 +416,19 @@ func (h *Host) release() error {
 		return nil
 	}
 	err := h.stopLocked()
+	if h.init != nil {
+		err = errors.Join(err, h.stopInit())
+	}
+	if h.opts.FileSystem != "" {
+		err = errors.Join(err, h.unmountFileSystem())
+	}
 	h.nsFile.Close()
 	h.nsFile = nil
-	if h.netFile != nil {
-		h.netFile.Close()
-		h.netFile = nil
+	for _, f := range []**os.File{&h.netFile, &h.pidFile} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
+		}
 	}
 	return err
 }
@@ -420,7 +486,7 @@ func (h *Host) Run(t testing.TB, script string) string {
 // TryRun is Run for scripts that may fail: it returns the outputs and the
 // error (an *exec.ExitError for a non-zero exit status).
 func (h *Host) TryRun(script string) (stdout, stderr string, err error) {
-	acct := h.fleet.account
+	acct := h.account
 	runuser, err := exec.LookPath("runuser") // in /usr/sbin, not on the user's PATH
 	if err != nil {
 		return "", "", err
@@ -507,7 +573,8 @@ func (h *Host) Processes(t testing.TB) []Process {
 	if err != nil {
 		t.Fatalf("%s: list processes: %v", h.Name, err)
 	}
-	return slices.DeleteFunc(procs, func(p Process) bool { return p.PID == listener })
+	initPID := h.InitPID()
+	return slices.DeleteFunc(procs, func(p Process) bool { return p.PID == listener || p.PID == initPID })
 }
 
 // KillSessions kills the sshd processes serving this host's connections,

@@ -87,8 +87,8 @@ func ProcessesOf(hosts []*Host) (map[string][]Process, error) {
 	}
 	out := map[string][]Process{Here: byNamespace[own]}
 	for _, h := range hosts {
-		listener := h.SSHDPid()
-		out[h.Name] = slices.DeleteFunc(byNamespace[h.nsLink], func(p Process) bool { return p.PID == listener })
+		listener, initPID := h.SSHDPid(), h.InitPID()
+		out[h.Name] = slices.DeleteFunc(byNamespace[h.nsLink], func(p Process) bool { return p.PID == listener || p.PID == initPID })
 	}
 	return out, nil
 }

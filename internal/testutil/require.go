@@ -3,11 +3,15 @@
 // slipway binary built from this checkout.
 //
 // The fleet needs Linux, root, OpenSSH's sshd and util-linux (unshare,
-// nsenter, runuser, mount). Where one is missing the test is skipped with a
-// message saying what to install; with CI=true it fails instead.
+// nsenter, runuser, mount); hosts that differ need more: tcsh or fish as
+// login shells, busybox, mkfs.xfs (xfsprogs) or mkfs.ext4 and a loop
+// device for a file system of their own, perl for a PID namespace's init.
+// Where one is missing the test is skipped with a message saying what to
+// install; with CI=true it fails instead.
 package testutil
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -79,4 +83,69 @@ func probeMountNamespace() string {
 func isExecutable(path string) bool {
 	info, err := os.Stat(path)
 	return err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0
+}
+
+// requireHostOptions checks what the options of opts need, before the
+// fleet changes anything.
+func requireHostOptions(t testing.TB, opts Options) {
+	t.Helper()
+	ownPIDs := opts.PIDNamespaces
+	for i, o := range opts.Hosts {
+		if o.Shell != "" {
+			login, ok := loginShells[o.Shell]
+			if !ok {
+				t.Fatalf("StartFleet: host%d: login shell %q; the shells are bash, dash, tcsh and fish", i+1, o.Shell)
+			}
+			Require(t, fmt.Sprintf("%s at %s, the login shell of host%d's user: apt-get install %s", o.Shell, login.path, i+1, login.pkg), isExecutable(login.path))
+		}
+		if o.BusyBox {
+			_, err := exec.LookPath("busybox")
+			Require(t, "busybox on PATH, for a host whose PATH is BusyBox only: apt-get install busybox", err == nil)
+		}
+		if o.FileSystem != "" {
+			fs, ok := fileSystems[o.FileSystem]
+			if !ok {
+				t.Fatalf("StartFleet: host%d: file system %q; the choices are xfs and ext4", i+1, o.FileSystem)
+			}
+			_, err := exec.LookPath(fs.command[0])
+			Require(t, fmt.Sprintf("%s on PATH, for host%d's %s: apt-get install %s", fs.command[0], i+1, o.FileSystem, fs.pkg), err == nil)
+			probe := probeLoopDevice()
+			Require(t, "a free loop device, for a host's own file system (losetup --find: "+probe+"); in a container: docker run --privileged, or -v /dev:/dev", probe == "")
+			ownPIDs = true
+		}
+	}
+	if ownPIDs {
+		_, err := exec.LookPath("perl")
+		Require(t, "perl on PATH, the init of a host's PID namespace: apt-get install perl-base", err == nil)
+		probe := probePIDNamespace()
+		Require(t, "permission to create PID namespaces (unshare --pid --fork --mount --mount-proc true failed: "+probe+"); run on a VM or in a privileged container", probe == "")
+	}
+}
+
+var loopProbe, pidNamespaceProbe struct {
+	once   sync.Once
+	result string
+}
+
+// probeLoopDevice returns "" if a loop device can be had, else why not.
+func probeLoopDevice() string {
+	loopProbe.once.Do(func() {
+		out, err := exec.Command("losetup", "--find").CombinedOutput()
+		if err != nil {
+			loopProbe.result = strings.TrimSpace(err.Error() + ": " + string(out))
+		}
+	})
+	return loopProbe.result
+}
+
+// probePIDNamespace returns "" if this process can create a PID namespace
+// with its own /proc, else what went wrong.
+func probePIDNamespace() string {
+	pidNamespaceProbe.once.Do(func() {
+		out, err := exec.Command("unshare", "--pid", "--fork", "--mount", "--propagation", "private", "--mount-proc", "true").CombinedOutput()
+		if err != nil {
+			pidNamespaceProbe.result = strings.TrimSpace(err.Error() + ": " + string(out))
+		}
+	})
+	return pidNamespaceProbe.result
 }

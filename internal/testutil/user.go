@@ -21,26 +21,56 @@ type account struct {
 	name     string
 	uid, gid int
 	home     string // the home directory in /etc/passwd; every host mounts its own over it
+	shell    string // the login shell in /etc/passwd
 }
 
-var deployAccount struct {
-	once sync.Once
-	acct account
-	err  error
+// loginShells are the login shells HostOptions.Shell offers, by name, with
+// the account that has each: sshd hands every command to the user's login
+// shell, so a host with another shell needs another user. DeployUser keeps
+// bash; the others are created beside it, each once per machine.
+var loginShells = map[string]struct{ user, path, pkg string }{
+	"bash": {DeployUser, "/bin/bash", "bash"},
+	"dash": {DeployUser + "-dash", "/bin/dash", "dash"},
+	"tcsh": {DeployUser + "-tcsh", "/usr/bin/tcsh", "tcsh"},
+	"fish": {DeployUser + "-fish", "/usr/bin/fish", "fish"},
+}
+
+var accounts struct {
+	mu     sync.Mutex
+	byName map[string]account
 }
 
 // ensureDeployUser creates DeployUser if it is missing and makes sure sshd
-// accepts it: without PAM, OpenSSH refuses an account whose password is
-// locked ("!"), so the password is set to "*" (no password can match it, the
-// account is not locked).
-func ensureDeployUser() (account, error) {
-	deployAccount.once.Do(func() {
-		deployAccount.acct, deployAccount.err = createDeployUser()
-	})
-	return deployAccount.acct, deployAccount.err
+// accepts it.
+func ensureDeployUser() (account, error) { return ensureAccount("bash") }
+
+// ensureAccount creates the account whose login shell is the shell named
+// (a key of loginShells) if it is missing, sets its login shell, and makes
+// sure sshd accepts it: without PAM, OpenSSH refuses an account whose
+// password is locked ("!"), as useradd leaves it, so the password is set to
+// "*" (no password can match it, the account is not locked).
+func ensureAccount(shellName string) (account, error) {
+	accounts.mu.Lock()
+	defer accounts.mu.Unlock()
+	if acct, ok := accounts.byName[shellName]; ok {
+		return acct, nil
+	}
+	login, ok := loginShells[shellName]
+	if !ok {
+		return account{}, fmt.Errorf("no test account with login shell %q; the shells are bash, dash, tcsh and fish", shellName)
+	}
+	acct, err := createAccount(login.user, login.path)
+	if err != nil {
+		return account{}, err
+	}
+	if accounts.byName == nil {
+		accounts.byName = map[string]account{}
+	}
+	accounts.byName[shellName] = acct
+	return acct, nil
 }
 
-func createDeployUser() (account, error) {
+func createAccount(name, shell string) (account, error) {
 	// Test binaries of several packages run at once; useradd and usermod
 	// must not race on /etc/passwd and /etc/shadow.
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "slipway-testutil-user.lock"), os.O_CREATE|os.O_RDWR, 0o600)
@@ -52,30 +82,31 @@ func createDeployUser() (account, error) {
 		return account{}, fmt.Errorf("lock %s: %w", lock.Name(), err)
 	}
 
-	u, err := user.Lookup(DeployUser)
+	u, err := user.Lookup(name)
 	if errors.As(err, new(user.UnknownUserError)) {
-		out, addErr := exec.Command("useradd", "--create-home", "--shell", "/bin/bash",
-			"--comment", "slipway end-to-end tests", DeployUser).CombinedOutput()
+		out, addErr := exec.Command("useradd", "--create-home", "--shell", shell,
+			"--comment", "slipway end-to-end tests", name).CombinedOutput()
 		if addErr != nil {
-			return account{}, fmt.Errorf("useradd %s: %w: %s", DeployUser, addErr, strings.TrimSpace(string(out)))
+			return account{}, fmt.Errorf("useradd %s: %w: %s", name, addErr, strings.TrimSpace(string(out)))
 		}
-		u, err = user.Lookup(DeployUser)
+		u, err = user.Lookup(name)
 	}
 	if err != nil {
-		return account{}, fmt.Errorf("look up user %s: %w", DeployUser, err)
+		return account{}, fmt.Errorf("look up user %s: %w", name, err)
 	}
-	if out, err := exec.Command("usermod", "--password", "*", DeployUser).CombinedOutput(); err != nil {
-		return account{}, fmt.Errorf("usermod --password '*' %s: %w: %s", DeployUser, err, strings.TrimSpace(string(out)))
+	// --shell too: an account left by an older run keeps the shell asked for.
+	if out, err := exec.Command("usermod", "--password", "*", "--shell", shell, name).CombinedOutput(); err != nil {
+		return account{}, fmt.Errorf("usermod --password '*' --shell %s %s: %w: %s", shell, name, err, strings.TrimSpace(string(out)))
 	}
-	acct := account{name: u.Username, home: u.HomeDir}
+	acct := account{name: u.Username, home: u.HomeDir, shell: shell}
 	if acct.uid, err = strconv.Atoi(u.Uid); err != nil {
-		return account{}, fmt.Errorf("user %s: uid %q: %w", DeployUser, u.Uid, err)
+		return account{}, fmt.Errorf("user %s: uid %q: %w", name, u.Uid, err)
 	}
 	if acct.gid, err = strconv.Atoi(u.Gid); err != nil {
-		return account{}, fmt.Errorf("user %s: gid %q: %w", DeployUser, u.Gid, err)
+		return account{}, fmt.Errorf("user %s: gid %q: %w", name, u.Gid, err)
 	}
 	if !filepath.IsAbs(acct.home) || acct.home == "/" {
-		return account{}, fmt.Errorf("user %s: home directory %q cannot be replaced per host; give it a home under /home", DeployUser, acct.home)
+		return account{}, fmt.Errorf("user %s: home directory %q cannot be replaced per host; give it a home under /home", name, acct.home)
 	}
 	// Each host bind-mounts its own home over this directory, so it has to
 	// exist; its content on this machine is never seen by a host.
