@@ -523,20 +523,13 @@ func (f *faultFleet) recover(before map[string]hostState) string {
 	for _, h := range f.fleet.Hosts {
 		waitHostIdle(f.t, h)
 	}
-	// One host at a time: the simulated hosts share this machine's /proc,
-	// so with hosts worked on in parallel, cleanup on one host sees the
-	// rm -rf of the same release path on another (ids are the same
-	// fleet-wide) as a process still using the release, and rightly keeps
-	// it. One at a time, each sees only its own processes, as on real
-	// servers.
-	serial := []string{"--parallel", "1"}
 	locked := 0
 	for _, s := range before {
 		if s.locked {
 			locked++
 		}
 	}
-	res := f.run(append([]string{"deploy", "production"}, serial...)...)
+	res := f.run("deploy", "production")
 	f.t.Logf("recovery: slipway deploy production:\n%s", res)
 	stderr := res.stderr
 	how := "`slipway deploy production`: exit " + strconv.Itoa(res.code)
@@ -546,7 +539,7 @@ func (f *faultFleet) recover(before map[string]hostState) string {
 			return how + " ✗"
 		}
 		how += ", refused: hosts disagree, names `" + forceCommand + "`"
-		res = f.run(append(strings.Fields(forceCommand)[1:], serial...)...)
+		res = f.run(strings.Fields(forceCommand)[1:]...)
 		f.t.Logf("recovery: %s:\n%s", forceCommand, res)
 		stderr += res.stderr
 		how += "; that: exit " + strconv.Itoa(res.code)

@@ -330,26 +330,50 @@ func lockStorm(t *testing.T, add func(matrixRow)) {
 	}
 	current := f.watchCurrent()
 	runs := make([]*backgroundRun, n)
+	var runsMu sync.Mutex
 	var launch sync.WaitGroup
 	for i, q := range projects {
 		delay := time.Duration(rng.Int64N(int64(window)))
 		launch.Go(func() {
 			time.Sleep(delay)
-			runs[i] = q.start(fmt.Sprintf("deploy %02d", i), "deploy", "production", "--json")
+			r := q.start(fmt.Sprintf("deploy %02d", i), "deploy", "production", "--json")
+			runsMu.Lock()
+			runs[i] = r
+			runsMu.Unlock()
 		})
 	}
 	// The unlocker: slipway unlock --force at random moments until every
-	// deploy is over.
+	// deploy is over, each after a run has switched since the one before,
+	// so that however slow the machine, the storm has runs that switched
+	// as well as runs that lost their lock.
+	switchedRuns := func() int {
+		runsMu.Lock()
+		defer runsMu.Unlock()
+		n := 0
+		for _, r := range runs {
+			if r != nil && len(r.switched()) > 0 {
+				n++
+			}
+		}
+		return n
+	}
 	stopUnlocks := make(chan struct{})
 	unlocked := make(chan int)
 	go func() {
 		count := 0
 		defer func() { unlocked <- count }()
-		for {
+		for last := 0; ; last = switchedRuns() {
 			select {
 			case <-stopUnlocks:
 				return
 			case <-time.After(time.Duration(500+rng.IntN(2000)) * time.Millisecond):
+			}
+			for count > 0 && switchedRuns() <= last {
+				select {
+				case <-stopUnlocks:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
 			}
 			if res := f.run("unlock", "production", "--force"); res.code != 0 {
 				t.Errorf("unlock --force: %s", res)

@@ -173,10 +173,8 @@ error names the single command to run, which then succeeds; and after it, on eve
 - ~shared/~ is still unchanged, and a lock the dead run left was taken over with a warning.
 
 A ✓ means every check held. "unfinished release ×N": N hosts kept a release directory the
-faulty run did not finish (the recovery removes it). Recovery runs use ~--parallel 1~: the
-simulated hosts share this machine's ~/proc~, so in parallel the cleanup on one host would
-see another host's ~rm -rf~ of the same release path as a process using the release and keep
-it; one host at a time, each sees only its own processes, as on real servers.
+faulty run did not finish (the recovery removes it). Each simulated host has its own mount and
+PID namespace, so it sees only its own files and processes, as a real server does.
 
 `
 
