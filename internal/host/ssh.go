@@ -228,7 +228,7 @@ func connect(ctx context.Context, via *ssh.Client, viaName string, ep *sshEndpoi
 		return nil, nil, fmt.Errorf("%s: connect to %s%s: %w", label, ep.addr, through, err)
 	}
 
-	counted := &tripConn{Conn: conn}
+	counted := &tripConn{Conn: conn, trips: new(atomic.Int64)}
 	client, interrupted, err := handshake(dialCtx, counted, ep.addr, config)
 	switch {
 	case err == nil:
@@ -366,7 +366,7 @@ func (s *SSH) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 		s.trips.Add(1)
 		conn, err := s.client.Dial("tcp", addr)
 		if err == nil {
-			conn = &countedConn{Conn: conn, trips: &s.trips}
+			conn = &tripConn{Conn: conn, trips: &s.trips}
 		}
 		done <- result{conn, err}
 	}()

@@ -16,15 +16,17 @@ import (
 // keepalive, and, on a forwarded connection, one for each answer that
 // follows what slipway wrote. -v and --json show them per step.
 
-// tripConn counts the round trips of the SSH handshake, which is a plain
-// sequence of request and answer: data that arrives after slipway wrote
-// something since the last arrival is one. (After the handshake, SSH's own
-// window adjustments would make such a count overstate what is waited on,
-// so the executor counts its exchanges instead.)
+// tripConn counts round trips on a connection that is a plain sequence
+// of request and answer: data that arrives after slipway wrote something
+// since the last arrival is one. It counts the SSH handshake's, and those
+// of connections opened through the host (a health check's). (On the SSH
+// connection after the handshake, SSH's own window adjustments would make
+// such a count overstate what is waited on, so the executor counts its
+// exchanges instead.)
 type tripConn struct {
 	net.Conn
+	trips *atomic.Int64
 	wrote atomic.Bool
-	trips atomic.Int64
 }
 
 func (c *tripConn) Write(p []byte) (int, error) {
@@ -33,27 +35,6 @@ func (c *tripConn) Write(p []byte) (int, error) {
 }
 
 func (c *tripConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 && c.wrote.Swap(false) {
-		c.trips.Add(1)
-	}
-	return n, err
-}
-
-// countedConn is a connection opened through the host (a health check's),
-// whose answers count as round trips of the host, as tripConn's do.
-type countedConn struct {
-	net.Conn
-	trips *atomic.Int64
-	wrote atomic.Bool
-}
-
-func (c *countedConn) Write(p []byte) (int, error) {
-	c.wrote.Store(true)
-	return c.Conn.Write(p)
-}
-
-func (c *countedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.wrote.Swap(false) {
 		c.trips.Add(1)

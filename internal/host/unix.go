@@ -26,7 +26,7 @@ func (s *SSH) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 		s.trips.Add(1)
 		conn, err := s.client.Dial("unix", path)
 		if err == nil {
-			conn = &countedConn{Conn: conn, trips: &s.trips}
+			conn = &tripConn{Conn: conn, trips: &s.trips}
 		}
 		done <- result{conn, err}
 	}()
