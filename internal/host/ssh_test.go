@@ -182,15 +182,18 @@ func TestSSHCancelStopsTheWholeProcessGroup(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
+			cancelled := make(chan time.Time, 1)
 			go func() {
 				for processesRunning(t, "sleep", tc.arg) < 2 {
 					time.Sleep(10 * time.Millisecond)
 				}
+				cancelled <- time.Now()
 				cancel()
 			}()
-			start := time.Now()
 			_, err := conn.Exec(ctx, Command{Script: tc.script, Stdin: strings.NewReader("")})
-			took := time.Since(start)
+			// From the cancel, not the start: starting the sleeps takes
+			// what a loaded machine gives it.
+			took := time.Since(<-cancelled)
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("err = %v, want context.Canceled", err)
 			}
@@ -201,8 +204,10 @@ func TestSSHCancelStopsTheWholeProcessGroup(t *testing.T) {
 			if n := processesRunning(t, "sleep", tc.arg); n > 0 {
 				t.Errorf("%d sleep %s still running after the command returned", n, tc.arg)
 			}
-			if took < tc.atLeast || took > tc.atLeast+5*time.Second {
-				t.Errorf("took %s to stop, want %s to %s", took, tc.atLeast, tc.atLeast+5*time.Second)
+			// The upper bound only tells "stopped" from "waited for the
+			// sleeps" (47 s), with room for a loaded machine.
+			if took < tc.atLeast || took > tc.atLeast+15*time.Second {
+				t.Errorf("took %s to stop, want %s to %s", took, tc.atLeast, tc.atLeast+15*time.Second)
 			}
 		})
 	}
