@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slipway-deploy/slipway/internal/shell"
 	"github.com/slipway-deploy/slipway/internal/testutil"
 	"github.com/slipway-deploy/slipway/internal/ui"
 )
@@ -294,11 +295,28 @@ func (p *localInterrupts) plantJunk() {
 func (p *localInterrupts) junkCase(c interruptCase) interruptCase {
 	var z *frozen
 	junk := filepath.Join(p.deployTo, "releases", junkID)
+	// Removing 10 000 empty files from memory takes milliseconds, less
+	// than a look at every process: an rm first on slipway's PATH removes
+	// one of the junk's five directories, then stops itself, for the look
+	// to find the removal under way and hold it.
+	shims := p.t.TempDir()
+	gate := filepath.Join(shims, "hold")
+	rm := shell.Script(`#!/bin/sh
+case " $* " in *{{junk}}*) if [ -e {{gate}} ]; then /bin/rm -rf -- {{first}}; kill -STOP $$; fi;; esac
+exec /bin/rm "$@"
+`, shell.Args{"junk": " " + junk + " ", "gate": gate, "first": junk + "/a"})
+	if err := os.WriteFile(filepath.Join(shims, "rm"), []byte(rm), 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	c.env = append(c.env, "PATH="+shims+":"+os.Getenv("PATH"))
 	c.ready = func() string {
 		z = freezeRemoval(p.t, nil, testutil.Here, junk, junk)
 		return ""
 	}
-	c.sent = func() string { return "its `rm` " + z.thaw() }
+	c.sent = func() string { os.Remove(gate); return "its `rm` " + z.thaw() }
 	return c
 }
 

@@ -163,9 +163,24 @@ tries=0 gone=0
 while :; do
 trap '' TERM INT HUP
 if why=$(mkdir -p -- {{meta}} && mkdir -- {{lock}} 2>&1); then
-  printf '%s\n' {{owner}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}} || { status=$?; rm -rf -- {{lock}}; exit $status; }
+  if why=$( { printf '%s\n' {{owner}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}}; } 2>&1); then
+    trap - TERM INT HUP
+    break
+  else
+    status=$?
+  fi
   trap - TERM INT HUP
-  break
+  # The owner could not be written. A forced unlock that removed the lock
+  # just made: take it again. Another run's lock made since: locked. Else
+  # (a full disk): remove the lock made, and say why.
+  if [ ! -d {{lock}} ]; then
+    gone=$((gone + 1)); [ "$gone" -le 3 ] && continue
+  elif [ -s {{file}} ]; then
+    head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}
+  else
+    rm -rf -- {{lock}}
+  fi
+  echo "$why" >&2; exit $status
 fi
 trap - TERM INT HUP
 if [ ! -d {{lock}} ]; then
