@@ -236,8 +236,12 @@ func (r *results) storeQuiet() string {
 			machine += s.machineCPU
 		}
 	}
-	if machine == 0 || float64(other) < 0.1*float64(machine) {
+	if machine == 0 {
 		return ""
+	}
+	if float64(other) < 0.1*float64(machine) {
+		return fmt.Sprintf("\nOther programs on the machine used %.0f%% of its busy CPU time during the measured commands (%s in all).\n",
+			100*float64(other)/float64(machine), secs(other))
 	}
 	return fmt.Sprintf("\n> **The machine was not quiet**: during the measured commands, %.0f%% of its busy CPU time went to\n"+
 		"> other programs (not slipway, the hosts, the S3 server or the benchmark), %s in all. Times are\n"+
@@ -249,9 +253,11 @@ func (r *results) storeQuiet() string {
 func (r *results) storeReading(small, big int) string {
 	s := r.store
 	cold := func(n int, mode string) []sample { return s.get(n, mode, "cold") }
-	hostsShare := func(n int) float64 {
+	// share is the median of part over the n-host store cold deploys, as a
+	// share of the machine's capacity meanwhile.
+	share := func(n int, part func(sample) time.Duration) float64 {
 		st := cold(n, "store")
-		return medianCPU(st, hostsCPUOf).Seconds() / (medianWall(st).Seconds() * float64(r.coreCount()))
+		return medianCPU(st, part).Seconds() / (medianWall(st).Seconds() * float64(r.coreCount()))
 	}
 	uplinkTime := func(bytes float64) string {
 		return secs(time.Duration(bytes * 8 / storeLink.bits * float64(time.Second)))
@@ -268,19 +274,35 @@ hosts, as many as a push sends): the client's bytes grow with the fleet there, b
 
 **Time.** On the uplink, the %d-host cold deploy's bytes take %s pushed and %s through the store.
 Through the store the deploy no longer waits for that link but for the hosts: every host of this
-benchmark downloads, unpacks and verifies its copy on the same %s cores (the hosts' CPU was %.0f%%
-of the machine's capacity during the %d-host store deploy), so the larger fleet's time grows with
-the sum of the hosts' work, as the "least time here" column shows: no way of shipping can make
-%d hosts sharing %s cores finish their own work in 1.5× the time of %d. Real servers do that work
-in parallel, each on its own CPU and disk; there, what the fleet size still adds is slipway's own
-work per host and the round trips of its steps (see the plan for 1,000 hosts below). The redeploy is a
-few kB either way: its time is the hosts' own steps (copying the live release, verifying,
-switching).
+benchmark downloads, unpacks and verifies its copy on the same %s cores (during the %d-host store
+deploy the hosts' CPU was %.0f%% of the machine's capacity, and the machine was %.0f%% busy), so
+the larger fleet's time grows with the sum of the hosts' work, as the "least time here" column
+shows. %s Real servers do that work in parallel, each on its own CPU and disk; there, what the
+fleet size still adds is slipway's own work per host and the round trips of its steps (see the
+plan for 1,000 hosts below). The redeploy is a few kB either way: its time is the hosts' own steps
+(copying the live release, verifying, switching).
 `, size(float64(median(s.toStore[storeKey(big, "store", "cold")]))),
 		size(float64(median(s.toStore[storeKey(big, "store", "redeploy")]))),
 		size(pushSent), big, small, big, size(redeploySSH), big,
 		big, uplinkTime(pushSent), uplinkTime(storeSent),
-		cores(), 100*hostsShare(big), big, big, cores(), small)
+		cores(), big, 100*share(big, hostsCPUOf), 100*share(big, func(s sample) time.Duration { return s.machineCPU }),
+		r.storeTimeVerdict(small, big))
+}
+
+// storeTimeVerdict says whether this machine could meet the time goal at
+// all: whether the larger fleet's hosts' own work, on its cores, fits in
+// the goal's multiple of the smaller fleet's store deploy.
+func (r *results) storeTimeVerdict(small, big int) string {
+	least := r.leastTime(r.store.get(big, "store", "cold"))
+	allowed := time.Duration(storeTimeGoal * float64(medianWall(r.store.get(small, "store", "cold"))))
+	if least > allowed {
+		return fmt.Sprintf("The %d hosts' own work needs at least %s of this machine's %s cores, more than the %s "+
+			"(%.1f× the %d-host cold deploy) the goal allows: no way of shipping can meet it on this machine.",
+			big, secs(least), cores(), secs(allowed), storeTimeGoal, small)
+	}
+	return fmt.Sprintf("The %d hosts' own work needs at least %s of this machine's %s cores, within the %s "+
+		"(%.1f× the %d-host cold deploy) the goal allows: the rest is slipway's and the store's.",
+		big, secs(least), cores(), secs(allowed), storeTimeGoal, small)
 }
 
 // storePlanMD is the plan for 1,000 hosts with the store, from the
