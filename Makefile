@@ -70,7 +70,8 @@ fuzz:
 # Measures slipway against Capistrano 3 on fleets of real sshd hosts (10, 50
 # and 100), and pushing against the artifact store (10 and 50 hosts, a
 # paced 100 Mbit/s uplink), and writes docs/benchmarks.md and docs/scaling.md. Needs root;
-# takes about half an hour. See bench/main.go for the settings.
+# takes about an hour on 2 cores (28 minutes without the store's part,
+# which alone takes about 35, below). See bench/main.go for the settings.
 .PHONY: bench bench-quick bench-store
 bench:
 	@bench/install-deps.sh
@@ -88,8 +89,11 @@ bench-quick:
 # Only the artifact store's part of the benchmark: cold deploys and
 # redeploys of 10 and 50 hosts through a paced 100 Mbit/s uplink, pushed
 # and through the store (SeaweedFS on loopback), BENCH_REPS times each
-# (default 3); rewrites that section of docs/scaling.md in place. Needs
-# root; about 15 minutes, more the first time (it builds SeaweedFS).
+# (default 3); rewrites its two parts of docs/scaling.md in place (the
+# measurements, and the plan with the store under "1,000 hosts and
+# more"). Needs root; about 35 minutes on 2 cores (removing the 50 hosts'
+# releases between repetitions is a good part of it), more the first time
+# (it builds SeaweedFS).
 bench-store:
 	@bench/install-deps.sh store
 	BENCH_ONLY=store $(GO) run ./bench

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,5 +147,29 @@ func TestUplinkCarriesItsBandwidth(t *testing.T) {
 	took := time.Since(start)
 	if took < 200*time.Millisecond-uplinkBurst || took > time.Second {
 		t.Errorf("2.5 MB over 100 Mbit/s took %v, want about 200 ms", took)
+	}
+}
+
+// The store's two parts go into scaling.md where they belong the first
+// time (the measurements before "1,000 hosts and more", the plan inside it,
+// before what slipway needs), and replace themselves, and nothing else,
+// after that.
+func TestSpliceStore(t *testing.T) {
+	doc := "# How slipway scales\n\n## With the number of files\n\ntable\n\n## 1,000 hosts and more\n\n### What the measurements predict\n\n- bytes\n\n### What slipway needs for such fleets\n\n1. pacing\n\n## Machine\n\n- CPU\n"
+	part := func(begin, end, text string) string { return begin + "\n" + text + "\n" + end + "\n" }
+	first := spliceStore(doc, part(storeBegin, storeEnd, "## Through an artifact store\n\nrun 1"),
+		part(storePlanBegin, storePlanEnd, "### With the artifact store\n\nplan 1"))
+	want := "# How slipway scales\n\n## With the number of files\n\ntable\n\n" +
+		storeBegin + "\n## Through an artifact store\n\nrun 1\n" + storeEnd + "\n" +
+		"\n## 1,000 hosts and more\n\n### What the measurements predict\n\n- bytes\n\n" +
+		storePlanBegin + "\n### With the artifact store\n\nplan 1\n" + storePlanEnd + "\n" +
+		"\n### What slipway needs for such fleets\n\n1. pacing\n\n## Machine\n\n- CPU\n"
+	if first != want {
+		t.Fatalf("first splice:\n%s\nwant:\n%s", first, want)
+	}
+	second := spliceStore(first, part(storeBegin, storeEnd, "## Through an artifact store\n\nrun 2"),
+		part(storePlanBegin, storePlanEnd, "### With the artifact store\n\nplan 2"))
+	if second != strings.NewReplacer("run 1", "run 2", "plan 1", "plan 2").Replace(want) {
+		t.Fatalf("second splice:\n%s", second)
 	}
 }

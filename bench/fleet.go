@@ -39,6 +39,10 @@ type bench struct {
 	slipwayBin string
 	quiet      *quietWait
 	extraEnv   []string // more environment of the tools (the artifact store's credentials)
+	// storePid is the process (and process group) of the S3 server the
+	// tools and hosts use, 0 when none: its CPU time is the store's, not
+	// other programs'.
+	storePid int
 }
 
 func newBench(hosts int, app *appRepo, slipwayBin string, quiet *quietWait) *bench {
@@ -140,6 +144,9 @@ type sample struct {
 	// otherCPU is what other programs on the machine used meanwhile
 	// (othersMeter). Large values mean a noisy machine.
 	otherCPU time.Duration
+	// storeCPU is what the S3 server used (bench.storePid), apart from
+	// otherCPU.
+	storeCPU time.Duration
 	// kernelCPU is the rest of machineCPU: interrupts (the loopback TCP
 	// traffic), the kernel's threads (writeback, journaling), and time of
 	// processes that ended without a parent that outlived them.
@@ -185,7 +192,7 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 	beforeTraffic := b.traffic()
 	beforeSessions := b.sessions()
 	beforeCPU := machineCPU()
-	beforeHosts, beforeSelf := b.hostsCPU(), selfCPU()
+	beforeHosts, beforeSelf, beforeStore := b.hostsCPU(), selfCPU(), processCPU(b.storePid)
 	others := b.startOthersMeter()
 
 	cmd := exec.Command(name, args...)
@@ -207,6 +214,7 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 	wall := time.Since(start)
 	s := sample{wall: wall, skew: -1, machineCPU: machineCPU() - beforeCPU, relayCPU: selfCPU() - beforeSelf}
 	s.otherCPU = others.finish()
+	s.storeCPU = processCPU(b.storePid) - beforeStore
 	currentChild.Lock()
 	currentChild.cmd = nil
 	currentChild.Unlock()
@@ -218,7 +226,7 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 	b.waitSessionsReaped()
 	s.toolCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	s.hostsCPU = b.hostsCPU() - beforeHosts
-	s.kernelCPU = max(0, s.machineCPU-s.toolCPU-s.hostsCPU-s.relayCPU-s.otherCPU)
+	s.kernelCPU = max(0, s.machineCPU-s.toolCPU-s.hostsCPU-s.relayCPU-s.otherCPU-s.storeCPU)
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.maxRSS = ru.Maxrss * 1024 // Linux reports KiB
 	}
@@ -287,7 +295,7 @@ func (b *bench) startOthersMeter() *othersMeter {
 			fleet[ns] = true
 		}
 	}
-	last := othersCPU(fleet, currentChildPid())
+	last := othersCPU(fleet, currentChildPid(), b.storePid)
 	go func() {
 		var sum int64
 		tick := time.NewTicker(200 * time.Millisecond)
@@ -299,7 +307,7 @@ func (b *bench) startOthersMeter() *othersMeter {
 				stopped = true
 			case <-tick.C:
 			}
-			now := othersCPU(fleet, currentChildPid())
+			now := othersCPU(fleet, currentChildPid(), b.storePid)
 			for pid, n := range now {
 				sum += max(0, n-last[pid])
 			}
@@ -353,8 +361,8 @@ func (m *othersMeter) finish() time.Duration {
 
 // othersCPU returns the user + system time, per PID, of the processes an
 // othersMeter watches: not in the fleet's mount namespaces, not in the
-// process group tool.
-func othersCPU(fleet map[string]bool, tool int) map[int]int64 {
+// process groups tool and store (0: none).
+func othersCPU(fleet map[string]bool, tool, store int) map[int]int64 {
 	self := os.Getpid()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -375,7 +383,7 @@ func othersCPU(fleet map[string]bool, tool int) map[int]int64 {
 		if len(fields) < 13 || fields[1] == "2" {
 			continue // a kernel thread
 		}
-		if pgrp, _ := strconv.Atoi(fields[2]); tool != 0 && pgrp == tool {
+		if pgrp, _ := strconv.Atoi(fields[2]); pgrp != 0 && (pgrp == tool || pgrp == store) {
 			continue
 		}
 		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/mnt"); err != nil || fleet[ns] {
@@ -386,6 +394,26 @@ func othersCPU(fleet map[string]bool, tool int) map[int]int64 {
 		cpu[pid] = utime + stime
 	}
 	return cpu
+}
+
+// processCPU is the user + system time of process pid and its threads (0
+// for pid 0, or one that is gone).
+func processCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	fields := strings.Fields(rest) // state ppid … utime(11) stime(12)
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return ticks(utime + stime)
 }
 
 // selfCPU is the CPU time of this process: the relays, mostly.

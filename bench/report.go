@@ -159,12 +159,12 @@ func (r *results) write() error {
 	return nil
 }
 
-// writeStore writes the store's section alone (BENCH_ONLY=store) into
-// scaling.md, in place of the one there; a quick run prints it.
+// writeStore writes the store's two parts alone (BENCH_ONLY=store) into
+// scaling.md, in place of the ones there; a quick run prints them.
 func (r *results) writeStore() error {
-	section := r.storeMD()
+	measured, plan := r.storeMD(), r.storePlanMD()
 	if r.plan.docsDir == "" {
-		fmt.Print(section)
+		fmt.Print(measured, "\n", plan)
 		return nil
 	}
 	path := filepath.Join(r.plan.docsDir, "scaling.md")
@@ -172,10 +172,10 @@ func (r *results) writeStore() error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	if err := os.WriteFile(path, []byte(spliceStore(string(doc), section)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(spliceStore(string(doc), measured, plan)), 0o644); err != nil {
 		return err
 	}
-	logf("wrote the artifact store's section of %s", path)
+	logf("wrote the artifact store's parts of %s", path)
 	return nil
 }
 

@@ -220,6 +220,9 @@ func (r *results) thousandHosts(coldCPU, redeployCPU, rss line) string {
 			strings.Join(skews, ", "))
 	}
 
+	if plan := r.storePlanMD(); plan != "" {
+		b.WriteString("\n" + plan)
+	}
 	b.WriteString(`
 ### What slipway needs for such fleets
 
@@ -252,11 +255,11 @@ func (r *results) thousandHosts(coldCPU, redeployCPU, rss line) string {
    the whole deploy before the switch (invariant 4, on purpose). A ` + "`--hosts`" + ` selection from
    ` + "`slipway status`" + `'s reachable hosts works now; a ` + "`max_fail`" + ` setting (deploy the rest, report
    the missing hosts as drift) is a product decision to take explicitly.
-8. **Bytes for cold deploys.** Tens of GB from one machine take minutes even on 10 Gbit/s. For
-   first deploys and new hosts: ` + "`strategy: git`" + ` with a mirror close to the hosts, or seeding
-   (upload once per batch or zone, and let hosts copy from a seeded peer over the internal network
-   with the same host-side verification as delta uploads), and compression of the stream (source
-   code typically compresses 3 to 5 times with gzip).
+8. **Bytes for cold deploys.** Tens of GB from one machine take minutes even on 10 Gbit/s. The
+   artifact store (` + "`artifacts.store`" + `, above) takes them off the deploying machine: one upload,
+   and the hosts download inside their own network. Without a store: ` + "`strategy: git`" + ` with a
+   mirror close to the hosts, and compression of the stream (` + "`compress: auto`" + ` gzips for hosts
+   over a network; source code typically compresses 3 to 5 times).
 9. **Output for 1,000 hosts.** One line per step per host is over 10,000 lines. Above some size, print
    one line per step with counts, the slowest hosts and every failure, and keep the per-host lines
    for ` + "`--json`" + `.

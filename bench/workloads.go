@@ -226,6 +226,9 @@ func (s sample) String() string {
 	if s.skew >= 0 {
 		out += ", skew " + s.skew.String()
 	}
+	if s.storeCPU > 0 {
+		out += fmt.Sprintf(", CPU of the S3 server %.1fs", s.storeCPU.Seconds())
+	}
 	return out
 }
 

@@ -187,6 +187,15 @@ func (s *S3) stop() {
 	}
 }
 
+// Pid is the server's process ID, which is also its process group (0 once
+// stopped): a benchmark tells its CPU time from other programs'.
+func (s *S3) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Env is the environment that gives a client the server's credentials.
 func (s *S3) Env() []string {
 	return []string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey}
