@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/slipway-deploy/slipway/internal/cli"
 )
 
 // results is everything one benchmark run measured.
@@ -414,7 +417,7 @@ shows under *kernel* in the table below.)
 - **A one-file change**: one line of %s (%s), committed and pushed before each redeploy.
 - **slipway**: %s, built by `+"`go build ./cmd/slipway`"+` (testutil.Slipway) from the checkout as
   it is, and run as `+"`slipway -c slipway.yml deploy production`"+` and `+"`slipway -c slipway.yml rollback production`"+`,
-  default `+"`--parallel`"+` (16), config: `+"`strategy: upload`"+` with `+"`source.repo`"+` set to the working clone
+  default `+"`--parallel`"+` (`+strconv.Itoa(cli.DefaultParallel)+`), config: `+"`strategy: upload`"+` with `+"`source.repo`"+` set to the working clone
   and `+"`branch: main`"+`, so every deploy ships a clean `+"`git archive`"+` export of the same commit Capistrano
   deploys (the export is part of the measured time; slipway keeps its mirror of the repository in
   ~/.cache/slipway, which a cold deploy starts without), `+"`shared: {dirs: [storage]}`"+`, `+"`keep_releases: 5`"+`,

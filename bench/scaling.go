@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/slipway-deploy/slipway/internal/cli"
 )
 
 // stats are the medians of one workload on one fleet.
@@ -50,7 +53,7 @@ func (r *results) scalingMD() string {
 	var b strings.Builder
 	b.WriteString(r.header("How slipway scales"))
 	fmt.Fprintf(&b, `How slipway's time and memory grow with the number of hosts and with the number of files, measured
-in the same run as [benchmarks.md](benchmarks.md): slipway only, the default `+"`--parallel`"+` (16), the same
+in the same run as [benchmarks.md](benchmarks.md): slipway only, the default `+"`--parallel`"+` (`+strconv.Itoa(cli.DefaultParallel)+`), the same
 app (%s files, %s) and workloads, on fleets of the end-to-end tests' OpenSSH hosts. Each figure
 is the median of the runs the table shows. **CPU: slipway** is the user + system time of the
 slipway process (and the git it runs); **CPU: hosts** that of everything the hosts ran for it
@@ -195,8 +198,8 @@ func (r *results) thousandHosts(coldCPU, redeployCPU, rss line) string {
 	// Round trips.
 	ex := redeploy.exchangesPerHost
 	waves := func(parallel int) float64 { return math.Ceil(1000 / float64(parallel)) }
-	fmt.Fprintf(&b, "- **Round trips.** A redeploy makes about %.0f exchanges per host (an upper bound on its round trips, see benchmarks.md). Each step waits for all hosts, and `--parallel` hosts work at once, so over a network with a round-trip time of 20 ms a redeploy of 1,000 hosts waits about %.0f waves × %.0f × 20 ms: **%s with the default `--parallel 16`**, %s with `--parallel 100`, %s with `--parallel 1000`.\n",
-		ex, waves(16), ex, secs(time.Duration(waves(16)*ex*0.02*float64(time.Second))),
+	fmt.Fprintf(&b, "- **Round trips.** A redeploy makes about %.0f exchanges per host (an upper bound on its round trips, see benchmarks.md). Each step waits for all hosts, and `--parallel` hosts work at once, so over a network with a round-trip time of 20 ms a redeploy of 1,000 hosts waits about %.0f waves × %.0f × 20 ms: **%s with the default `--parallel %d`**, %s with `--parallel 100`, %s with `--parallel 1000`.\n",
+		ex, waves(cli.DefaultParallel), ex, secs(time.Duration(waves(cli.DefaultParallel)*ex*0.02*float64(time.Second))), cli.DefaultParallel,
 		secs(time.Duration(waves(100)*ex*0.02*float64(time.Second))), secs(time.Duration(waves(1000)*ex*0.02*float64(time.Second))))
 
 	// Connections.
@@ -243,8 +246,8 @@ func (r *results) thousandHosts(coldCPU, redeployCPU, rss line) string {
    ` + "`--parallel`" + `, instead of failing host 1,021 halfway through a deploy.
 4. **Memory bounded by ` + "`--parallel`" + `.** See the line above: per-host state of a few kB, the tree
    and manifests shared by every host, output buffered per step, not per host and line.
-5. **Raise ` + "`--parallel`" + ` with the fleet.** The default of 16 turns each step into 63 waves at
-   1,000 hosts and the round trips above into minutes. With pacing (1) and bounded memory (4), the
+5. **Raise ` + "`--parallel`" + ` with the fleet.** The default of ` + strconv.Itoa(cli.DefaultParallel) + ` turns each step into ` + strconv.Itoa(int(math.Ceil(1000/float64(cli.DefaultParallel)))) + ` waves at
+   1,000 hosts and the round trips above into seconds. With pacing (1) and bounded memory (4), the
    default could become "all hosts, at most 256 at once" and the flag a ceiling for weak clients.
 6. **Rolling batches that also bound resources.** ` + "`rollout: {strategy: rolling, batch: N}`" + ` already
    switches batch by batch, but prepares every host first, with every connection open until the

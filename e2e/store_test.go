@@ -204,7 +204,8 @@ func TestStoreDeployPromoteRollback(t *testing.T) {
 	}
 }
 
-// TestStoreFallsBackToPush: a host that has neither curl nor wget, a pack
+// TestStoreFallsBackToPush: a host with wget and no curl downloads; a
+// host that has neither curl nor wget, a pack
 // damaged in the store, a store the hosts cannot reach, one this machine
 // cannot reach: each host that cannot use the store is pushed its upload
 // with a warning, and ends up with the same release. Without credentials
@@ -216,6 +217,9 @@ func TestStoreFallsBackToPush(t *testing.T) {
 	p := base.withEnv(append([]string{"AWS_PROFILE=", "AWS_SHARED_CREDENTIALS_FILE="}, s3.Env()...)...)
 	host1, host2 := p.fleet.Hosts[0], p.fleet.Hosts[1]
 	host2.HideCommands(t, "curl", "wget")
+	// host1 downloads with (GNU) wget, which reads the URL from standard
+	// input as curl does.
+	host1.HideCommands(t, "curl")
 	p.config(storeConfig(s3, "fallback", s3.Endpoint, ""))
 
 	res := p.mustRun("plan", "production")
@@ -226,8 +230,8 @@ func TestStoreFallsBackToPush(t *testing.T) {
 	if !strings.Contains(res.stderr, "host2") || !strings.Contains(res.stderr, "neither curl nor wget is on this host's PATH") {
 		t.Errorf("no warning for the host without curl or wget:\n%s", res.stderr)
 	}
-	if !strings.Contains(res.stderr, "full upload from the artifact store") {
-		t.Errorf("host1 did not download from the store:\n%s", res.stderr)
+	if !strings.Contains(res.stderr, "full upload from the artifact store") || !strings.Contains(res.stderr, "downloaded by the host with wget") {
+		t.Errorf("host1 did not download from the store with wget:\n%s", res.stderr)
 	}
 	id := p.fleetLive()
 	sameRelease(t, "host2 (pushed) against host1 (from the store)", releaseAt(t, host1, deployTo, id), releaseAt(t, host2, deployTo, id))

@@ -67,6 +67,7 @@ php -m 2>/dev/null | grep -qi '^pdo_sqlite$' || need+=(php-sqlite3)
 command -v ip >/dev/null || need+=(iproute2)
 # curl: the hosts download their packs from the artifact store with it.
 command -v curl >/dev/null || need+=(curl)
+command -v wget >/dev/null || need+=(wget)
 # rpm reads the .rpm that make dist builds (tools/dist's test); dpkg-deb,
 # which reads the .deb, comes with every Debian system.
 command -v rpm >/dev/null || need+=(rpm)

@@ -278,16 +278,11 @@ live by one atomic rename of the current symlink; rollback is the same switch ba
 	root.SetErr(streams.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UserError{Msg: err.Error()} })
 	pf := root.PersistentFlags()
-	// defaultParallel: a step's round trips overlap across this many hosts;
-	// each host costs a connection and a few kB, so fleets of dozens work
-	// in one wave (a smaller default made 50 hosts wait four times each
-	// round trip, see docs/scaling.md).
-	const defaultParallel = 64
 	pf.VarP(configFlag{g}, "config", "c", "configuration file; without it, the nearest slipway.yml from here up to the repository root")
 	pf.BoolVar(&g.acceptNewHostKeys, "accept-new-host-keys", false, "record host keys not yet in known_hosts (a changed key is always refused)")
 	pf.StringSliceVar(&g.hosts, "hosts", nil, "only these hosts of the stage (comma-separated names as written in the config)")
 	pf.StringSliceVar(&g.roles, "roles", nil, "only the hosts with one of these roles (comma-separated)")
-	pf.IntVar(&g.parallel, "parallel", defaultParallel, "hosts worked on at once")
+	pf.IntVar(&g.parallel, "parallel", DefaultParallel, "hosts worked on at once")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors, warnings and the result")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "show each remote command and what it printed")
 	root.AddCommand(

@@ -322,8 +322,10 @@ func (st *storeRun) packFor(t *Target, u upload) (*pack, string) {
 func downloadPackScript(l layout.Layout, id, fetcher, sum string) string {
 	get := `printf 'url = "%s"\n' "$url" | curl -fsS --connect-timeout 10 --retry 2 -o "$pack" -K -`
 	if fetcher == fetchWget {
-		// BusyBox's wget reads no URL from standard input.
-		get = `wget -q -T 30 -O "$pack" "$url"`
+		// GNU wget reads the URL from standard input (-i -); BusyBox's
+		// reads no list of URLs, so there the URL is on wget's command
+		// line while it downloads (README says so).
+		get = `if wget --help 2>&1 | grep -q -e '--input-file'; then printf '%s\n' "$url" | wget -q -T 30 -O "$pack" -i -; else wget -q -T 30 -O "$pack" "$url"; fi`
 	}
 	return shell.Script(`IFS= read -r url || { echo 'no download URL on standard input' >&2; exit 1; }
 pack={{pack}}
