@@ -200,10 +200,8 @@ Not exercised here: a host that crashes or loses power (the order of syncs aroun
 is proven in ~internal/deploy/durability_test.go~); a connection lost after a host's rename
 took effect but before its answer arrived, which leaves that host on the new release while the
 others are switched back, a split fleet the next deploy refuses, naming
-~slipway deploy production --force~ (the refusal is exercised above); a rollback run one host
-at a time (~--parallel 1~) interrupted between two hosts' switches, which splits the fleet as
-the SIGKILL case above does (a rollback's switch, once begun on a host, goes through; it is
-not reverted on the others); and the lock's refresher noticing a removed lock on its own
+~slipway deploy production --force~ (the refusal is exercised above); and the lock's refresher
+noticing a removed lock on its own
 (~lock_ttl~ is a minute at least: the forced-unlock cases meet the fence at the run's next
 change instead).
 `

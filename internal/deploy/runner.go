@@ -122,6 +122,20 @@ func (rn *Runner) eachStopped(ctx context.Context, s HostStep, targets []*Target
 	if p, ok := s.(Planner); ok && rn.DryRun {
 		run = p.Plan
 	}
+	// A step past the point of no return (a rollback's switch) goes on
+	// every host or on none: whether it goes is decided once, when its
+	// first host comes to it, so an interrupt landing between two hosts'
+	// starts cannot split the fleet. The step itself sees the interrupt
+	// and finishes what it began.
+	begin := func(ctx context.Context) error { return ctx.Err() }
+	if c, ok := s.(Committer); ok && c.Commits() {
+		var once sync.Once
+		var decided error
+		begin = func(ctx context.Context) error {
+			once.Do(func() { decided = ctx.Err() })
+			return decided
+		}
+	}
 	var mu sync.Mutex
 	err = rn.parallelN(ctx, limit, s.Name(), targets, func(ctx context.Context, t *Target) error {
 		switch s.Where(t) {
@@ -133,7 +147,7 @@ func (rn *Runner) eachStopped(ctx context.Context, s HostStep, targets []*Target
 		}
 		start, trips := time.Now(), roundTrips(t)
 		rn.emit(Event{Kind: StepStarted, Host: t.Name(), Step: s.Name()})
-		err := ctx.Err()
+		err := begin(ctx)
 		if err == nil {
 			err = run(ctx, t)
 			if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {

@@ -254,3 +254,44 @@ func TestRunnerUndoesWhereTheInterruptStoppedAStep(t *testing.T) {
 		}
 	}
 }
+
+// TestCommittingStepGoesOnEveryHostOrNone: an interrupt that lands after a
+// committing step began on one host still lets it run on the others (it
+// is decided once, for all), and one that lands before it began keeps it
+// from every host.
+func TestCommittingStepGoesOnEveryHostOrNone(t *testing.T) {
+	for _, cancelFirst := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		if cancelFirst {
+			cancel()
+		}
+		var ran atomic.Int32
+		step := &committing{run: func(ctx context.Context, t *Target) error {
+			// The first host's switch: the interrupt lands while it
+			// works, before the others have begun.
+			cancel()
+			ran.Add(1)
+			return nil
+		}}
+		targets := []*Target{{Index: 0}, {Index: 1}, {Index: 2}}
+		rn := &Runner{Parallel: 1}
+		_, _ = rn.each(ctx, step, targets)
+		want := int32(3)
+		if cancelFirst {
+			want = 0
+		}
+		if got := ran.Load(); got != want {
+			t.Errorf("interrupted before it began: %v; the step ran on %d hosts, want %d", cancelFirst, got, want)
+		}
+		cancel()
+	}
+}
+
+type committing struct {
+	run func(context.Context, *Target) error
+}
+
+func (*committing) Name() string                               { return "switch" }
+func (*committing) Where(*Target) Selection                    { return RunHere }
+func (*committing) Commits() bool                              { return true }
+func (c *committing) Run(ctx context.Context, t *Target) error { return c.run(ctx, t) }

@@ -225,7 +225,9 @@ func (s replaceSharedStep) Run(ctx context.Context, t *Target) error {
 	p := s.p
 	l := p.r.layout
 	script := sharedReplaceScript(p.path(), p.tempPath(), SharedHistoryDir(l, p.name), p.stamp, fenceScript(l, p.r.owner.Token))
-	if _, err := t.Exec.Exec(ctx, host.Command{Script: script}); err != nil {
+	// Past the point of no return: once the step has begun (on any host,
+	// see Runner), an interrupt does not stop it halfway across the fleet.
+	if _, err := t.Exec.Exec(context.WithoutCancel(ctx), host.Command{Script: script}); err != nil {
 		return err
 	}
 	p.done[t.Index] = true
