@@ -88,8 +88,10 @@ func (l Layout) SharedLinkTarget(rel string) string {
 		return l.SharedPath(rel)
 	}
 	// From <deploy>/<releases>/<id>/<dir of rel> up to <deploy>.
+	// (config refuses an absolute rel; should one come, the loop still
+	// ends at "/".)
 	up := "../.."
-	for dir := path.Dir(rel); dir != "."; dir = path.Dir(dir) {
+	for dir := path.Dir(rel); dir != "." && dir != "/"; dir = path.Dir(dir) {
 		up += "/.."
 	}
 	return path.Join(up, l.Shared, rel)

@@ -77,3 +77,13 @@ func TestReleaseOfTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedLinkTargetOfAnAbsolutePathEnds: config refuses absolute shared
+// paths, but the walk up from one must still end (FuzzScripts found it
+// looping at "/").
+func TestSharedLinkTargetOfAnAbsolutePathEnds(t *testing.T) {
+	l := Layout{DeployTo: "/srv/app", Releases: "releases", Shared: "shared", Current: "current"}
+	if got := l.SharedLinkTarget("/etc/x"); got == "" {
+		t.Errorf("SharedLinkTarget(/etc/x) = %q", got)
+	}
+}
