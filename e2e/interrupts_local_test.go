@@ -297,12 +297,14 @@ func (p *localInterrupts) junkCase(c interruptCase) interruptCase {
 	junk := filepath.Join(p.deployTo, "releases", junkID)
 	// Removing 10 000 empty files from memory takes milliseconds, less
 	// than a look at every process: an rm first on slipway's PATH removes
-	// one of the junk's five directories, then stops itself, for the look
-	// to find the removal under way and hold it.
+	// one of the junk's five directories, then waits while the gate is
+	// there, for the look to find the removal under way and hold it. (It
+	// waits rather than stopping itself: the hold may come first, and a
+	// stop of its own after the thaw would last for ever.)
 	shims := p.t.TempDir()
 	gate := filepath.Join(shims, "hold")
 	rm := shell.Script(`#!/bin/sh
-case " $* " in *{{junk}}*) if [ -e {{gate}} ]; then /bin/rm -rf -- {{first}}; kill -STOP $$; fi;; esac
+case " $* " in *{{junk}}*) if [ -e {{gate}} ]; then /bin/rm -rf -- {{first}}; while [ -e {{gate}} ]; do sleep 0.05; done; fi;; esac
 exec /bin/rm "$@"
 `, shell.Args{"junk": " " + junk + " ", "gate": gate, "first": junk + "/a"})
 	if err := os.WriteFile(filepath.Join(shims, "rm"), []byte(rm), 0o755); err != nil {

@@ -957,10 +957,12 @@ func (f *interruptFleet) copyCase(c interruptCase, h *testutil.Host) interruptCa
 	var z *frozen
 	live := deployTo + "/releases/" + f.state(h).live
 	// A small app's copy takes milliseconds, less than a look at every
-	// process: tar stops itself at the start of the copy, in the live
-	// release, for the look to find it there.
+	// process: tar waits at the start of the copy, in the live release,
+	// while the gate is there, for the look to find it and hold it. (It
+	// waits rather than stopping itself: the hold may come first, and a
+	// stop of its own after the thaw would last for ever.)
 	gate := filepath.Join(h.UserHome, "hold-copy")
-	h.Shim(f.t, "tar", `if [ "$1" = -c ] && [ "$PWD" = `+shell.Quote(live)+` ] && [ -e "$HOME/hold-copy" ]; then kill -STOP $$; fi
+	h.Shim(f.t, "tar", `if [ "$1" = -c ] && [ "$PWD" = `+shell.Quote(live)+` ] && [ -e "$HOME/hold-copy" ]; then while [ -e "$HOME/hold-copy" ]; do sleep 0.05; done; fi
 exec /usr/bin/tar "$@"`)
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		f.t.Fatal(err)
