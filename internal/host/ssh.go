@@ -357,6 +357,18 @@ func (s *SSH) connectionError(what string, err error) error {
 // connection (a direct-tcpip channel): a health check of the host's own
 // 127.0.0.1:port reaches that host, not a load balancer, and needs no curl.
 func (s *SSH) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := s.dial(ctx, "tcp", addr)
+	if err != nil && (ctx.Err() == nil || !errors.Is(err, ctx.Err())) {
+		return nil, fmt.Errorf("%s: connect to %s from the host: %w", s.name, addr, err)
+	}
+	return conn, err
+}
+
+// dial opens a channel of the SSH connection to addr on the host (tcp:
+// direct-tcpip; unix: direct-streamlocal), whose answers count as round
+// trips; if ctx ends first, it returns ctx's error and closes the
+// connection should it come after all.
+func (s *SSH) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	type result struct {
 		conn net.Conn
 		err  error
@@ -364,7 +376,7 @@ func (s *SSH) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	done := make(chan result, 1)
 	go func() {
 		s.trips.Add(1)
-		conn, err := s.client.Dial("tcp", addr)
+		conn, err := s.client.Dial(network, addr)
 		if err == nil {
 			conn = &tripConn{Conn: conn, trips: &s.trips}
 		}
@@ -372,10 +384,7 @@ func (s *SSH) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	}()
 	select {
 	case r := <-done:
-		if r.err != nil {
-			return nil, fmt.Errorf("%s: connect to %s from the host: %w", s.name, addr, r.err)
-		}
-		return r.conn, nil
+		return r.conn, r.err
 	case <-ctx.Done():
 		go func() {
 			if r := <-done; r.conn != nil {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 )
@@ -17,33 +18,11 @@ func (*Local) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 // sshd opens as the logged-in user, AllowStreamLocalForwarding permitting):
 // nothing needs to be installed on the host to speak to a local server.
 func (s *SSH) DialUnix(ctx context.Context, path string) (net.Conn, error) {
-	type result struct {
-		conn net.Conn
-		err  error
+	conn, err := s.dial(ctx, "unix", path)
+	if err != nil && (ctx.Err() == nil || !errors.Is(err, ctx.Err())) {
+		return nil, fmt.Errorf("%s: connect to %s on the host: %w", s.name, path, err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		s.trips.Add(1)
-		conn, err := s.client.Dial("unix", path)
-		if err == nil {
-			conn = &tripConn{Conn: conn, trips: &s.trips}
-		}
-		done <- result{conn, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return nil, fmt.Errorf("%s: connect to %s on the host: %w", s.name, path, r.err)
-		}
-		return r.conn, nil
-	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.conn != nil {
-				r.conn.Close()
-			}
-		}()
-		return nil, ctx.Err()
-	}
+	return conn, err
 }
 
 // DialUnix is shown too.
