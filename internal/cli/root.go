@@ -179,16 +179,18 @@ func (in *interrupts) closed(stream string) {
 }
 
 func (in *interrupts) interrupted(i *Interrupt) {
-	in.cancel(i)
+	// The notice first: once cancelled, the run may end and exit before
+	// a notice written after it.
 	notice := fmt.Sprintf("%s: stopping every command this run started, then cleaning up; interrupt again to exit at once", i)
 	in.mu.Lock()
 	live := in.live
 	in.mu.Unlock()
 	if live != nil {
 		live.Event(deploy.Event{Kind: deploy.Warning, Line: notice})
-		return
+	} else {
+		fmt.Fprintln(in.errOut, notice)
 	}
-	fmt.Fprintln(in.errOut, notice)
+	in.cancel(i)
 }
 
 // cause is the run's interrupt, or nil.
