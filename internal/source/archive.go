@@ -30,22 +30,8 @@ import (
 func (t *Tree) WriteArchive(w io.Writer) error {
 	tw := tar.NewWriter(w)
 	for _, f := range t.Files {
-		hdr := &tar.Header{Name: f.Rel, Mode: tarMode(f.Mode), ModTime: f.ModTime.Truncate(time.Second)}
-		switch {
-		case f.Mode.IsDir():
-			hdr.Typeflag, hdr.Name = tar.TypeDir, f.Rel+"/"
-		case f.Mode&fs.ModeSymlink != 0:
-			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, f.Link
-		default:
-			hdr.Typeflag, hdr.Size = tar.TypeReg, f.Size
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("%s: %w", f.Rel, err)
-		}
-		if hdr.Typeflag == tar.TypeReg {
-			if err := t.copyFile(tw, f); err != nil {
-				return err
-			}
+		if err := t.writeEntry(tw, f, tarMode(f.Mode)); err != nil {
+			return err
 		}
 	}
 	return tw.Close()

@@ -222,28 +222,8 @@ func (t *Tree) WriteTarOf(w io.Writer, files []File, extra []Extra) error {
 		}
 	}
 	for _, f := range files {
-		// Whole seconds keep most headers plain USTAR: a PAX header for
-		// sub-second times would double the bytes of a small delta.
-		hdr := &tar.Header{
-			Name:    f.Rel,
-			Mode:    int64(f.Mode.Perm()),
-			ModTime: f.ModTime.Truncate(time.Second),
-		}
-		switch {
-		case f.Mode.IsDir():
-			hdr.Typeflag, hdr.Name = tar.TypeDir, f.Rel+"/"
-		case f.Mode&fs.ModeSymlink != 0:
-			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, f.Link
-		default:
-			hdr.Typeflag, hdr.Size = tar.TypeReg, f.Size
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("%s: %w", f.Rel, err)
-		}
-		if hdr.Typeflag == tar.TypeReg {
-			if err := t.copyFile(tw, f); err != nil {
-				return err
-			}
+		if err := t.writeEntry(tw, f, int64(f.Mode.Perm())); err != nil {
+			return err
 		}
 	}
 	return tw.Close()
@@ -251,3 +231,25 @@ func (t *Tree) WriteTarOf(w io.Writer, files []File, extra []Extra) error {
 
 // ErrEmpty is returned for a tree with nothing to ship.
 var ErrEmpty = errors.New("nothing to ship")
+
+// writeEntry writes f to tw with mode: a header without owners, then a
+// regular file's content. Whole seconds keep most headers plain USTAR: a
+// PAX header for sub-second times would double the bytes of a small delta.
+func (t *Tree) writeEntry(tw *tar.Writer, f File, mode int64) error {
+	hdr := &tar.Header{Name: f.Rel, Mode: mode, ModTime: f.ModTime.Truncate(time.Second)}
+	switch {
+	case f.Mode.IsDir():
+		hdr.Typeflag, hdr.Name = tar.TypeDir, f.Rel+"/"
+	case f.Mode&fs.ModeSymlink != 0:
+		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, f.Link
+	default:
+		hdr.Typeflag, hdr.Size = tar.TypeReg, f.Size
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("%s: %w", f.Rel, err)
+	}
+	if hdr.Typeflag == tar.TypeReg {
+		return t.copyFile(tw, f)
+	}
+	return nil
+}
