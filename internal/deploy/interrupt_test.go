@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -248,5 +249,81 @@ exec /bin/mkdir "$@"
 	}
 	if owner, err := os.ReadFile(l.LockOwnerFile()); err != nil || !strings.Contains(string(owner), `"token":"t1"`) {
 		t.Errorf("the lock's owner: %q, %v; want the run's", owner, err)
+	}
+}
+
+// unlockedAtSwitch is a local executor whose lock is removed (slipway
+// unlock --force) right after its switch's rename went through; with
+// takeFor set, another run takes the lock at once.
+type unlockedAtSwitch struct {
+	host.Local
+	layout  func() string
+	armed   bool
+	takeFor *LockOwner
+}
+
+func (e *unlockedAtSwitch) Rename(ctx context.Context, oldpath, newpath string) error {
+	err := e.Local.Rename(ctx, oldpath, newpath)
+	if e.armed {
+		e.armed = false
+		_ = os.RemoveAll(e.layout())
+		if e.takeFor != nil {
+			if err := os.Mkdir(e.layout(), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(e.layout(), "owner.json"), []byte(`{"user":"other","token":"`+e.takeFor.Token+`"}`), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return err
+}
+
+// TestLockForcedAwayDuringTheSwitch: a deploy whose lock is removed just
+// after a host switched takes the lock there again and switches the host
+// back, so a forced unlock never leaves the fleet split; where another run
+// took the lock first, it leaves that run's lock alone and says which
+// release the host stays on.
+func TestLockForcedAwayDuringTheSwitch(t *testing.T) {
+	for _, taken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("taken by another run %v", taken), func(t *testing.T) {
+			dir := t.TempDir()
+			ex := &unlockedAtSwitch{}
+			opts := localStage(t, dir, ex)
+			l := opts.Layout()
+			ex.layout = l.LockDir
+			first := deployVersion(t, opts, "v1")
+			ex.armed = true
+			if taken {
+				ex.takeFor = &LockOwner{Token: "other-run"}
+			}
+			writeFile(t, filepath.Join(opts.Config.Source.Path, "index.html"), "v2")
+			tree, err := source.Scan(opts.Config.Source.Path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+			var lost *LockLostError
+			if !errors.As(err, &lost) {
+				t.Fatalf("err = %v, want a LockLostError", err)
+			}
+			live, _ := os.Readlink(l.CurrentLink())
+			owner, _ := os.ReadFile(l.LockOwnerFile())
+			if !taken {
+				if live != "releases/"+first {
+					t.Errorf("current -> %q, want releases/%s: the host was not switched back", live, first)
+				}
+				if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
+					t.Errorf("the lock taken again to switch back was left: %s (%v)", owner, err)
+				}
+				return
+			}
+			if live != "releases/"+res.ReleaseID || !strings.Contains(err.Error(), "could not be taken again") {
+				t.Errorf("current -> %q, err %v; want the host left on releases/%s, saying why", live, err, res.ReleaseID)
+			}
+			if !strings.Contains(string(owner), "other-run") {
+				t.Errorf("the other run's lock was touched: %q", owner)
+			}
+		})
 	}
 }

@@ -364,6 +364,26 @@ func (l *Lock) Acquire(ctx context.Context, t *Target, then string) ([]byte, err
 	return out, nil
 }
 
+// retake takes t's lock again, with the run's own token, after it was
+// removed under the run (slipway unlock --force): a run whose lock went in
+// the middle of its switch puts the hosts it switched back, rather than
+// leave the fleet split, and it needs the lock for that. The fenced
+// executor then passes again, and the run's Finish releases the lock as
+// usual. A lock taken by another run meanwhile is that run's: retake
+// fails with a *LockedError and changes nothing.
+func (l *Lock) retake(ctx context.Context, t *Target) error {
+	ex := t.Exec
+	if f, ok := ex.(fenced); ok {
+		ex = f.Executor
+	}
+	owner := l.owner
+	if l.ttl > 0 {
+		owner.Expires = l.now().Add(l.ttl).UTC()
+	}
+	_, err := acquire(ctx, ex, l.layout, owner, "")
+	return err
+}
+
 // giveBack removes the lock on t if it holds this run's token: a lock
 // script stopped by the run's cancellation may have taken the lock before
 // it was stopped (or finished just as the run stopped waiting for it),

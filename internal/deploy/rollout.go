@@ -249,7 +249,18 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	back := stepFunc{name: "switch back", fn: func(ctx context.Context, t *Target) error {
-		if err := switchBack(ctx, t.Exec, d.layout, t.State.Previous); err != nil {
+		err := switchBack(ctx, t.Exec, d.layout, t.State.Previous)
+		var lost *LockLostError
+		if errors.As(err, &lost) {
+			// The lock was forced away during the switch: take it
+			// again, if no other run has, to switch back all the same.
+			if err = d.lock.retake(ctx, t); err != nil {
+				return fmt.Errorf("the deploy lock was removed during the switch and could not be taken again to switch back: %w", err)
+			}
+			d.warn(t, "the deploy lock was removed during the switch (slipway unlock --force); took it again to switch this host back")
+			err = switchBack(ctx, t.Exec, d.layout, t.State.Previous)
+		}
+		if err != nil {
 			return err
 		}
 		t.State.Current = t.State.Previous
