@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -43,15 +44,25 @@ type cleanupStep struct {
 func (cleanupStep) Name() string { return "cleanup" }
 
 func (s cleanupStep) Run(ctx context.Context, t *Target) error {
+	return s.runVia(ctx, t, t.Exec.Exec)
+}
+
+// runVia prunes with exec, which may carry the record step's script
+// (fold.go): a failure of that is the record's, not cleanup's.
+func (s cleanupStep) runVia(ctx context.Context, t *Target, exec execFunc) error {
 	cfg := s.d.opts.Config
 	res, err := prune(ctx, t, s.d.layout, cfg.KeepReleases, cfg.Cleanup.Sudo, func(script string) (host.Result, error) {
 		if s.last {
 			// The deploy's last work on t: its lock goes in the same
 			// round trip.
-			return s.d.lock.execReleasing(ctx, t, script)
+			return s.d.lock.execReleasing(ctx, t, script, exec)
 		}
-		return t.Exec.Exec(ctx, host.Command{Script: script})
+		return exec(ctx, host.Command{Script: script})
 	})
+	var other *phaseError
+	if errors.As(err, &other) {
+		return err
+	}
 	s.d.reportPrune(t, res, why(ctx, err))
 	return nil
 }

@@ -160,25 +160,43 @@ func (d *deployRun) steps() []Step {
 		steps, upload = append(steps, fleetWide(storePacksStep{st})), storeUploadStep{st: st}
 	}
 	steps = append(steps, perHost(createReleaseStep{d: d}))
-	if d.src.Git != nil {
-		steps = append(steps, perHost(exportStep{d: d}))
-		steps = append(steps, hookSteps(d.run, "remote_build", commandsAsHooks(d.src.Git.RemoteBuild), d.releaseFor)...)
-	} else {
-		steps = append(steps, perHost(upload))
-	}
+	// What follows the upload on each host, up to the barrier before the
+	// switch: with no hook in between, it rides in the upload's round
+	// trip (fold.go).
+	var then []scripted
 	if sh := cfg.Shared; len(sh.Dirs)+len(sh.Files) > 0 {
-		steps = append(steps, perHost(linkSharedStep{d: d}))
+		then = append(then, linkSharedStep{d: d})
 	}
 	if _, inRelease := splitWritable(cfg); len(inRelease) > 0 {
-		steps = append(steps, perHost(writableStep{d: d}))
+		then = append(then, writableStep{d: d})
 	}
-	steps = append(steps, hookSteps(d.run, "before_switch", cfg.Hooks.BeforeSwitch, d.releaseFor)...)
+	beforeSwitch := hookSteps(d.run, "before_switch", cfg.Hooks.BeforeSwitch, d.releaseFor)
+	sync := prepareSwitchStep{d: d}
+	if len(beforeSwitch) == 0 {
+		then = append(then, sync)
+	}
+	switch lead, ok := upload.(foldLead); {
+	case d.src.Git != nil:
+		steps = append(steps, perHost(exportStep{d: d}))
+		steps = append(steps, hookSteps(d.run, "remote_build", commandsAsHooks(d.src.Git.RemoteBuild), d.releaseFor)...)
+		steps = append(steps, scriptedSteps(then)...)
+	case ok:
+		steps = append(steps, perHost(fold(nil, lead, then)))
+	default:
+		steps = append(steps, perHost(upload))
+		steps = append(steps, scriptedSteps(then)...)
+	}
+	steps = append(steps, beforeSwitch...)
+	if len(beforeSwitch) > 0 {
+		steps = append(steps, perHost(sync))
+	}
 	// Everything is prepared on every host; the rollout switches them,
 	// all at once or batch by batch, each batch followed by its
 	// after_switch hooks and health check.
-	steps = append(steps, perHost(prepareSwitchStep{d: d}), fleetWide(rolloutStep{d}))
+	steps = append(steps, fleetWide(rolloutStep{d}))
 	reset := opcacheResetSteps(d.run)
-	steps = append(steps, perHost(recordStep{d: d}), perHost(cleanupStep{d: d, last: len(reset) == 0}))
+	// Record and cleanup in one round trip (fold.go).
+	steps = append(steps, perHost(fold([]scripted{recordStep{d: d}}, cleanupStep{d: d, last: len(reset) == 0}, nil)))
 	return append(steps, reset...)
 }
 

@@ -447,18 +447,22 @@ func (l *Lock) Release(ctx context.Context, t *Target) error {
 // t's lock in the same round trip, so the release costs none of its own:
 // the lock goes only if script succeeded (as in Release, only while it is
 // still the run's own), and Finish then has nothing left to do on t.
-// Where the run does not hold the lock on t, it runs script alone.
-func (l *Lock) execReleasing(ctx context.Context, t *Target, script string) (host.Result, error) {
+// Where the run does not hold the lock on t, it runs script alone. exec,
+// if not nil, runs the command in place of t.Exec.Exec (a fold's).
+func (l *Lock) execReleasing(ctx context.Context, t *Target, script string, exec execFunc) (host.Result, error) {
+	if exec == nil {
+		exec = t.Exec.Exec
+	}
 	l.mu.Lock() // waits for a refresh under way, which must not write into a lock being removed
 	i := slices.Index(l.held, t)
 	if i < 0 || t.stillRunning != nil {
 		l.mu.Unlock()
-		return t.Exec.Exec(ctx, host.Command{Script: script})
+		return exec(ctx, host.Command{Script: script})
 	}
 	l.held = slices.Delete(l.held, i, i+1) // no refresh of a lock about to go
 	made := l.made[t]
 	l.mu.Unlock()
-	res, err := t.Exec.Exec(ctx, host.Command{Script: "( " + script + "\n) || exit\n" + releaseScript(l.layout, l.owner.Token, made)})
+	res, err := exec(ctx, host.Command{Script: "( " + script + "\n) || exit\n" + releaseScript(l.layout, l.owner.Token, made)})
 	if err != nil {
 		l.mu.Lock()
 		l.held = append(l.held, t) // Finish releases it, or keeps it where it must

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
@@ -18,7 +17,12 @@ type recordStep struct {
 
 func (recordStep) Name() string { return "record" }
 
-func (s recordStep) Run(ctx context.Context, t *Target) error {
+func (s recordStep) Run(ctx context.Context, t *Target) error { return runScripted(ctx, s, t) }
+
+func (recordStep) done(context.Context, *Target) error { return nil }
+
+// script notes the release live in t's state, for cleanup to decide on.
+func (s recordStep) script(_ context.Context, t *Target) (string, error) {
 	m := s.d.meta(StateDeployed)
 	m.LiveAt = s.d.opts.Now().UTC()
 	t.State.Meta[m.ID] = m
@@ -28,9 +32,7 @@ func (s recordStep) Run(ctx context.Context, t *Target) error {
 		branch = "-"
 	}
 	line := fmt.Sprintf("Branch %s (at %s) deployed as release %s by %s", branch, s.d.src.Revision, m.ID, m.User)
-	script := writeMetaScript(s.d.layout, m) + " && " + appendLogScript(s.d.layout, line)
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
-	return err
+	return writeMetaScript(s.d.layout, m) + " && " + appendLogScript(s.d.layout, line), nil
 }
 
 func (recordStep) Plan(context.Context, *Target) error { return nil }

@@ -234,7 +234,7 @@ func (s rollbackRecordStep) Run(ctx context.Context, t *Target) error {
 		script = writeMetaScript(l, m) + " && " + script
 	}
 	// The last step: the lock goes in the same round trip.
-	_, err := s.rb.lock.execReleasing(ctx, t, script)
+	_, err := s.rb.lock.execReleasing(ctx, t, script, nil)
 	return err
 }
 

@@ -145,8 +145,15 @@ func (rn *Runner) eachStopped(ctx context.Context, s HostStep, targets []*Target
 			rn.emit(Event{Kind: StepSkipped, Host: t.Name(), Step: s.Name()})
 			return nil
 		}
-		start, trips := time.Now(), roundTrips(t)
-		rn.emit(Event{Kind: StepStarted, Host: t.Name(), Step: s.Name()})
+		ph := &phases{rn: rn, t: t, names: []string{s.Name()}}
+		run := run
+		if p, ok := s.(phased); ok {
+			ph.names = p.Phases()
+			if !rn.DryRun {
+				run = func(ctx context.Context, t *Target) error { return p.RunPhases(ctx, t, ph.next) }
+			}
+		}
+		ph.start()
 		err := begin(ctx)
 		if err == nil {
 			err = run(ctx, t)
@@ -157,16 +164,81 @@ func (rn *Runner) eachStopped(ctx context.Context, s HostStep, targets []*Target
 			}
 		}
 		if err != nil && !errors.Is(err, errDone) {
-			rn.emit(Event{Kind: StepFailed, Host: t.Name(), Step: s.Name(), Duration: time.Since(start), Err: why(ctx, err), RoundTrips: roundTrips(t) - trips})
-			return err
+			return ph.fail(ctx, err)
 		}
-		rn.emit(Event{Kind: StepDone, Host: t.Name(), Step: s.Name(), Duration: time.Since(start), RoundTrips: roundTrips(t) - trips})
+		ph.finish()
 		mu.Lock()
 		succeeded = append(succeeded, t)
 		mu.Unlock()
 		return nil
 	})
 	return succeeded, interrupted, err
+}
+
+// phases reports a host step's progress on one host: the step itself, or
+// each phase of a phased one (a fold) as a step of its own.
+type phases struct {
+	rn    *Runner
+	t     *Target
+	names []string
+
+	mu    sync.Mutex
+	i     int // the phase under way
+	begun time.Time
+	trips int64
+}
+
+func (p *phases) start() {
+	p.begun, p.trips = time.Now(), roundTrips(p.t)
+	p.rn.emit(Event{Kind: StepStarted, Host: p.t.Name(), Step: p.names[p.i]})
+}
+
+// next ends the phase under way and starts the one after it.
+func (p *phases) next() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.i >= len(p.names)-1 {
+		return // the last phase ends with the step
+	}
+	p.end(StepDone, nil)
+	p.i++
+	p.start()
+}
+
+func (p *phases) end(kind EventKind, err error) {
+	p.rn.emit(Event{Kind: kind, Host: p.t.Name(), Step: p.names[p.i], Duration: time.Since(p.begun), Err: err, RoundTrips: roundTrips(p.t) - p.trips})
+}
+
+// finish ends the step: every phase left is done.
+func (p *phases) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		p.end(StepDone, nil)
+		if p.i >= len(p.names)-1 {
+			return
+		}
+		p.i++
+		p.start()
+	}
+}
+
+// fail ends the step failed in the phase err names (a *phaseError), or the
+// one under way, and returns err as that phase's failure.
+func (p *phases) fail(ctx context.Context, err error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var pe *phaseError
+	if errors.As(err, &pe) {
+		for p.i < pe.phase && p.i < len(p.names)-1 {
+			p.end(StepDone, nil)
+			p.i++
+			p.start()
+		}
+		err = pe.err
+	}
+	p.end(StepFailed, why(ctx, err))
+	return &HostError{Host: p.t.Name(), Step: p.names[p.i], Err: err}
 }
 
 func (rn *Runner) fleet(ctx context.Context, s FleetStep, targets []*Target) ([]*Target, error) {
@@ -232,7 +304,11 @@ func (rn *Runner) parallelN(ctx context.Context, limit int, name string, targets
 				if errors.As(err, &still) {
 					t.stillRunning = still
 				}
-				errs[i] = &HostError{Host: t.Name(), Step: name, Err: err}
+				// A phased step's failure names its phase already.
+				if he, ok := err.(*HostError); !ok || he.Host != t.Name() {
+					err = &HostError{Host: t.Name(), Step: name, Err: err}
+				}
+				errs[i] = err
 			}
 		}()
 	}

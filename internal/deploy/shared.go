@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
@@ -25,12 +24,14 @@ type linkSharedStep struct {
 
 func (linkSharedStep) Name() string { return "link shared" }
 
-func (s linkSharedStep) Run(ctx context.Context, t *Target) error {
+func (s linkSharedStep) Run(ctx context.Context, t *Target) error { return runScripted(ctx, s, t) }
+
+func (s linkSharedStep) script(context.Context, *Target) (string, error) {
 	shared := s.d.opts.Config.Shared
-	script := linkSharedScript(s.d.layout, s.d.releaseID, shared.Dirs, shared.Files)
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
-	return err
+	return linkSharedScript(s.d.layout, s.d.releaseID, shared.Dirs, shared.Files), nil
 }
+
+func (linkSharedStep) done(context.Context, *Target) error { return nil }
 
 func (linkSharedStep) Plan(context.Context, *Target) error { return nil }
 

@@ -34,12 +34,15 @@ type prepareSwitchStep struct {
 
 func (prepareSwitchStep) Name() string { return "sync" }
 
-func (s prepareSwitchStep) Run(ctx context.Context, t *Target) error {
+func (s prepareSwitchStep) Run(ctx context.Context, t *Target) error { return runScripted(ctx, s, t) }
+
+func (s prepareSwitchStep) script(context.Context, *Target) (string, error) {
 	l, id := s.d.layout, s.d.releaseID
-	if err := prepareSwitch(ctx, t.Exec, l, l.LockedSwitchLink(id), id, true); err != nil {
-		return err
-	}
-	// Open the rename channel now, so the switch is one round trip.
+	return prepareSwitchScript(l, l.LockedSwitchLink(id), id, true), nil
+}
+
+// done opens the rename channel now, so the switch is one round trip.
+func (prepareSwitchStep) done(ctx context.Context, t *Target) error {
 	return t.Exec.PrepareRename(ctx)
 }
 

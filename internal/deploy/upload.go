@@ -78,6 +78,12 @@ func (s uploadStep) content(t *Target) upload {
 }
 
 func (s uploadStep) Run(ctx context.Context, t *Target) error {
+	return s.runVia(ctx, t, t.Exec.Exec)
+}
+
+// runVia uploads with exec, which may carry the scripts of the steps
+// folded into the upload's round trip (see fold.go).
+func (s uploadStep) runVia(ctx context.Context, t *Target, exec execFunc) error {
 	d := s.d
 	tree := d.src.Tree
 	u := s.content(t)
@@ -109,7 +115,7 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 	defer pr.Close()
 	sent := &countingReader{r: pr}
 	script := uploadScript(d.uploadArgs(t, u, compress))
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: sent})
+	_, err := exec(ctx, host.Command{Script: script, Stdin: sent})
 	stats := &UploadStats{Delta: u.plan != nil, Entries: len(u.files), Bytes: sent.n.Load(), Gzip: compress}
 	if u.plan != nil {
 		stats.Copied, stats.Removed = len(u.plan.delta.Copy), u.plan.delta.Removed

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/slipway-deploy/slipway/internal/config"
-	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
 
@@ -20,15 +19,18 @@ type writableStep struct {
 
 func (writableStep) Name() string { return "writable" }
 
-func (s writableStep) Run(ctx context.Context, t *Target) error {
+func (s writableStep) Run(ctx context.Context, t *Target) error { return runScripted(ctx, s, t) }
+
+func (writableStep) done(context.Context, *Target) error { return nil }
+
+func (s writableStep) script(context.Context, *Target) (string, error) {
 	w := s.d.opts.Config.Writable
 	_, inRelease := splitWritable(s.d.opts.Config)
 	var paths []string
 	for _, dir := range inRelease {
 		paths = append(paths, path.Join(s.d.layout.ReleaseDir(s.d.releaseID), dir))
 	}
-	_, err := t.Exec.Exec(ctx, host.Command{Script: writableScript(w.Mode, w.User, paths)})
-	return err
+	return writableScript(w.Mode, w.User, paths), nil
 }
 
 func (writableStep) Plan(context.Context, *Target) error { return nil }

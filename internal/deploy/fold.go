@@ -1,0 +1,305 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+
+	"github.com/slipway-deploy/slipway/internal/host"
+)
+
+// Folding: on a distant network a deploy's time is its round trips, and
+// adjacent steps whose work on a host needs nothing from the other hosts
+// in between (no barrier's semantics: no hook, no switch) can go in one.
+// A fold is such a run of steps: one lead, whose script may take input
+// and whose output it reads (the upload, which streams the release), and
+// scripted steps before or after it, whose whole work on a host is one
+// script (linking shared paths, writable modes, the sync before the
+// switch). The lead's command carries all their scripts, each followed by
+// a marker line; the Runner reports every step as its own, done when its
+// marker arrives, failed where the script stopped, so progress, -v,
+// --json and errors name the step that did the work, as without folding.
+// A step that rides in another's round trip reports none of its own.
+
+// scripted is a host step whose whole remote work on a host is one script
+// that reads no input and whose output nothing reads: it can be folded.
+type scripted interface {
+	HostStep
+	// script is the step's work on t; it may note on t what the script
+	// will have done (as its Run would).
+	script(ctx context.Context, t *Target) (string, error)
+	// done is the step's work here once its script succeeded on t.
+	done(ctx context.Context, t *Target) error
+}
+
+// runScripted runs a scripted step on its own.
+func runScripted(ctx context.Context, s scripted, t *Target) error {
+	script, err := s.script(ctx, t)
+	if err != nil {
+		return err
+	}
+	if _, err := t.Exec.Exec(ctx, host.Command{Script: script}); err != nil {
+		return err
+	}
+	return s.done(ctx, t)
+}
+
+// scriptedSteps are steps, each on its own, where they cannot be folded.
+func scriptedSteps(steps []scripted) []Step {
+	var out []Step
+	for _, s := range steps {
+		out = append(out, perHost(s))
+	}
+	return out
+}
+
+// foldLead is a host step that can carry folded scripts: runVia does its
+// work with exec in place of t.Exec.Exec for the command that carries
+// them.
+type foldLead interface {
+	HostStep
+	runVia(ctx context.Context, t *Target, exec execFunc) error
+}
+
+type execFunc func(ctx context.Context, cmd host.Command) (host.Result, error)
+
+// phased is a host step that is several steps in one (a fold): the Runner
+// reports each phase as a step of its own. RunPhases calls next as each
+// phase but the last ends.
+type phased interface {
+	HostStep
+	Phases() []string
+	RunPhases(ctx context.Context, t *Target, next func()) error
+}
+
+// phaseError is a phased step's failure in one of its phases.
+type phaseError struct {
+	phase int
+	err   error
+}
+
+func (e *phaseError) Error() string { return e.err.Error() }
+func (e *phaseError) Unwrap() error { return e.err }
+
+// foldStep runs its members in one round trip per host; see above.
+type foldStep struct {
+	lead   foldLead
+	before []scripted // run first, in order
+	after  []scripted // run once the lead's own script succeeded
+}
+
+// fold makes one step of lead and the scripted steps around it; with none
+// around it, it is the lead itself.
+func fold(before []scripted, lead foldLead, after []scripted) HostStep {
+	if len(before)+len(after) == 0 {
+		return lead
+	}
+	return foldStep{lead: lead, before: before, after: after}
+}
+
+func (f foldStep) Name() string { return f.lead.Name() }
+
+func (f foldStep) Where(t *Target) Selection { return f.lead.Where(t) }
+
+func (f foldStep) members() []HostStep {
+	var out []HostStep
+	for _, s := range f.before {
+		out = append(out, s)
+	}
+	out = append(out, f.lead)
+	for _, s := range f.after {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (f foldStep) Phases() []string {
+	var names []string
+	for _, s := range f.members() {
+		names = append(names, s.Name())
+	}
+	return names
+}
+
+func (f foldStep) Run(ctx context.Context, t *Target) error {
+	return f.RunPhases(ctx, t, func() {})
+}
+
+// RunPhases runs the lead with a command that carries every member's
+// script, markers between them, and reports each member as its marker
+// comes.
+func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) error {
+	var pre, post bytes.Buffer
+	for i, s := range f.before {
+		script, err := s.script(ctx, t)
+		if err != nil {
+			return &phaseError{phase: i, err: err}
+		}
+		writeFolded(&pre, script, i)
+	}
+	leadPhase := len(f.before)
+	for i, s := range f.after {
+		script, err := s.script(ctx, t)
+		if err != nil {
+			return &phaseError{phase: leadPhase + 1 + i, err: err}
+		}
+		writeFolded(&post, script, leadPhase+1+i)
+	}
+	markers := &phaseMarkers{next: next, last: leadPhase + len(f.after)}
+	exec := func(ctx context.Context, cmd host.Command) (host.Result, error) {
+		var own bytes.Buffer
+		collect := cmd.Stdout == nil
+		markers.out = cmd.Stdout
+		if collect {
+			markers.out = &own
+		}
+		var script bytes.Buffer
+		script.Write(pre.Bytes())
+		writeFolded(&script, cmd.Script, leadPhase)
+		script.Write(post.Bytes())
+		cmd.Script, cmd.Stdout = script.String(), markers
+		res, err := t.Exec.Exec(ctx, cmd)
+		markers.flush()
+		if collect {
+			res.Stdout = own.Bytes()
+		}
+		if err != nil {
+			if failed := markers.failed(err); failed.phase != leadPhase {
+				// Another member's failure: the lead must not take it
+				// for its own.
+				return res, failed
+			}
+		}
+		return res, err
+	}
+	err := f.lead.runVia(ctx, t, exec)
+	// A failure in a member before the lead is that member's, whatever
+	// the lead made of it.
+	if failed := markers.failure(); failed != nil && failed.phase != leadPhase {
+		return failed
+	}
+	if err != nil {
+		return &phaseError{phase: markers.at(), err: err}
+	}
+	for i, s := range f.members() {
+		if sc, ok := s.(scripted); ok {
+			if err := sc.done(ctx, t); err != nil {
+				return &phaseError{phase: i, err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// writeFolded writes script as phase i of a folded command: in a subshell
+// of its own (its cd, umask and exit stay in it), the command stopping
+// with its status if it fails, then the phase's marker.
+func writeFolded(b *bytes.Buffer, script string, i int) {
+	fmt.Fprintf(b, "(\n%s\n) || exit\necho %s%d\n", script, phaseMarker, i)
+}
+
+// phaseMarker starts the line a folded command prints as each phase ends.
+const phaseMarker = "slipway-phase-done "
+
+// phaseMarkers reads a folded command's output: marker lines move the
+// phases on (next), everything else goes to out.
+type phaseMarkers struct {
+	next func()
+	out  io.Writer
+	last int // the last phase
+
+	mu    sync.Mutex
+	line  []byte
+	ended int // phases ended
+	err   *phaseError
+}
+
+func (m *phaseMarkers) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range p {
+		m.line = append(m.line, c)
+		if c == '\n' {
+			m.take()
+		}
+	}
+	return len(p), nil
+}
+
+// take handles one whole line.
+func (m *phaseMarkers) take() {
+	line := m.line
+	m.line = nil
+	if rest, ok := bytes.CutPrefix(line, []byte(phaseMarker)); ok {
+		if n, err := strconv.Atoi(string(bytes.TrimSpace(rest))); err == nil && n == m.ended {
+			m.ended++
+			m.next()
+			return
+		}
+	}
+	_, _ = m.out.Write(line)
+}
+
+func (m *phaseMarkers) flush() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.line) > 0 {
+		_, _ = m.out.Write(m.line)
+		m.line = nil
+	}
+}
+
+// failed notes that the command failed in the phase under way, and
+// returns that failure.
+func (m *phaseMarkers) failed(err error) *phaseError {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err == nil {
+		// Once every phase's marker came, a failure (the connection's,
+		// an interrupt's) is the last phase's.
+		m.err = &phaseError{phase: min(m.ended, m.last), err: err}
+	}
+	return m.err
+}
+
+func (m *phaseMarkers) failure() *phaseError {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.err
+}
+
+// at is the phase under way.
+func (m *phaseMarkers) at() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return min(m.ended, m.last)
+}
+
+// Plan plans each member.
+func (f foldStep) Plan(ctx context.Context, t *Target) error {
+	for _, s := range f.members() {
+		if p, ok := s.(Planner); ok {
+			if err := p.Plan(ctx, t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Undo undoes the members, last first; each undo is harmless where its
+// step did not get to run.
+func (f foldStep) Undo(ctx context.Context, t *Target) error {
+	var errs []error
+	members := f.members()
+	for i := len(members) - 1; i >= 0; i-- {
+		if u, ok := members[i].(Undoer); ok {
+			errs = append(errs, u.Undo(ctx, t))
+		}
+	}
+	return errors.Join(errs...)
+}
