@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -290,6 +291,34 @@ func (p *localInterrupts) plantJunk() {
 	}
 }
 
+// holdUpload makes an upload hold, in a run with env, once its tar has
+// been given the first n bytes of a stream longer than that, while the
+// gate it returns is there: 16 MiB on this machine go in a fraction of a
+// second, quicker than a look at every process may find them going. A
+// tar first on slipway's PATH feeds the real one the stream's first n
+// bytes, then waits while the gate is there, then the rest.
+func (p *localInterrupts) holdUpload(n int) (gate string, env []string) {
+	shims := p.t.TempDir()
+	gate = filepath.Join(shims, "hold")
+	tar := shell.Script(`#!/bin/sh
+case " $* " in *" -x "*" -f - "*) if [ -e {{gate}} ]; then
+  first={{dir}}/first.$$
+  { head -c {{n}} > "$first"; cat "$first"; got=$(wc -c < "$first"); rm -f "$first"
+    if [ "$got" -eq {{n}} ]; then while [ -e {{gate}} ]; do sleep 0.05; done; fi
+    cat; } | PATH=${PATH#*:} tar "$@"
+  exit
+fi;; esac
+PATH=${PATH#*:} exec tar "$@"
+`, shell.Args{"gate": gate, "dir": shims, "n": strconv.Itoa(n)})
+	if err := os.WriteFile(filepath.Join(shims, "tar"), []byte(tar), 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	return gate, []string{"PATH=" + shims + ":" + os.Getenv("PATH")}
+}
+
 // junkCase makes c wait, at its moment, for cleanup to be removing the
 // junk release, and hold the removal until slipway stops it.
 func (p *localInterrupts) junkCase(c interruptCase) interruptCase {
@@ -375,6 +404,7 @@ func interruptLocal(t *testing.T, add func(matrixRow)) {
 			p := p.forTest(t)
 			const size = 16 << 20
 			var z *frozen
+			gate, env := p.holdUpload(4 << 20)
 			add(p.deployCase(deployClass, interruptCase{
 				kind: kind, where: "mid-upload of a 16 MiB file (the receiving `tar` held with part of it)",
 				at: stepStarted("upload"),
@@ -386,7 +416,8 @@ func interruptLocal(t *testing.T, add func(matrixRow)) {
 					}
 					return fmt.Sprintf("`tar` held with %s of the 16 MiB written", ui.HumanBytes(got))
 				},
-				sent: func() string { return "then " + z.thaw() },
+				env:  env,
+				sent: func() string { os.Remove(gate); return "then " + z.thaw() },
 				prepare: func() {
 					big := make([]byte, size)
 					_, _ = rand.Read(big) // crypto/rand.Read never fails
