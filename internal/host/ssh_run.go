@@ -213,20 +213,23 @@ func stderrNote(b []byte) string {
 // stopGroupScript stops process group id: SIGTERM, up to grace for it to
 // end, SIGKILL, and up to bound for it to be gone; exit status 3 if it is
 // not. A group member is a process whose /proc stat names the group and
-// is not a zombie; without /proc, kill -0 tells.
+// is not a zombie; without /proc, kill -0 tells. The waits are by the
+// clock (whole seconds, so each lasts at least its time and at most a
+// second more), not by counted looks: on a loaded host with many
+// processes one look can take long.
 func stopGroupScript(id int, grace, bound time.Duration) string {
 	return fmt.Sprintf(`g=%d
 signal() { kill -s "$1" -- "-$g" 2>/dev/null || kill -s "$1" "-$g" 2>/dev/null; }
 alive() {
   [ -d /proc/self ] || { signal 0; return; }
   for f in /proc/[0-9]*/stat; do
-    read -r l < "$f" 2>/dev/null || continue
+    read -r l 2>/dev/null < "$f" || continue
     l=${l##*) }; set -- $l
     [ "$3" = "$g" ] && [ "$1" != Z ] && return 0
   done
   return 1
 }
-wait_gone() { i=0; while alive; do [ $i -ge $1 ] && return 1; i=$((i+1)); sleep 0.1 2>/dev/null || sleep 1; done; }
+wait_gone() { end=$(( $(date +%%s) + $1 + 1 )); while alive; do [ "$(date +%%s)" -ge $end ] && return 1; sleep 0.1 2>/dev/null || sleep 1; done; }
 alive || exit 0
 signal TERM
 wait_gone %d && exit 0
@@ -234,7 +237,7 @@ signal KILL
 wait_gone %d && exit 0
 echo "processes of group $g are still running after SIGKILL" >&2
 exit 3
-`, id, int(grace/(100*time.Millisecond)), int(bound/(100*time.Millisecond)))
+`, id, int(grace.Seconds()+0.5), int(bound.Seconds()+0.5))
 }
 
 // groupWriter passes stderr on, taking out the line in which the script
