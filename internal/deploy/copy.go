@@ -44,8 +44,12 @@ const (
 // (cp makes their parents with the live release's attributes); tar gets
 // the directories too, each before its contents, so it restores their
 // modes and times.
-func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manifestPick, tar string) string {
+//
+// listIn is the command that writes the listed paths, NUL-separated: from
+// standard input (fromStdin), or from the script itself (embeddedList).
+func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manifestPick, tar string, listIn string) string {
 	args := shell.Args{
+		"list_in": shell.Raw(listIn),
 		"live": l.ReleaseDir(live), "release": l.ReleaseDir(id), "list": path.Join(l.ReleaseDir(id), copyListName),
 		"status": path.Join(l.ReleaseDir(id), copyStatusName), "live_manifest": l.ManifestFile(live),
 		"probe": path.Join(l.ReleaseDir(id), reflinkProbe), "live_id": live,
@@ -55,14 +59,14 @@ func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manife
 	var b strings.Builder
 	b.WriteString("cd -- {{live}} || exit\n")
 	if pick == nil {
-		b.WriteString("gzip -dc > {{list}} || exit\n")
+		b.WriteString("{{list_in}} > {{list}} || exit\n")
 	} else {
 		// Plain names come from the live manifest's lines (what is
 		// between the first two double quotes), the others on stdin.
 		args["cond"], args["names"], args["lines"] = shell.Raw(pick.cond), path.Join(l.ReleaseDir(id), copyListName+".names"), pick.lines
 		b.WriteString(`LC_ALL=C awk '{{cond}} { i = index($0, "\""); s = substr($0, i + 1); print substr(s, 1, index(s, "\"") - 1) }' {{live_manifest}} > {{names}} || exit
 n=$(wc -l < {{names}}) && [ $n -eq {{lines}} ] || { echo "the live release's manifest changed during the deploy; deploy again" >&2; exit 1; }
-tr '\n' '\000' < {{names}} > {{list}} && rm -f -- {{names}} && gzip -dc >> {{list}} || exit
+tr '\n' '\000' < {{names}} > {{list}} && rm -f -- {{names}} && {{list_in}} >> {{list}} || exit
 `)
 	}
 	tarCopy := `{ tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T {{list}}; echo $? | cat > {{status}}; } | tar -x -p --no-same-owner -f - -C {{release}} || exit
@@ -145,6 +149,31 @@ func pickFromManifest(order, paths []string) *manifestPick {
 		pick.cond = "0"
 	}
 	return pick
+}
+
+// fromStdin reads the list of paths to copy from standard input, where
+// copyList put it.
+const fromStdin = "gzip -dc"
+
+// maxEmbeddedList bounds the paths a script carries itself (embeddedList):
+// a script with input is read byte by byte on the host (see host's
+// ssh_run.go).
+const maxEmbeddedList = 16 << 10
+
+// embeddedList writes paths, NUL-separated, from the script itself; ok is
+// false when they are too many for that.
+func embeddedList(paths []string) (script string, ok bool) {
+	if len(paths) == 0 {
+		return ":", true
+	}
+	n := 0
+	for _, p := range paths {
+		n += len(p) + 3
+	}
+	if n > maxEmbeddedList {
+		return "", false
+	}
+	return shell.Script(`printf '%s\000' {{paths}}`, shell.Args{"paths": paths}), true
 }
 
 // copyList is the copier's standard input: the paths NUL-separated (any

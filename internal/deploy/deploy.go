@@ -159,10 +159,10 @@ func (d *deployRun) steps() []Step {
 		st := &storeRun{d: d}
 		steps, upload = append(steps, fleetWide(storePacksStep{st})), storeUploadStep{st: st}
 	}
-	steps = append(steps, perHost(createReleaseStep{d: d}))
-	// What follows the upload on each host, up to the barrier before the
-	// switch: with no hook in between, it rides in the upload's round
-	// trip (fold.go).
+	// The upload's round trip carries the creation of the release before
+	// it and, up to the barrier before the switch, what follows it with
+	// no hook in between (fold.go).
+	create := createReleaseStep{d: d}
 	var then []scripted
 	if sh := cfg.Shared; len(sh.Dirs)+len(sh.Files) > 0 {
 		then = append(then, linkSharedStep{d: d})
@@ -177,13 +177,13 @@ func (d *deployRun) steps() []Step {
 	}
 	switch lead, ok := upload.(foldLead); {
 	case d.src.Git != nil:
-		steps = append(steps, perHost(exportStep{d: d}))
+		steps = append(steps, perHost(create), perHost(exportStep{d: d}))
 		steps = append(steps, hookSteps(d.run, "remote_build", commandsAsHooks(d.src.Git.RemoteBuild), d.releaseFor)...)
 		steps = append(steps, scriptedSteps(then)...)
 	case ok:
-		steps = append(steps, perHost(fold(nil, lead, then)))
+		steps = append(steps, perHost(fold([]scripted{create}, lead, then)))
 	default:
-		steps = append(steps, perHost(upload))
+		steps = append(steps, perHost(create), perHost(upload))
 		steps = append(steps, scriptedSteps(then)...)
 	}
 	steps = append(steps, beforeSwitch...)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -57,6 +58,16 @@ func scriptedSteps(steps []scripted) []Step {
 	return out
 }
 
+// Optional, for a scripted step: foldable says whether its script can
+// ride in another's command on t (else it runs on its own, as its Run
+// does), and explain turns its script's failure into the step's error.
+type (
+	foldableOn interface{ foldable(t *Target) bool }
+	explainer  interface {
+		explain(ctx context.Context, t *Target, err error) error
+	}
+)
+
 // foldLead is a host step that can carry folded scripts: runVia does its
 // work with exec in place of t.Exec.Exec for the command that carries
 // them.
@@ -78,8 +89,9 @@ type phased interface {
 
 // phaseError is a phased step's failure in one of its phases.
 type phaseError struct {
-	phase int
-	err   error
+	phase     int
+	err       error
+	explained bool // by the member's explain, where it has one
 }
 
 func (e *phaseError) Error() string { return e.err.Error() }
@@ -132,9 +144,23 @@ func (f foldStep) Run(ctx context.Context, t *Target) error {
 // RunPhases runs the lead with a command that carries every member's
 // script, markers between them, and reports each member as its marker
 // comes.
-func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) error {
+func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) (err error) {
+	defer func() { err = f.explain(ctx, t, err) }()
 	var pre, post bytes.Buffer
+	alone := slices.ContainsFunc(f.before, func(s scripted) bool {
+		fo, ok := s.(foldableOn)
+		return ok && !fo.foldable(t)
+	})
 	for i, s := range f.before {
+		if alone {
+			// One of them cannot ride along here: they go one by one,
+			// in order, each in its own round trip.
+			if err := s.Run(ctx, t); err != nil {
+				return &phaseError{phase: i, err: err, explained: true}
+			}
+			next()
+			continue
+		}
 		script, err := s.script(ctx, t)
 		if err != nil {
 			return &phaseError{phase: i, err: err}
@@ -150,6 +176,9 @@ func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) error {
 		writeFolded(&post, script, leadPhase+1+i)
 	}
 	markers := &phaseMarkers{next: next, last: leadPhase + len(f.after)}
+	if alone {
+		markers.ended = leadPhase
+	}
 	exec := func(ctx context.Context, cmd host.Command) (host.Result, error) {
 		var own bytes.Buffer
 		collect := cmd.Stdout == nil
@@ -176,7 +205,7 @@ func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) error {
 		}
 		return res, err
 	}
-	err := f.lead.runVia(ctx, t, exec)
+	err = f.lead.runVia(ctx, t, exec)
 	// A failure in a member before the lead is that member's, whatever
 	// the lead made of it.
 	if failed := markers.failure(); failed != nil && failed.phase != leadPhase {
@@ -193,6 +222,22 @@ func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) error {
 		}
 	}
 	return nil
+}
+
+// explain has the member a failure belongs to explain it, where it can.
+func (f foldStep) explain(ctx context.Context, t *Target, err error) error {
+	var pe *phaseError
+	if !errors.As(err, &pe) || pe.explained {
+		return err
+	}
+	members := f.members()
+	if pe.phase >= len(members) {
+		return err
+	}
+	if ex, ok := members[pe.phase].(explainer); ok {
+		pe.err, pe.explained = ex.explain(ctx, t, pe.err), true
+	}
+	return err
 }
 
 // writeFolded writes script as phase i of a folded command: in a subshell

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/source"
 )
 
 // events collects a run's events.
@@ -46,6 +50,17 @@ type scriptedFake struct {
 	releaseHosts
 	name, body string
 	finished   *[]string
+	alone      bool      // not foldable: runs on its own
+	undone     *[]string // where Undo notes its name
+}
+
+func (s scriptedFake) foldable(*Target) bool { return !s.alone }
+
+func (s scriptedFake) Undo(context.Context, *Target) error {
+	if s.undone != nil {
+		*s.undone = append(*s.undone, s.name)
+	}
+	return nil
 }
 
 func (s scriptedFake) Name() string                                    { return s.name }
@@ -121,5 +136,129 @@ func TestFold(t *testing.T) {
 	}
 	if s := fold(nil, leadFake{}, nil); fmt.Sprintf("%T", s) != "deploy.leadFake" {
 		t.Errorf("a fold of the lead alone is %T, want the lead itself", s)
+	}
+}
+
+// TestFoldUndo: a member that cannot ride along on a host runs on its
+// own there, in its place; a fold that fails after its first phase is
+// undone on that host (its first members did their work), one that fails
+// in its first is not.
+func TestFoldUndo(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		alone     bool
+		pre, lead string
+		steps     string
+		undone    string
+	}{
+		{"lead fails", false, "true", "exit 1", "started pre, done pre, started lead, failed lead", "post lead pre"},
+		{"lead fails, pre alone", true, "true", "exit 1", "started pre, done pre, started lead, failed lead", "post lead pre"},
+		{"pre fails", false, "exit 2", "true", "started pre, failed pre", ""},
+		{"pre alone fails", true, "exit 2", "true", "started pre, failed pre", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var finished, undone []string
+			var out string
+			var ev events
+			step := fold(
+				[]scripted{scriptedFake{name: "pre", body: tt.pre, finished: &finished, alone: tt.alone, undone: &undone}},
+				leadUndo{leadFake{body: tt.lead, out: &out}, &undone},
+				[]scripted{scriptedFake{name: "post", body: "true", finished: &finished, undone: &undone}})
+			target := &Target{Host: config.Host{Name: "h"}, Exec: host.NewLocal()}
+			rn := &Runner{Parallel: 1, Events: &ev}
+			if err := rn.Run(context.Background(), []Step{perHost(step)}, []*Target{target}); err == nil {
+				t.Fatal("the fold did not fail")
+			}
+			if got := ev.steps(); !strings.HasPrefix(got, tt.steps) {
+				t.Errorf("events:\n got %s\nwant %s", got, tt.steps)
+			}
+			if got := strings.Join(undone, " "); got != tt.undone {
+				t.Errorf("undone: %q, want %q", got, tt.undone)
+			}
+		})
+	}
+}
+
+type leadUndo struct {
+	leadFake
+	undone *[]string
+}
+
+func (l leadUndo) Undo(context.Context, *Target) error {
+	*l.undone = append(*l.undone, "lead")
+	return nil
+}
+
+// TestDeployCopiesWhateverTheList: a delta deploy whose copy list is too
+// long to ride in the upload's command (many unchanged files whose names
+// the host cannot pick from its manifest: they are not ASCII) creates the
+// release in a round trip of its own, and one whose list fits carries
+// it; both releases hold every file, changed or not.
+func TestDeployCopiesWhateverTheList(t *testing.T) {
+	dir := t.TempDir()
+	rec := &recorder{}
+	opts := localStage(t, dir, rec)
+	site := opts.Config.Source.Path
+	const n = 600
+	name := func(odd bool, i int) string {
+		if odd {
+			return fmt.Sprintf("odd names/fichier à long nom %05d.txt", i)
+		}
+		return fmt.Sprintf("plain/file-%05d.txt", i)
+	}
+	// versions[odd] is what each kind of file holds.
+	write := func(versions map[bool]string) {
+		for _, odd := range []bool{false, true} {
+			for i := range n {
+				writeFile(t, filepath.Join(site, name(odd, i)), fmt.Sprintf("%s %d\n", versions[odd], i))
+			}
+		}
+	}
+	deploy := func(version string) string {
+		tree, err := source.Scan(site, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev events
+		opts.Events = &ev
+		res, err := Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+		if err != nil {
+			t.Fatalf("deploy %s: %v", version, err)
+		}
+		if !strings.Contains(ev.steps(), "done create release, started upload") {
+			t.Errorf("deploy %s: steps %s", version, ev.steps())
+		}
+		return res.ReleaseID
+	}
+	write(map[bool]string{false: "v1", true: "v1"})
+	deploy("v1")
+	for _, c := range []struct {
+		version  string
+		versions map[bool]string
+		folded   bool
+	}{
+		{"v2", map[bool]string{false: "v2", true: "v1"}, false}, // the odd names to copy: 600 of them
+		{"v3", map[bool]string{false: "v2", true: "v3"}, true},  // none
+	} {
+		write(c.versions)
+		rec.ops = nil
+		id := deploy(c.version)
+		create := slices.IndexFunc(rec.ops, func(op string) bool {
+			return strings.Contains(op, `"state":"preparing"`) && strings.Contains(op, copyListName)
+		})
+		if create < 0 {
+			t.Fatalf("%s: no copy of unchanged files", c.version)
+		}
+		if folded := strings.Contains(rec.ops[create], phaseMarker); folded != c.folded {
+			t.Errorf("%s: the release was created in the upload's command: %v, want %v", c.version, folded, c.folded)
+		}
+		for _, odd := range []bool{false, true} {
+			for i := range n {
+				got, err := os.ReadFile(filepath.Join(opts.Stage.DeployTo, "releases", id, name(odd, i)))
+				if want := fmt.Sprintf("%s %d\n", c.versions[odd], i); err != nil || string(got) != want {
+					t.Fatalf("%s: %s: %q %v, want %q", c.version, name(odd, i), got, err, want)
+				}
+			}
+		}
 	}
 }

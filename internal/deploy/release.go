@@ -48,23 +48,57 @@ type createReleaseStep struct {
 func (createReleaseStep) Name() string { return "create release" }
 
 func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
+	script, stdin, _ := s.build(t, false)
+	if _, err := t.Exec.Exec(ctx, host.Command{Script: script, Stdin: stdin}); err != nil {
+		return s.explain(ctx, t, err)
+	}
+	return nil
+}
+
+// build is the step's script on t, and its input; with embed, the paths
+// to copy are in the script itself, with no input, unless they are too
+// many (ok false).
+func (s createReleaseStep) build(t *Target, embed bool) (script string, stdin io.Reader, ok bool) {
 	l := s.d.layout
 	fill := writeMetaScript(l, s.d.meta(StatePreparing))
-	var stdin io.Reader
 	if plan := s.d.deltaPlan(t); plan != nil && len(plan.delta.CopyTree) > 0 {
 		// With the live manifest on the host exactly as we read it, the
 		// host picks the entries from it; else they are listed.
-		fill += " && (\n" + copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, plan.pick, t.State.Tar) + "\n)"
+		listed := plan.delta.CopyTree
 		if plan.pick != nil {
-			stdin = copyList(plan.pick.odd)
-		} else {
-			stdin = copyList(plan.delta.CopyTree)
+			listed = plan.pick.odd
 		}
+		listIn := fromStdin
+		if embed {
+			if listIn, ok = embeddedList(listed); !ok {
+				return "", nil, false
+			}
+		} else {
+			stdin = copyList(listed)
+		}
+		fill += " && (\n" + copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, plan.pick, t.State.Tar, listIn) + "\n)"
 	}
-	if _, err := t.Exec.Exec(ctx, host.Command{Script: createReleaseScript(l, s.d.releaseID, fill), Stdin: stdin}); err != nil {
-		return s.d.explainFailure(ctx, t, "creating release "+l.ReleaseDir(s.d.releaseID), err)
-	}
-	return nil
+	return createReleaseScript(l, s.d.releaseID, fill), stdin, true
+}
+
+// foldable: the step rides in the upload's round trip where the paths it
+// copies fit in its script.
+func (s createReleaseStep) foldable(t *Target) bool {
+	_, _, ok := s.build(t, true)
+	return ok
+}
+
+func (s createReleaseStep) script(_ context.Context, t *Target) (string, error) {
+	script, _, _ := s.build(t, true)
+	return script, nil
+}
+
+func (createReleaseStep) done(context.Context, *Target) error { return nil }
+
+// explain says what to do about a failure to create the release (a
+// deploy directory the user cannot write, a full disk).
+func (s createReleaseStep) explain(ctx context.Context, t *Target, err error) error {
+	return s.d.explainFailure(ctx, t, "creating release "+s.d.layout.ReleaseDir(s.d.releaseID), err)
 }
 
 // Plan: what the release is filled with is the upload's part of the plan.

@@ -112,7 +112,9 @@ func (rn *Runner) each(ctx context.Context, s HostStep, targets []*Target) ([]*T
 }
 
 // eachStopped is each, which also returns the targets where the step ran
-// and the run's cancellation stopped it.
+// and the run's cancellation stopped it, or where a phased step failed
+// after its first phase: it may have done some or all of its work there
+// (a release half made), so it is undone there too.
 func (rn *Runner) eachStopped(ctx context.Context, s HostStep, targets []*Target) (succeeded, interrupted []*Target, err error) {
 	limit := rn.Parallel
 	if l, ok := s.(Limiter); ok && l.Limit() > 0 && l.Limit() < limit {
@@ -155,16 +157,21 @@ func (rn *Runner) eachStopped(ctx context.Context, s HostStep, targets []*Target
 		}
 		ph.start()
 		err := begin(ctx)
+		stopped := false
 		if err == nil {
 			err = run(ctx, t)
-			if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			stopped = err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled)
+		}
+		if err != nil && !errors.Is(err, errDone) {
+			err = ph.fail(ctx, err)
+			// A phased step that got past its first phase did part of
+			// its work here, as a stopped one may have.
+			if stopped || ph.i > 0 {
 				mu.Lock()
 				interrupted = append(interrupted, t)
 				mu.Unlock()
 			}
-		}
-		if err != nil && !errors.Is(err, errDone) {
-			return ph.fail(ctx, err)
+			return err
 		}
 		ph.finish()
 		mu.Lock()

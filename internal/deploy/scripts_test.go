@@ -78,7 +78,7 @@ func everyScript(name string) map[string]string {
 				if hardlink {
 					key += ", hard links"
 				}
-				scripts[key] = createReleaseScript(l, id, "true && (\n"+copyUnchanged(l, live, id, hardlink, p, tar)+"\n)")
+				scripts[key] = createReleaseScript(l, id, "true && (\n"+copyUnchanged(l, live, id, hardlink, p, tar, fromStdin)+"\n)")
 			}
 		}
 	}
