@@ -49,8 +49,7 @@ const (
 // standard input (fromStdin), or from the script itself (embeddedList).
 func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manifestPick, tar string, listIn string) string {
 	args := shell.Args{
-		"list_in": shell.Raw(listIn),
-		"live":    l.ReleaseDir(live), "release": l.ReleaseDir(id), "list": path.Join(l.ReleaseDir(id), copyListName),
+		"live": l.ReleaseDir(live), "release": l.ReleaseDir(id), "list": path.Join(l.ReleaseDir(id), copyListName), "list_in": shell.Raw(listIn),
 		"status": path.Join(l.ReleaseDir(id), copyStatusName), "live_manifest": l.ManifestFile(live),
 		"probe": path.Join(l.ReleaseDir(id), reflinkProbe), "live_id": live,
 		// Directories out of the list, for cp, which would copy one whole.
