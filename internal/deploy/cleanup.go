@@ -263,6 +263,11 @@ else rm -f -- {{forget}}; echo {{deleted}}; fi
 	b.WriteString(shell.Script(`rm -f -- {{history}}/*.tmp {{manifests}}/*.tmp {{manifests}}/*.patch {{manifests}}/*.body`+"\n", shell.Args{
 		"history": l.HistoryDir(), "manifests": l.ManifestsDir(),
 	}))
+	// Manifests of releases whose directory is gone: a removal stopped
+	// between the directory and its manifest.
+	b.WriteString(shell.Script(`for m in {{manifests}}/*; do if [ -f "$m" ] && [ ! -e {{releases}}/"${m##*/}" ]; then rm -f -- "$m"; fi; done`+"\n", shell.Args{
+		"manifests": l.ManifestsDir(), "releases": l.ReleasesDir(),
+	}))
 	return b.String()
 }
 

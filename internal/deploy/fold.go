@@ -197,7 +197,11 @@ func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) (err er
 			res.Stdout = own.Bytes()
 		}
 		if err != nil {
-			if failed := markers.failed(err); failed.phase != leadPhase {
+			// A script's exit is the phase's it stopped in; any other
+			// failure (the connection's, the input's) is the command's,
+			// the lead's, unless the lead's part was over.
+			var exit *host.ExitError
+			if failed := markers.failed(err, !errors.As(err, &exit), leadPhase); failed.phase != leadPhase {
 				// Another member's failure: the lead must not take it
 				// for its own.
 				return res, failed
@@ -208,11 +212,16 @@ func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) (err er
 	err = f.lead.runVia(ctx, t, exec)
 	// A failure in a member before the lead is that member's, whatever
 	// the lead made of it.
-	if failed := markers.failure(); failed != nil && failed.phase != leadPhase {
+	failed := markers.failure()
+	if failed != nil && failed.phase != leadPhase {
 		return failed
 	}
 	if err != nil {
-		return &phaseError{phase: markers.at(), err: err}
+		phase := markers.at()
+		if failed != nil {
+			phase = failed.phase
+		}
+		return &phaseError{phase: phase, err: err}
 	}
 	for i, s := range f.members() {
 		if sc, ok := s.(scripted); ok {
@@ -298,15 +307,19 @@ func (m *phaseMarkers) flush() {
 	}
 }
 
-// failed notes that the command failed in the phase under way, and
-// returns that failure.
-func (m *phaseMarkers) failed(err error) *phaseError {
+// failed notes that the command failed in the phase under way (with
+// atLeast, no earlier than phase least), and returns that failure.
+func (m *phaseMarkers) failed(err error, atLeast bool, least int) *phaseError {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err == nil {
+		phase := m.ended
+		if atLeast {
+			phase = max(phase, least)
+		}
 		// Once every phase's marker came, a failure (the connection's,
 		// an interrupt's) is the last phase's.
-		m.err = &phaseError{phase: min(m.ended, m.last), err: err}
+		m.err = &phaseError{phase: min(phase, m.last), err: err}
 	}
 	return m.err
 }

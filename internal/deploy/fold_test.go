@@ -262,3 +262,26 @@ func TestDeployCopiesWhateverTheList(t *testing.T) {
 		}
 	}
 }
+
+// lostExec fails every command as a lost connection does, with no exit
+// status.
+type lostExec struct{ host.Local }
+
+func (*lostExec) Exec(context.Context, host.Command) (host.Result, error) {
+	return host.Result{}, errors.New("connection lost")
+}
+
+// TestFoldConnectionLost: a fold's command that fails with no exit status
+// (the connection, the input) fails the lead, whose command it is, not
+// the member whose script came first.
+func TestFoldConnectionLost(t *testing.T) {
+	var finished []string
+	var out string
+	step := fold([]scripted{scriptedFake{name: "pre", body: "true", finished: &finished}}, leadFake{body: "true", out: &out}, nil)
+	target := &Target{Host: config.Host{Name: "h"}, Exec: &lostExec{}}
+	err := (&Runner{Parallel: 1}).Run(context.Background(), []Step{perHost(step)}, []*Target{target})
+	var he *HostError
+	if !errors.As(err, &he) || he.Step != "lead" {
+		t.Errorf("err = %v, want the lead's failure", err)
+	}
+}

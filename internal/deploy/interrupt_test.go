@@ -194,13 +194,16 @@ func TestCleanupStoppedByAnInterruptSaysSo(t *testing.T) {
 
 // TestCleanupRemovesWorkFilesOfStoppedWrites: the work files of metadata
 // and manifest writes stopped halfway (an interrupt between a write and
-// its rename) go with the next cleanup, never anything else there.
+// its rename), and manifests of releases already gone, go with the next
+// cleanup, never anything else there.
 func TestCleanupRemovesWorkFilesOfStoppedWrites(t *testing.T) {
 	dir := t.TempDir()
 	opts := localStage(t, dir, &host.Local{})
 	id := deployVersion(t, opts, "v1")
 	l := opts.Layout()
-	stray := []string{l.HistoryFile(id) + ".tmp", l.ManifestFile(id) + ".tmp", l.ManifestFile(id) + ".patch", l.ManifestFile(id) + ".body"}
+	// With them, the manifest of a release whose removal was stopped
+	// between its directory and its manifest.
+	stray := []string{l.HistoryFile(id) + ".tmp", l.ManifestFile(id) + ".tmp", l.ManifestFile(id) + ".patch", l.ManifestFile(id) + ".body", l.ManifestFile("20000101000000")}
 	for _, f := range stray {
 		writeFile(t, f, "half")
 	}
