@@ -45,11 +45,26 @@ type bench struct {
 	storePid int
 }
 
-func newBench(hosts int, app *appRepo, slipwayBin string, quiet *quietWait) *bench {
+// newBench starts a fleet of hosts. fileSystem gives every host a file
+// system of its own on a loop device ("xfs", "ext4": see
+// testutil.HostOptions.FileSystem); "" puts every host's files in one
+// directory tree of this machine's file system.
+func newBench(hosts int, app *appRepo, slipwayBin string, quiet *quietWait, fileSystem string) *bench {
 	sc := newScope(fmt.Sprintf("fleet of %d", hosts))
 	start := time.Now()
-	b := &bench{sc: sc, fleet: testutil.StartFleet(sc, hosts, testutil.Options{}), app: app, slipwayBin: slipwayBin, quiet: quiet}
-	logf("started %d sshd hosts in %s", hosts, time.Since(start).Round(time.Millisecond))
+	var opts testutil.Options
+	if fileSystem != "" {
+		opts.Hosts = make([]testutil.HostOptions, hosts)
+		for i := range opts.Hosts {
+			opts.Hosts[i].FileSystem = fileSystem
+		}
+	}
+	b := &bench{sc: sc, fleet: testutil.StartFleet(sc, hosts, opts), app: app, slipwayBin: slipwayBin, quiet: quiet}
+	on := "one shared file system"
+	if fileSystem != "" {
+		on = "each on its own " + fileSystem
+	}
+	logf("started %d sshd hosts (%s) in %s", hosts, on, time.Since(start).Round(time.Millisecond))
 	for _, h := range b.fleet.Hosts {
 		r, err := startRelay(h.Port)
 		if err != nil {
@@ -66,6 +81,14 @@ func newBench(hosts int, app *appRepo, slipwayBin string, quiet *quietWait) *ben
 }
 
 func (b *bench) close() { b.sc.close() }
+
+// setRTT makes the connections the tools open from now on cross a network
+// with round-trip time rtt (0: loopback as it is).
+func (b *bench) setRTT(rtt time.Duration) {
+	for _, r := range b.relays {
+		r.setDelay(rtt)
+	}
+}
 
 // writeClientHome writes HOME/.ssh: the fleet's ed25519 key, an RSA key in
 // PEM format for Capistrano, and an ssh config and known_hosts that name
@@ -136,6 +159,9 @@ type sample struct {
 	traffic  counts        // through the relays, summed over the hosts
 	sessions int           // "Starting session" lines in the sshd logs, summed over the hosts
 	skew     time.Duration // slipway's fleet skew; -1 when not printed
+	// slipway is what slipway's --json events said about the run (nil
+	// for other tools): its own count of round trips, per host and step.
+	slipway *slipwayRun
 
 	toolCPU    time.Duration // user + system time of the tool and the children it waited for
 	hostsCPU   time.Duration // of every process the hosts ran for it: sshd, shells, git, tar …
@@ -178,8 +204,6 @@ func killCurrentChild() {
 		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 	}
 }
-
-var skewLine = regexp.MustCompile(`fleet skew: (\S+) from the first switch to the last`)
 
 // measure runs one command of a tool against the whole fleet and returns
 // what it cost. label names it in logs ("slipway-deploy"). A failing
@@ -244,10 +268,12 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 	for i := range afterSessions {
 		s.sessions += afterSessions[i] - beforeSessions[i]
 	}
-	if m := skewLine.FindStringSubmatch(out.String()); m != nil {
-		if d, err := time.ParseDuration(m[1]); err == nil {
-			s.skew = d
+	if strings.HasPrefix(label, "slipway-") {
+		run, err := parseSlipwayJSON(out.Bytes())
+		if err != nil {
+			b.sc.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out.String(), 20))
 		}
+		s.slipway, s.skew = run, run.skew
 	}
 	return s
 }
