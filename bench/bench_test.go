@@ -271,3 +271,32 @@ func TestRelayDelaysWithoutLimitingThroughput(t *testing.T) {
 		t.Errorf("relay counted %+v, want %d exchanges (the requests and the bulk line) in one connection", got, requests+1)
 	}
 }
+
+// A receiver that does not read holds the sender back, as TCP's window
+// would: the lane does not queue what it cannot deliver.
+func TestLaneHoldsTheSenderBackWhenTheReceiverDoesNot(t *testing.T) {
+	sender, lanesSource := net.Pipe()
+	lanesTarget, receiver := net.Pipe() // nobody reads receiver
+	defer receiver.Close()
+	l := newLane(100*time.Microsecond, time.Time{})
+	go l.read(lanesSource, func(int) {})
+	go l.write(lanesTarget, func(int) {})
+	go func() {
+		for {
+			if _, err := sender.Write(make([]byte, 1000)); err != nil {
+				return
+			}
+		}
+	}()
+	// What the sender sent within one delay is on the way; then nothing
+	// more is read.
+	time.Sleep(100 * time.Millisecond)
+	queued := len(l.chunks)
+	time.Sleep(100 * time.Millisecond)
+	if later := len(l.chunks); later != queued || queued >= laneChunks/2 {
+		t.Errorf("%d chunks queued for a receiver that reads nothing, %d 100 ms later; want a few, and no more later", queued, later)
+	}
+	sender.Close()
+	lanesSource.Close()
+	lanesTarget.Close()
+}

@@ -207,6 +207,12 @@ type lane struct {
 	delay    time.Duration
 	earliest time.Time // nothing counts as sent before this
 	chunks   chan chunk
+	// writing is held while write writes a chunk, and read waits for it
+	// before it reads on: a receiver that does not keep up (its socket's
+	// buffer full) holds the sender back, as TCP's window does, instead
+	// of the lane queueing what it cannot deliver. What is on the way is
+	// then what the sender sends in one delay, not more.
+	writing sync.Mutex
 }
 
 // chunk is one read, due on the other side at due; the last chunk of a
@@ -218,8 +224,8 @@ type chunk struct {
 }
 
 // laneChunks bounds the chunks on the way in one direction: at most
-// 256 × 64 KiB, 16 MiB, far above what a link of a few Gbit/s has in
-// flight over 100 ms, so it does not limit throughput.
+// 256 × 64 KiB, 16 MiB, far above what a link of a Gbit/s has in flight
+// over 100 ms, so it does not limit throughput.
 const laneChunks = 256
 
 var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
@@ -240,6 +246,8 @@ func (l *lane) read(src net.Conn, sent func(int)) {
 		return now.Add(l.delay)
 	}
 	for {
+		l.writing.Lock()
+		l.writing.Unlock()
 		buf := chunkBufs.Get().(*[]byte)
 		n, err := src.Read(*buf)
 		if n > 0 {
@@ -272,7 +280,9 @@ func (l *lane) write(dst net.Conn, arrived func(int)) {
 			// Before the write: the other side may answer as soon as it
 			// has read, before Write returns.
 			arrived(c.n)
+			l.writing.Lock()
 			_, err := dst.Write((*c.buf)[:c.n])
+			l.writing.Unlock()
 			failed = err != nil
 		}
 		chunkBufs.Put(c.buf)

@@ -318,6 +318,12 @@ wave in turn.
 	rss := peakRSS(big)
 	fmt.Fprintf(&b, "| peak RSS of slipway at %d hosts (highest of all its runs) | | %s | | ≤ 150 MB | %s | | |\n",
 		big.hosts, size(float64(rss)), met(float64(rss) <= rssGoal))
+	hostsCPU := func(fr fleetResult) time.Duration {
+		return median(field(fr.get("slipway", "redeploy"), func(s sample) time.Duration { return s.hostsCPU }))
+	}
+	fmt.Fprintf(&b, "\nAll hosts share this machine's %s cores: the hosts' own CPU time on a redeploy was %s on %d hosts and %s on %d, "+
+		"so the ratios above measure this machine's cores as much as slipway; on real servers each host works on its own CPU and disk.\n",
+		cores(), secs(hostsCPU(small)), small.hosts, secs(hostsCPU(big)), big.hosts)
 	return b.String()
 }
 
@@ -401,74 +407,106 @@ func profileSteps(run *slipwayRun) []stepProfile {
 	return out
 }
 
-// medianSample is the sample whose time is the median (the lower of the
-// two middle ones).
-func medianSample(samples []sample) sample {
-	s := slices.Clone(samples)
-	slices.SortFunc(s, func(a, b sample) int { return int(a.wall - b.wall) })
-	return s[(len(s)-1)/2]
+// stepTimes is, per step of a workload, the median over the runs of its
+// slowest host's time and of its round trips on a host, in the order the
+// steps first finished; and the median time outside the steps.
+type stepTimes struct {
+	order   []string
+	longest map[string]time.Duration
+	trips   map[string]float64
+	fleet   map[string]bool // a step of the whole fleet
+	outside time.Duration
 }
 
-// wanProfileMD is where slipway's time goes at the goals' round-trip
-// time: its steps, from the --json events of the median run of each
-// workload.
-func (r *results) wanProfileMD() string {
-	w := r.wan
-	wanRTT := w.wanRTT()
-	if wanRTT == 0 {
-		return ""
-	}
-	fr := w.compare[wanRTT]
-	var b strings.Builder
-	fmt.Fprintf(&b, `
-### Where slipway's time goes at %s
-
-The median run of each workload on %d hosts, step by step, from slipway's --json step_finished
-events: how long the step took on a host (median, and the slowest host: the step's barrier waits
-for it), its round trips on a host (median), and those round trips at %s each. Steps run one after
-another; the time outside them is slipway's own work before the first step and after the last
-(reading the config, exporting the revision from git, building the manifest) and the TCP connects.
-
-| workload | step | on a host: median | slowest host | round trips | × %s |
-|---|---|---|---|---|---|
-`, wanRTT, fr.hosts, wanRTT, wanRTT)
-	var summary []string
-	for _, wl := range workloads {
-		samples := fr.get("slipway", wl)
-		if len(samples) == 0 {
-			continue
-		}
-		s := medianSample(samples)
+func stepTimesOf(samples []sample) stepTimes {
+	st := stepTimes{longest: map[string]time.Duration{}, trips: map[string]float64{}, fleet: map[string]bool{}}
+	longest, trips := map[string][]time.Duration{}, map[string][]float64{}
+	var outside []time.Duration
+	for _, s := range samples {
 		if s.slipway == nil {
 			continue
 		}
 		var inSteps time.Duration
-		var trips float64
-		var top stepProfile
 		for _, p := range profileSteps(s.slipway) {
-			name := p.step
-			if p.hosts == 0 {
+			if _, ok := longest[p.step]; !ok {
+				st.order = append(st.order, p.step)
+			}
+			longest[p.step] = append(longest[p.step], p.longest)
+			trips[p.step] = append(trips[p.step], p.roundTrips)
+			st.fleet[p.step] = p.hosts == 0
+			inSteps += p.longest
+		}
+		outside = append(outside, max(0, s.wall-inSteps))
+	}
+	for _, step := range st.order {
+		st.longest[step] = median(longest[step])
+		slices.Sort(trips[step])
+		st.trips[step] = trips[step][(len(trips[step])-1)/2]
+	}
+	st.outside = median(outside)
+	return st
+}
+
+// wanProfileMD is where slipway's time goes at the goals' round-trip
+// time: its steps, from the --json events, against the same steps with no
+// added delay.
+func (r *results) wanProfileMD() string {
+	w := r.wan
+	wanRTT := w.wanRTT()
+	if wanRTT == 0 || len(w.rtts) < 2 {
+		return ""
+	}
+	fr, fr0 := w.compare[wanRTT], w.compare[0]
+	var b strings.Builder
+	fmt.Fprintf(&b, `
+### Where slipway's time goes at %s
+
+Each step on %d hosts from slipway's --json step_finished events, medians over the runs: the
+slowest host's time (the step's barrier waits for it) with no added delay and at %s; what the
+delay added, in round trips (÷ %s); and the step's round trips on a host as slipway counts them.
+Steps run one after another; the time outside them is slipway's own work before the first and
+after the last (reading the config, starting the run) and the TCP connects.
+
+| workload | step | no delay | at %s | added ÷ RTT | slipway's count |
+|---|---|---|---|---|---|
+`, wanRTT, fr.hosts, wanRTT, wanRTT, wanRTT)
+	var summary []string
+	for _, wl := range workloads {
+		with, without := stepTimesOf(fr.get("slipway", wl)), stepTimesOf(fr0.get("slipway", wl))
+		if len(with.order) == 0 {
+			continue
+		}
+		var counted float64
+		var longest, grew string
+		for _, step := range with.order {
+			name := step
+			if with.fleet[step] {
 				name += " (whole fleet)"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.0f | %s |\n", workloadTitle[wl], name, secs(p.medianTook), secs(p.longest),
-				p.roundTrips, secs(time.Duration(p.roundTrips*float64(wanRTT))))
-			inSteps += p.longest
-			trips += p.roundTrips
-			if p.longest > top.longest {
-				top = p
+			added := (with.longest[step] - without.longest[step]).Seconds() / wanRTT.Seconds()
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %.0f |\n", workloadTitle[wl], name, secs(without.longest[step]),
+				secs(with.longest[step]), added, with.trips[step])
+			counted += with.trips[step]
+			if longest == "" || with.longest[step] > with.longest[longest] {
+				longest = step
+			}
+			if grew == "" || with.longest[step]-without.longest[step] > with.longest[grew]-without.longest[grew] {
+				grew = step
 			}
 		}
-		outside := max(0, s.wall-inSteps)
-		fmt.Fprintf(&b, "| %s | outside the steps | %s | | | |\n", workloadTitle[wl], secs(outside))
-		latency := time.Duration(trips * float64(wanRTT))
-		summary = append(summary, fmt.Sprintf("the %s took %s: its steps' %.0f round trips per host come to %s at %s (%.0f%% of it), the steps' slowest hosts to %s in all, "+
-			"the longest step being %s (%s on its slowest host, %s), and %s went outside the steps",
-			strings.ToLower(workloadTitle[wl]), secs(s.wall), trips, secs(latency), wanRTT, 100*latency.Seconds()/s.wall.Seconds(),
-			secs(inSteps), top.step, secs(top.longest), roundTrips(top.roundTrips), secs(outside)))
+		fmt.Fprintf(&b, "| %s | outside the steps | %s | %s | %.1f | |\n", workloadTitle[wl], secs(without.outside), secs(with.outside),
+			(with.outside-without.outside).Seconds()/wanRTT.Seconds())
+		t, t0 := medianWall(fr.get("slipway", wl)), medianWall(fr0.get("slipway", wl))
+		summary = append(summary, fmt.Sprintf("the %s took %s with no delay and %s at %s: the delay added %.1f round trips in series, where slipway's steps count %.0f; "+
+			"the longest step at %s was %s (%s, %s with no delay), the one the delay grew most %s (by %.1f round trips, %.0f counted)",
+			strings.ToLower(workloadTitle[wl]), secs(t0), secs(t), wanRTT, (t-t0).Seconds()/wanRTT.Seconds(), counted,
+			wanRTT, longest, secs(with.longest[longest]), secs(without.longest[longest]),
+			grew, (with.longest[grew]-without.longest[grew]).Seconds()/wanRTT.Seconds(), with.trips[grew]))
 	}
 	if len(summary) > 0 {
-		fmt.Fprintf(&b, "\nIn short: %s. Where a step's time is well above its round trips × %s, the hosts' work (their CPU and disks, shared on this machine) dominates it; where it is close, latency does, and only fewer round trips make it faster.\n\n",
-			strings.Join(summary, "; "), wanRTT)
+		fmt.Fprintf(&b, "\nIn short: %s. A step whose added time is well above its count waits for round trips slipway does not count; "+
+			"a step that is long with no delay too is the hosts' work (their CPU and disks, shared on this machine), which latency does not change.\n\n",
+			strings.Join(summary, "; "))
 	}
 	return b.String()
 }
