@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,6 +226,11 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The child starts as a copy of this process (clone, then exec), and
+	// Linux counts in its peak RSS this process's peak at that moment:
+	// start it with that peak as low as it goes (what the delayed relays
+	// held during the last command is freed, and the peak reset to it).
+	lowerPeakRSS()
 	currentChild.Lock()
 	start := time.Now()
 	err := cmd.Start()
@@ -232,6 +238,8 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 		currentChild.cmd = cmd
 	}
 	currentChild.Unlock()
+	atStart := selfPeakRSS() // at least what the child was counted as a copy
+
 	if err == nil {
 		err = cmd.Wait()
 	}
@@ -254,12 +262,11 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.maxRSS = ru.Maxrss * 1024 // Linux reports KiB
 	}
-	// The child starts as a copy of this process (clone, then exec), and
-	// Linux counts the memory it had before exec in its peak: a figure at
-	// or below our own peak may be ours, not the tool's.
+	// A figure at or below our own peak when the child started may be
+	// ours, not the tool's.
 	if strings.HasPrefix(label, "floor-") {
 		s.maxRSS = 0 // a shell and ssh: not a tool's memory
-	} else if self := selfPeakRSS(); s.maxRSS <= self {
+	} else if s.maxRSS <= atStart {
 		// The tool used at most this much: an upper bound, marked so.
 		s.rssBound = true
 	}
@@ -589,6 +596,14 @@ func tail(s string, lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
+}
+
+// lowerPeakRSS returns the memory this process no longer uses to the
+// system and resets its peak resident set size to what it holds now
+// (clear_refs, Linux 4.0 and later; where that fails the peak stays).
+func lowerPeakRSS() {
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
 // selfPeakRSS is this process's own peak resident set size (VmHWM).

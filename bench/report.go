@@ -414,8 +414,9 @@ shows under *kernel* in the table below.)
   (ru_maxrss) when it exits: exact, not sampled. For slipway it includes the git it runs to export
   the revision (rusage counts waited-for children), so it is an upper bound for slipway itself.
   For Capistrano it is the ruby process. Linux counts in a child's peak the memory of the process
-  that started it (the benchmark, which the child is a copy of until it runs the tool), so a
-  figure no higher than the benchmark's own peak is shown as "≤": the tool used at most that.
+  that started it (the benchmark, which the child is a copy of until it runs the tool); the
+  benchmark frees what it can and resets its own peak before each command, and a figure no higher
+  than its peak when the tool started is shown as "≤": the tool used at most that.
 
 `)
 	b.WriteString(r.compressionMD())
