@@ -305,3 +305,11 @@ func TestLaneHoldsTheSenderBackWhenTheReceiverDoesNot(t *testing.T) {
 	lanesSource.Close()
 	lanesTarget.Close()
 }
+
+func TestGoalRatio(t *testing.T) {
+	for g, want := range map[float64]string{1.0 / 8: "1/8", 1.0 / 3: "1/3", 0.1: "1/10", 0.7: "0.7×", 0.4: "0.4×", 0.9: "0.9×"} {
+		if got := goalRatio(g); got != want {
+			t.Errorf("goalRatio(%v) = %q, want %q", g, got, want)
+		}
+	}
+}

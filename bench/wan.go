@@ -249,11 +249,22 @@ each tool waited for one after another, whatever it counted.
 	return b.String()
 }
 
+// goalRatio prints a goal as "1/n" where it is one, else as "x×".
 func goalRatio(g float64) string {
-	if g < 0.3 {
-		return fmt.Sprintf("1/%.0f", 1/g)
+	if n := math.Round(1 / g); n >= 2 && math.Abs(1/g-n) < 1e-9 {
+		return fmt.Sprintf("1/%.0f", n)
 	}
 	return fmt.Sprintf("%.2g×", g)
+}
+
+// tripsAdded prints a time as the round trips of rtt it makes, with no
+// "-0.0" for a change too small to show.
+func tripsAdded(d, rtt time.Duration) string {
+	x := d.Seconds() / rtt.Seconds()
+	if math.Abs(x) < 0.05 {
+		x = 0
+	}
+	return fmt.Sprintf("%.1f", x)
 }
 
 func roundTrips(n float64) string {
@@ -275,7 +286,7 @@ func (w *wanResult) addedTrips(tool, workload string) string {
 	if len(with) == 0 || len(without) == 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%.1f", (medianWall(with)-medianWall(without)).Seconds()/w.wanRTT().Seconds())
+	return tripsAdded(medianWall(with)-medianWall(without), w.wanRTT())
 }
 
 // wanScaleMD compares the bigger fleet with the smaller at the goals'
@@ -483,9 +494,8 @@ after the last (reading the config, starting the run) and the TCP connects.
 			if with.fleet[step] {
 				name += " (whole fleet)"
 			}
-			added := (with.longest[step] - without.longest[step]).Seconds() / wanRTT.Seconds()
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %.0f |\n", workloadTitle[wl], name, secs(without.longest[step]),
-				secs(with.longest[step]), added, with.trips[step])
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.0f |\n", workloadTitle[wl], name, secs(without.longest[step]),
+				secs(with.longest[step]), tripsAdded(with.longest[step]-without.longest[step], wanRTT), with.trips[step])
 			counted += with.trips[step]
 			if longest == "" || with.longest[step] > with.longest[longest] {
 				longest = step
@@ -494,8 +504,8 @@ after the last (reading the config, starting the run) and the TCP connects.
 				grew = step
 			}
 		}
-		fmt.Fprintf(&b, "| %s | outside the steps | %s | %s | %.1f | |\n", workloadTitle[wl], secs(without.outside), secs(with.outside),
-			(with.outside-without.outside).Seconds()/wanRTT.Seconds())
+		fmt.Fprintf(&b, "| %s | outside the steps | %s | %s | %s | |\n", workloadTitle[wl], secs(without.outside), secs(with.outside),
+			tripsAdded(with.outside-without.outside, wanRTT))
 		t, t0 := medianWall(fr.get("slipway", wl)), medianWall(fr0.get("slipway", wl))
 		summary = append(summary, fmt.Sprintf("the %s took %s with no delay and %s at %s: the delay added %.1f round trips in series, where slipway's steps count %.0f; "+
 			"the longest step at %s was %s (%s, %s with no delay), the one the delay grew most %s (by %.1f round trips, %.0f counted)",
