@@ -239,7 +239,6 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 	}
 	currentChild.Unlock()
 	atStart := selfPeakRSS() // at least what the child was counted as a copy
-
 	if err == nil {
 		err = cmd.Wait()
 	}

@@ -157,7 +157,11 @@ func (r *results) wanMD() string {
 	var b strings.Builder
 	wanRTT := w.wanRTT()
 	b.WriteString(wanBegin + "\n")
-	fmt.Fprintf(&b, "## Against the goals of issue 15: per-host file systems, and %s round trips\n\n", wanRTT)
+	title := "## Against the goals of issue 15: per-host file systems"
+	if wanRTT > 0 {
+		title += fmt.Sprintf(", and %s round trips", wanRTT)
+	}
+	b.WriteString(title + "\n\n")
 	what := "`make bench`"
 	if r.plan.only == "wan" {
 		what = "`make bench-wan` (this section alone)"
