@@ -36,6 +36,7 @@ type bench struct {
 	confDir string // slipway.yml files and the Capistrano project
 	tmp     string // TMPDIR of the tools, so whatever they leave there goes with the fleet
 	app     *appRepo
+	rtt     time.Duration // the round-trip time the relays add (setRTT)
 
 	slipwayBin string
 	quiet      *quietWait
@@ -86,6 +87,7 @@ func (b *bench) close() { b.sc.close() }
 // setRTT makes the connections the tools open from now on cross a network
 // with round-trip time rtt (0: loopback as it is).
 func (b *bench) setRTT(rtt time.Duration) {
+	b.rtt = rtt
 	for _, r := range b.relays {
 		r.setDelay(rtt)
 	}
@@ -160,6 +162,7 @@ type sample struct {
 	traffic  counts        // through the relays, summed over the hosts
 	sessions int           // "Starting session" lines in the sshd logs, summed over the hosts
 	skew     time.Duration // slipway's fleet skew; -1 when not printed
+	rtt      time.Duration // the round-trip time the relays added
 	// slipway is what slipway's --json events said about the run (nil
 	// for other tools): its own count of round trips, per host and step.
 	slipway *slipwayRun
@@ -243,7 +246,7 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 		err = cmd.Wait()
 	}
 	wall := time.Since(start)
-	s := sample{wall: wall, skew: -1, machineCPU: machineCPU() - beforeCPU, relayCPU: selfCPU() - beforeSelf}
+	s := sample{wall: wall, skew: -1, rtt: b.rtt, machineCPU: machineCPU() - beforeCPU, relayCPU: selfCPU() - beforeSelf}
 	s.otherCPU = others.finish()
 	s.storeCPU = processCPU(b.storePid) - beforeStore
 	currentChild.Lock()

@@ -70,9 +70,10 @@ func TestQuickRun(t *testing.T) {
 }
 
 // checkWAN fails t unless the WAN benchmark measured every tool at every
-// round-trip time, slipway's --json gave its round trips, and the delay
-// made the same work take longer by at least the round trips it waited
-// for.
+// round-trip time, through relays that added it, and slipway's --json
+// gave its round trips and steps. (That the relays delay as they should
+// is TestRelayDelaysWithoutLimitingThroughput's; times on a busy machine
+// are too noisy to tell a 10 ms round trip from none here.)
 func checkWAN(t *testing.T, res *results, p plan) {
 	t.Helper()
 	w := res.wan
@@ -91,6 +92,13 @@ func checkWAN(t *testing.T, res *results, p plan) {
 		}
 		checkFleet(t, fr, compared, p.reps)
 		for _, wl := range workloads {
+			for _, tool := range compared {
+				for _, s := range fr.get(tool, wl) {
+					if s.rtt != rtt {
+						t.Errorf("WAN benchmark at %v: %s %s went through relays adding %v", rtt, tool, wl, s.rtt)
+					}
+				}
+			}
 			for _, s := range fr.get("slipway", wl) {
 				if s.slipway == nil || len(s.slipway.roundTrips) != fr.hosts || s.slipway.tripsPerHost() < 2 || len(s.slipway.steps) == 0 {
 					t.Errorf("WAN benchmark at %v: slipway %s: no round trips per host or steps from --json: %+v", rtt, wl, s.slipway)
@@ -102,13 +110,13 @@ func checkWAN(t *testing.T, res *results, p plan) {
 		t.Errorf("WAN benchmark: slipway alone on %v, want %d hosts", w.scale, p.wanScaleHosts)
 	} else {
 		checkFleet(t, *w.scale, []string{"slipway"}, p.reps)
-	}
-	// A rollback waits for its round trips one after another: at the
-	// delay, it takes at least a few of them longer than without.
-	rtt := w.wanRTT()
-	with, without := medianWall(w.compare[rtt].get("slipway", "rollback")), medianWall(w.compare[0].get("slipway", "rollback"))
-	if with < without+3*rtt {
-		t.Errorf("WAN benchmark: slipway's rollback took %v at %v, %v without: the delay did not show", with, rtt, without)
+		for _, wl := range workloads {
+			for _, s := range w.scale.get("slipway", wl) {
+				if s.rtt != w.wanRTT() {
+					t.Errorf("WAN benchmark, %d hosts: slipway %s went through relays adding %v, want %v", w.scale.hosts, wl, s.rtt, w.wanRTT())
+				}
+			}
+		}
 	}
 }
 
