@@ -379,10 +379,10 @@ func (r *results) wanThousandHosts() string {
 	var parts []string
 	for _, wl := range workloads {
 		p := w.projectThousand(wl)
-		parts = append(parts, fmt.Sprintf("%s %s (%s with the waves of `--parallel %d`)", strings.ToLower(workloadTitle[wl]), secs(p.line), secs(p.withWaves), cli.DefaultParallel))
+		parts = append(parts, fmt.Sprintf("%s about %s (%s with the waves of `--parallel %d`)", strings.ToLower(workloadTitle[wl]), secs(p.line), secs(p.withWaves), cli.DefaultParallel))
 	}
-	return fmt.Sprintf("- **At %s round-trip time** ([benchmarks.md](benchmarks.md), issue 15's section: hosts each on %s, %d and %d hosts): 1,000 hosts would take about %s, on the line through the two fleets.\n",
-		w.wanRTT(), w.fileSystemName(), w.hosts, w.scale.hosts, strings.Join(parts, ", "))
+	return fmt.Sprintf("- **At %s round-trip time** ([benchmarks.md](benchmarks.md), issue 15's section: hosts each on %s, %d and %d hosts), on the line through the two fleets, 1,000 hosts would take: %s.\n",
+		w.wanRTT(), w.fileSystemName(), w.hosts, w.scale.hosts, strings.Join(parts, "; "))
 }
 
 // stepProfile is one step of slipway's run, over the hosts.
