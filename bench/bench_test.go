@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
@@ -171,5 +172,144 @@ func TestSpliceStore(t *testing.T) {
 		part(storePlanBegin, storePlanEnd, "### With the artifact store\n\nplan 2"))
 	if second != strings.NewReplacer("run 1", "run 2", "plan 1", "plan 2").Replace(want) {
 		t.Fatalf("second splice:\n%s", second)
+	}
+}
+
+// With a round-trip time, the relay delays each direction by half of it:
+// the TCP connect and the banner take their round trips, each request
+// and answer one more, and a bulk transfer is not slowed by more than the
+// delay (the relay queues what it reads instead of pausing between reads).
+func TestRelayDelaysWithoutLimitingThroughput(t *testing.T) {
+	const rtt = 40 * time.Millisecond
+	server, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	go func() {
+		for {
+			conn, err := server.Accept()
+			if err != nil {
+				return
+			}
+			// A banner; then, for each line, its length as an answer.
+			go func() {
+				defer conn.Close()
+				conn.Write([]byte("SSH-2.0-x\r\n"))
+				lines := bufio.NewReaderSize(conn, 1<<20)
+				for {
+					n := 0
+					line, err := lines.ReadSlice('\n')
+					for ; err == bufio.ErrBufferFull; line, err = lines.ReadSlice('\n') {
+						n += len(line)
+					}
+					if err != nil {
+						return
+					}
+					conn.Write([]byte(strconv.Itoa(n+len(line)) + "\n"))
+				}
+			}()
+		}
+	}()
+	r, err := startRelay(server.Addr().(*net.TCPAddr).Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.stop()
+	r.setDelay(rtt)
+
+	start := time.Now()
+	client, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	answers := bufio.NewReader(client)
+	if _, err := answers.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	// Connect (one round trip) and the banner, sent when the host accepts
+	// (half a round trip later) and half a round trip on its way.
+	if took := time.Since(start); took < 2*rtt || took > 2*rtt+rtt/2 {
+		t.Errorf("the banner came %v after the connect, want about %v", took, 2*rtt)
+	}
+	const requests = 3
+	start = time.Now()
+	for range requests {
+		if _, err := client.Write([]byte("ping\n")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := answers.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took < requests*rtt || took > requests*rtt+rtt {
+		t.Errorf("%d requests took %v, want about %v", requests, took, requests*rtt)
+	}
+
+	// 64 MB in one line: paused for the delay before each read of at
+	// most 64 KiB, it would take over 10 s.
+	bulk := bytes.Repeat([]byte("x"), 64<<20)
+	bulk[len(bulk)-1] = '\n'
+	start = time.Now()
+	go client.Write(bulk)
+	answer, err := answers.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	if answer != strconv.Itoa(64<<20)+"\n" {
+		t.Errorf("the host read %q bytes, want %d", answer, 64<<20)
+	}
+	if took := time.Since(start); took < rtt || took > rtt+3*time.Second {
+		t.Errorf("64 MB and its answer took %v, want a little more than %v", took, rtt)
+	}
+	client.Close()
+	for deadline := time.Now().Add(5 * time.Second); r.active() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := r.snapshot(); got.exchanges != requests+1 || got.conns != 1 {
+		t.Errorf("relay counted %+v, want %d exchanges (the requests and the bulk line) in one connection", got, requests+1)
+	}
+}
+
+// A receiver that does not read holds the sender back, as TCP's window
+// would: the lane does not queue what it cannot deliver.
+func TestLaneHoldsTheSenderBackWhenTheReceiverDoesNot(t *testing.T) {
+	sender, lanesSource := net.Pipe()
+	lanesTarget, receiver := net.Pipe() // nobody reads receiver
+	defer receiver.Close()
+	l := newLane(0, time.Time{})
+	go l.read(lanesSource, func(int) {})
+	go l.write(lanesTarget, func(int) {})
+	if _, err := sender.Write(make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	// The lane's writer is stuck writing that chunk.
+	for l.writing.TryLock() {
+		l.writing.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	go func() {
+		for {
+			if _, err := sender.Write(make([]byte, 1000)); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	// The read that was waiting for the sender may have taken one more.
+	if queued := len(l.chunks); queued > 1 {
+		t.Errorf("%d chunks queued for a receiver that reads nothing, want at most 1", queued)
+	}
+	sender.Close()
+	lanesSource.Close()
+	lanesTarget.Close()
+}
+
+func TestGoalRatio(t *testing.T) {
+	for g, want := range map[float64]string{1.0 / 8: "1/8", 1.0 / 3: "1/3", 0.1: "1/10", 0.7: "0.7×", 0.4: "0.4×", 0.9: "0.9×"} {
+		if got := goalRatio(g); got != want {
+			t.Errorf("goalRatio(%v) = %q, want %q", g, got, want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ type bench struct {
 	confDir string // slipway.yml files and the Capistrano project
 	tmp     string // TMPDIR of the tools, so whatever they leave there goes with the fleet
 	app     *appRepo
+	rtt     time.Duration // the round-trip time the relays add (setRTT)
 
 	slipwayBin string
 	quiet      *quietWait
@@ -45,11 +47,26 @@ type bench struct {
 	storePid int
 }
 
-func newBench(hosts int, app *appRepo, slipwayBin string, quiet *quietWait) *bench {
+// newBench starts a fleet of hosts. fileSystem gives every host a file
+// system of its own on a loop device ("xfs", "ext4": see
+// testutil.HostOptions.FileSystem); "" puts every host's files in one
+// directory tree of this machine's file system.
+func newBench(hosts int, app *appRepo, slipwayBin string, quiet *quietWait, fileSystem string) *bench {
 	sc := newScope(fmt.Sprintf("fleet of %d", hosts))
 	start := time.Now()
-	b := &bench{sc: sc, fleet: testutil.StartFleet(sc, hosts, testutil.Options{}), app: app, slipwayBin: slipwayBin, quiet: quiet}
-	logf("started %d sshd hosts in %s", hosts, time.Since(start).Round(time.Millisecond))
+	var opts testutil.Options
+	if fileSystem != "" {
+		opts.Hosts = make([]testutil.HostOptions, hosts)
+		for i := range opts.Hosts {
+			opts.Hosts[i].FileSystem = fileSystem
+		}
+	}
+	b := &bench{sc: sc, fleet: testutil.StartFleet(sc, hosts, opts), app: app, slipwayBin: slipwayBin, quiet: quiet}
+	on := "one shared file system"
+	if fileSystem != "" {
+		on = "each on its own " + fileSystem
+	}
+	logf("started %d sshd hosts (%s) in %s", hosts, on, time.Since(start).Round(time.Millisecond))
 	for _, h := range b.fleet.Hosts {
 		r, err := startRelay(h.Port)
 		if err != nil {
@@ -66,6 +83,15 @@ func newBench(hosts int, app *appRepo, slipwayBin string, quiet *quietWait) *ben
 }
 
 func (b *bench) close() { b.sc.close() }
+
+// setRTT makes the connections the tools open from now on cross a network
+// with round-trip time rtt (0: loopback as it is).
+func (b *bench) setRTT(rtt time.Duration) {
+	b.rtt = rtt
+	for _, r := range b.relays {
+		r.setDelay(rtt)
+	}
+}
 
 // writeClientHome writes HOME/.ssh: the fleet's ed25519 key, an RSA key in
 // PEM format for Capistrano, and an ssh config and known_hosts that name
@@ -136,6 +162,10 @@ type sample struct {
 	traffic  counts        // through the relays, summed over the hosts
 	sessions int           // "Starting session" lines in the sshd logs, summed over the hosts
 	skew     time.Duration // slipway's fleet skew; -1 when not printed
+	rtt      time.Duration // the round-trip time the relays added
+	// slipway is what slipway's --json events said about the run (nil
+	// for other tools): its own count of round trips, per host and step.
+	slipway *slipwayRun
 
 	toolCPU    time.Duration // user + system time of the tool and the children it waited for
 	hostsCPU   time.Duration // of every process the hosts ran for it: sshd, shells, git, tar …
@@ -179,8 +209,6 @@ func killCurrentChild() {
 	}
 }
 
-var skewLine = regexp.MustCompile(`fleet skew: (\S+) from the first switch to the last`)
-
 // measure runs one command of a tool against the whole fleet and returns
 // what it cost. label names it in logs ("slipway-deploy"). A failing
 // command fails the benchmark, with its output.
@@ -201,6 +229,11 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The child starts as a copy of this process (clone, then exec), and
+	// Linux counts in its peak RSS this process's peak at that moment:
+	// start it with that peak as low as it goes (what the delayed relays
+	// held during the last command is freed, and the peak reset to it).
+	lowerPeakRSS()
 	currentChild.Lock()
 	start := time.Now()
 	err := cmd.Start()
@@ -208,11 +241,12 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 		currentChild.cmd = cmd
 	}
 	currentChild.Unlock()
+	atStart := selfPeakRSS() // at least what the child was counted as a copy
 	if err == nil {
 		err = cmd.Wait()
 	}
 	wall := time.Since(start)
-	s := sample{wall: wall, skew: -1, machineCPU: machineCPU() - beforeCPU, relayCPU: selfCPU() - beforeSelf}
+	s := sample{wall: wall, skew: -1, rtt: b.rtt, machineCPU: machineCPU() - beforeCPU, relayCPU: selfCPU() - beforeSelf}
 	s.otherCPU = others.finish()
 	s.storeCPU = processCPU(b.storePid) - beforeStore
 	currentChild.Lock()
@@ -230,12 +264,11 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.maxRSS = ru.Maxrss * 1024 // Linux reports KiB
 	}
-	// The child starts as a copy of this process (clone, then exec), and
-	// Linux counts the memory it had before exec in its peak: a figure at
-	// or below our own peak may be ours, not the tool's.
+	// A figure at or below our own peak when the child started may be
+	// ours, not the tool's.
 	if strings.HasPrefix(label, "floor-") {
 		s.maxRSS = 0 // a shell and ssh: not a tool's memory
-	} else if self := selfPeakRSS(); s.maxRSS <= self {
+	} else if s.maxRSS <= atStart {
 		// The tool used at most this much: an upper bound, marked so.
 		s.rssBound = true
 	}
@@ -244,10 +277,12 @@ func (b *bench) measure(label, dir, name string, args ...string) sample {
 	for i := range afterSessions {
 		s.sessions += afterSessions[i] - beforeSessions[i]
 	}
-	if m := skewLine.FindStringSubmatch(out.String()); m != nil {
-		if d, err := time.ParseDuration(m[1]); err == nil {
-			s.skew = d
+	if strings.HasPrefix(label, "slipway-") {
+		run, err := parseSlipwayJSON(out.Bytes())
+		if err != nil {
+			b.sc.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out.String(), 20))
 		}
+		s.slipway, s.skew = run, run.skew
 	}
 	return s
 }
@@ -563,6 +598,14 @@ func tail(s string, lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
+}
+
+// lowerPeakRSS returns the memory this process no longer uses to the
+// system and resets its peak resident set size to what it holds now
+// (clear_refs, Linux 4.0 and later; where that fails the peak stays).
+func lowerPeakRSS() {
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
 // selfPeakRSS is this process's own peak resident set size (VmHWM).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make bench` and `make bench-quick` need on Debian/Ubuntu:
 # the OpenSSH server (the fleet's hosts), the client's ssh-keygen, git,
-# util-linux (one mount namespace per host), and Capistrano 3 (Debian's
+# util-linux (one mount namespace per host), xfsprogs (each host's own
+# XFS), and Capistrano 3 (Debian's
 # capistrano package, with Ruby), which the benchmark measures slipway
 # against, and SeaweedFS's weed (the S3 server the artifact store is
 # measured with, built once into ~/.cache/slipway-test). Does nothing when
@@ -14,6 +15,7 @@ need=()
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v git >/dev/null || need+=(git)
 command -v unshare >/dev/null || need+=(util-linux)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs) # the hosts' own file systems
 [ "${1:-}" = store ] || command -v cap >/dev/null || need+=(capistrano)
 command -v curl >/dev/null || need+=(curl)
 "$(dirname "$0")/../scripts/install-test-deps.sh" weed

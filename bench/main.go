@@ -6,7 +6,9 @@
 // installed) that prints its report instead of writing the docs, and
 // TestQuickRun makes the same run in `go test ./...`.
 // BENCH_SLIPWAY=/path/to/slipway measures that binary instead of a build of
-// this checkout.
+// this checkout. Issue 15's part (wan.go) runs first: BENCH_RTT=50ms sets
+// its round-trip time (measured beside none), BENCH_FS=xfs|ext4|shared its
+// hosts' file systems, and BENCH_ONLY=wan runs it alone (make bench-wan).
 package main
 
 import (
@@ -41,8 +43,18 @@ type plan struct {
 	// storeHosts are the fleets on which push and the artifact store are
 	// compared (reps times each), through a paced uplink.
 	storeHosts []int
+	// The WAN benchmark of issue 15: slipway and Capistrano on wanHosts,
+	// every host on a file system of its own (fileSystem: "xfs", "ext4",
+	// or "" for one shared directory tree), at each of rtts; then slipway
+	// alone on wanScaleHosts (0: none) at the last of rtts.
+	wanHosts      int
+	wanScaleHosts int
+	rtts          []time.Duration
+	fileSystem    string
 	// only is "store" to measure the artifact store alone (make
-	// bench-store), which rewrites only its section of scaling.md.
+	// bench-store), which rewrites only its section of scaling.md, or
+	// "wan" for the WAN benchmark alone (make bench-wan), which rewrites
+	// only its section of benchmarks.md.
 	only string
 	// quietWait is how long the whole run may wait, before its commands,
 	// for other programs to quiet down.
@@ -64,6 +76,12 @@ func fullPlan() plan {
 		docsDir:    "docs",
 		quietWait:  5 * time.Minute,
 		storeHosts: []int{10, 50},
+		// Issue 15's goals: 10 hosts at no added delay and at 50 ms, 50
+		// hosts at 50 ms, each host on an XFS of its own.
+		wanHosts:      10,
+		wanScaleHosts: 50,
+		rtts:          []time.Duration{0, 50 * time.Millisecond},
+		fileSystem:    "xfs",
 	}
 }
 
@@ -83,6 +101,12 @@ func quickPlan() plan {
 		app:          appSpec{Files: 200, Bytes: 1e6, Seed: 1},
 		bigApp:       appSpec{Files: 600, Bytes: 1e6, Seed: 2},
 		storeHosts:   []int{2, 3},
+		// A small delay: the delayed relays and the XFS hosts are
+		// exercised, without the run taking much longer.
+		wanHosts:      2,
+		wanScaleHosts: 3,
+		rtts:          []time.Duration{0, 10 * time.Millisecond},
+		fileSystem:    "xfs",
 	}
 }
 
@@ -94,10 +118,29 @@ func planFromEnv() (plan, error) {
 	}
 	switch only := os.Getenv("BENCH_ONLY"); only {
 	case "":
-	case "store":
+	case "store", "wan":
 		p.only = only
 	default:
-		return p, fmt.Errorf("BENCH_ONLY=%q: want store (or nothing, for the whole benchmark)", only)
+		return p, fmt.Errorf("BENCH_ONLY=%q: want store or wan (or nothing, for the whole benchmark)", only)
+	}
+	if s := os.Getenv("BENCH_RTT"); s != "" {
+		rtt, err := time.ParseDuration(s)
+		if err != nil || rtt < 0 {
+			return p, fmt.Errorf("BENCH_RTT=%q: want a round-trip time such as 50ms", s)
+		}
+		p.rtts = []time.Duration{0}
+		if rtt > 0 {
+			p.rtts = append(p.rtts, rtt)
+		}
+	}
+	switch fs := os.Getenv("BENCH_FS"); fs {
+	case "":
+	case "xfs", "ext4":
+		p.fileSystem = fs
+	case "shared":
+		p.fileSystem = ""
+	default:
+		return p, fmt.Errorf("BENCH_FS=%q: want xfs, ext4 or shared (every host's files in one directory tree of this machine)", fs)
 	}
 	for _, setting := range []struct {
 		name string
@@ -177,16 +220,25 @@ func measureAll(p plan) (res *results, err error) {
 	root := newScope("bench")
 	res, app := prepare(root, p)
 	quiet := &quietWait{left: p.quietWait}
-	if p.only == "store" {
+	switch p.only {
+	case "store":
 		res.store = measureStore(root, p, res, app, quiet)
+	case "wan":
+		res.wan = measureWAN(p, res, app, quiet)
+	}
+	if p.only != "" {
 		root.close()
 		res.took = time.Since(started)
 		return res, root.Err()
 	}
 
+	// Issue 15's goals first: per-host file systems, with and without
+	// latency.
+	res.wan = measureWAN(p, res, app, quiet)
+
 	// Slipway and Capistrano side by side, on the same hosts.
 	func() {
-		b := newBench(p.compareHosts, app, res.slipwayBin, quiet)
+		b := newBench(p.compareHosts, app, res.slipwayBin, quiet, "")
 		defer b.close()
 		tools := []tool{b.slipwayTool(slipwayDeployTo)}
 		if res.withCapistrano {
@@ -203,7 +255,7 @@ func measureAll(p plan) (res *results, err error) {
 			reps = p.reps
 		}
 		func() {
-			b := newBench(n, app, res.slipwayBin, quiet)
+			b := newBench(n, app, res.slipwayBin, quiet, "")
 			defer b.close()
 			res.scale = append(res.scale, b.run(reps, b.slipwayTool(slipwayDeployTo)))
 		}()
@@ -215,7 +267,7 @@ func measureAll(p plan) (res *results, err error) {
 		logf("generating the bigger app: %d files, %s", p.bigApp.Files, size(float64(p.bigApp.Bytes)))
 		big := newAppRepo(root, "bigapp", p.bigApp)
 		res.bigApp = big.info()
-		b := newBench(p.compareHosts, big, res.slipwayBin, quiet)
+		b := newBench(p.compareHosts, big, res.slipwayBin, quiet, "")
 		defer b.close()
 		res.bigScale = b.run(p.scaleReps, b.slipwayTool(slipwayDeployTo))
 	}()
@@ -231,7 +283,7 @@ func measureStore(root *scope, p plan, res *results, app *appRepo, quiet *quietW
 	out := newStoreResult(p.storeHosts, p.reps)
 	for _, n := range p.storeHosts {
 		func() {
-			b := newBench(n, app, res.slipwayBin, quiet)
+			b := newBench(n, app, res.slipwayBin, quiet, "")
 			defer b.close()
 			b.storeCompare(s3, p.reps, out)
 		}()
@@ -278,7 +330,7 @@ func requireTools(s *scope, p plan) (capistrano bool) {
 	if _, err := exec.LookPath("cap"); err == nil {
 		return true
 	}
-	if !p.quick && p.only == "" {
+	if !p.quick && p.only != "store" {
 		s.Skipf("cap is not on PATH: apt-get install capistrano")
 	}
 	logf("Capistrano is not installed (cap is not on PATH): measuring slipway alone")

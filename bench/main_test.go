@@ -65,7 +65,59 @@ func TestQuickRun(t *testing.T) {
 	}
 
 	checkCompression(t, res.compression, res.app, p.reps)
+	checkWAN(t, res, p)
 	checkReport(t, res, p.docsDir)
+}
+
+// checkWAN fails t unless the WAN benchmark measured every tool at every
+// round-trip time, through relays that added it, and slipway's --json
+// gave its round trips and steps. (That the relays delay as they should
+// is TestRelayDelaysWithoutLimitingThroughput's; times on a busy machine
+// are too noisy to tell a 10 ms round trip from none here.)
+func checkWAN(t *testing.T, res *results, p plan) {
+	t.Helper()
+	w := res.wan
+	if w == nil {
+		t.Fatal("the WAN benchmark was not measured")
+	}
+	compared := []string{"slipway"}
+	if res.withCapistrano {
+		compared = append(compared, "capistrano")
+	}
+	for _, rtt := range p.rtts {
+		fr, ok := w.compare[rtt]
+		if !ok || fr.hosts != p.wanHosts {
+			t.Errorf("WAN benchmark at %v: measured %v on %d hosts, want %d", rtt, ok, fr.hosts, p.wanHosts)
+			continue
+		}
+		checkFleet(t, fr, compared, p.reps)
+		for _, wl := range workloads {
+			for _, tool := range compared {
+				for _, s := range fr.get(tool, wl) {
+					if s.rtt != rtt {
+						t.Errorf("WAN benchmark at %v: %s %s went through relays adding %v", rtt, tool, wl, s.rtt)
+					}
+				}
+			}
+			for _, s := range fr.get("slipway", wl) {
+				if s.slipway == nil || len(s.slipway.roundTrips) != fr.hosts || s.slipway.tripsPerHost() < 2 || len(s.slipway.steps) == 0 {
+					t.Errorf("WAN benchmark at %v: slipway %s: no round trips per host or steps from --json: %+v", rtt, wl, s.slipway)
+				}
+			}
+		}
+	}
+	if w.scale == nil || w.scale.hosts != p.wanScaleHosts {
+		t.Errorf("WAN benchmark: slipway alone on %v, want %d hosts", w.scale, p.wanScaleHosts)
+	} else {
+		checkFleet(t, *w.scale, []string{"slipway"}, p.reps)
+		for _, wl := range workloads {
+			for _, s := range w.scale.get("slipway", wl) {
+				if s.rtt != w.wanRTT() {
+					t.Errorf("WAN benchmark, %d hosts: slipway %s went through relays adding %v, want %v", w.scale.hosts, wl, s.rtt, w.wanRTT())
+				}
+			}
+		}
+	}
 }
 
 // checkFleet fails t unless fr holds reps samples of every workload for
@@ -100,7 +152,7 @@ func checkFleet(t *testing.T, fr fleetResult, tools []string, reps int) {
 				case tool != "floor" && s.maxRSS <= 0:
 					what("peak RSS %d", s.maxRSS)
 				case tool == "slipway" && w != "rollback" && s.skew < 0: // a rollback prints none
-					what("no fleet skew found in slipway's output (%s)", skewLine)
+					what("no fleet skew in slipway's --json run_finished event (skew_ms)")
 				}
 			}
 		}
@@ -148,7 +200,7 @@ func checkReport(t *testing.T, res *results, dir string) {
 		t.Fatalf("write the report: %v", err)
 	}
 	want := map[string][]string{
-		"benchmarks.md": {"## Against the goals of issue 6", "## Every measurement", "## Compression (source.compress)",
+		"benchmarks.md": {wanBegin, "## Against the goals of issue 15", "### Where slipway's time goes at", wanEnd, "## Against the goals of issue 6", "## Every measurement", "## Compression (source.compress)",
 			"## What runs, exactly", "## Caveats", "## Machine", "## Reproduce", "BENCH_QUICK smoke run"},
 		"scaling.md": {"## With the number of hosts", "### The trend", "## With the number of files", "## 1,000 hosts and more"},
 	}
@@ -185,6 +237,10 @@ func TestPlanFromEnv(t *testing.T) {
 	quickInto.docsDir = "out"
 	moreReps := fullPlan()
 	moreReps.reps, moreReps.scaleReps = 5, 2
+	wan := fullPlan()
+	wan.only, wan.rtts, wan.fileSystem = "wan", []time.Duration{0, 100 * time.Millisecond}, "ext4"
+	noDelay := quickPlan()
+	noDelay.rtts, noDelay.fileSystem = []time.Duration{0}, ""
 	for _, tc := range []struct {
 		env  map[string]string
 		want plan
@@ -193,8 +249,10 @@ func TestPlanFromEnv(t *testing.T) {
 		{map[string]string{"BENCH_QUICK": "1"}, quickPlan()},
 		{map[string]string{"BENCH_QUICK": "1", "BENCH_DOCS": "out"}, quickInto},
 		{map[string]string{"BENCH_QUICK": "0", "BENCH_DOCS": "out", "BENCH_REPS": "5", "BENCH_SCALE_REPS": "2"}, moreReps},
+		{map[string]string{"BENCH_ONLY": "wan", "BENCH_RTT": "100ms", "BENCH_FS": "ext4"}, wan},
+		{map[string]string{"BENCH_QUICK": "1", "BENCH_RTT": "0", "BENCH_FS": "shared"}, noDelay},
 	} {
-		for _, name := range []string{"BENCH_QUICK", "BENCH_DOCS", "BENCH_REPS", "BENCH_SCALE_REPS"} {
+		for _, name := range []string{"BENCH_QUICK", "BENCH_DOCS", "BENCH_REPS", "BENCH_SCALE_REPS", "BENCH_ONLY", "BENCH_RTT", "BENCH_FS"} {
 			t.Setenv(name, tc.env[name])
 		}
 		got, err := planFromEnv()
@@ -204,8 +262,11 @@ func TestPlanFromEnv(t *testing.T) {
 			t.Errorf("%v: plan %+v, want %+v", tc.env, got, tc.want)
 		}
 	}
-	t.Setenv("BENCH_REPS", "0")
-	if _, err := planFromEnv(); err == nil {
-		t.Error("BENCH_REPS=0: no error")
+	for name, bad := range map[string]string{"BENCH_REPS": "0", "BENCH_RTT": "50", "BENCH_FS": "btrfs", "BENCH_ONLY": "cold"} {
+		t.Setenv(name, bad)
+		if _, err := planFromEnv(); err == nil {
+			t.Errorf("%s=%s: no error", name, bad)
+		}
+		t.Setenv(name, "")
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"syscall"
 )
 
-// probe starts a fleet of n hosts with the app and both tools set up, prints
+// probe starts a fleet of n hosts with the app and both tools set up (the
+// hosts on the plan's file system, behind relays at its largest round-trip
+// time: BENCH_FS, BENCH_RTT), prints
 // how to run them by hand, and waits for Ctrl-C: for profiling a deploy
 // step by step (BENCH_PROBE=10 go run ./bench).
 func probe(p plan, n int) (err error) {
@@ -17,7 +19,8 @@ func probe(p plan, n int) (err error) {
 	defer closeAllScopes()
 	root := newScope("bench")
 	res, app := prepare(root, p)
-	b := newBench(n, app, res.slipwayBin, &quietWait{left: p.quietWait})
+	b := newBench(n, app, res.slipwayBin, &quietWait{left: p.quietWait}, p.fileSystem)
+	b.setRTT(p.rtts[len(p.rtts)-1])
 	defer b.close()
 	// Both write their configuration; the commands are run by hand.
 	b.slipwayTool(slipwayDeployTo)

@@ -13,7 +13,8 @@ import (
 // sshd: it accepts on its own port of 127.0.0.1 and copies bytes both ways,
 // counting them. The SSH session is end to end (the relay sees ciphertext
 // only) and the client still checks the host's key, which known_hosts
-// lists under the relay's port.
+// lists under the relay's port. With a delay set (setDelay), it is also a
+// network that far away: see serve.
 type relay struct {
 	listener net.Listener
 	target   string
@@ -26,6 +27,9 @@ type relay struct {
 	// uplink, when set, carries the client → host bytes: one link that
 	// all the fleet's relays share, as a deploy machine's uplink is.
 	uplink atomic.Pointer[uplink]
+	// oneWay is the delay, as a time.Duration, that each direction adds
+	// to connections accepted from now on: half the round-trip time.
+	oneWay atomic.Int64
 
 	mu   sync.Mutex
 	open map[net.Conn]struct{}
@@ -93,12 +97,43 @@ func (r *relay) untrack(c net.Conn) {
 	c.Close()
 }
 
+// setDelay makes connections accepted from now on cross a network with
+// round-trip time rtt: each direction delays what it carries by rtt/2.
+func (r *relay) setDelay(rtt time.Duration) { r.oneWay.Store(int64(rtt / 2)) }
+
 func (r *relay) serve(client net.Conn) {
 	if !r.track(client) {
 		client.Close()
 		return
 	}
 	defer r.untrack(client)
+
+	// lastFromServer is set when the host's data reaches the client and
+	// cleared when the client next sends: each such turn of the
+	// conversation is one exchange. For a client that waits for every
+	// answer, exchanges are its round trips; pipelined requests and SSH's
+	// own window and keepalive messages add turns, so it is an upper
+	// bound. The TCP connect is not one: connections are counted apart.
+	var lastFromServer atomic.Bool
+	lastFromServer.Store(true) // the server speaks first (its banner)
+	sent := func(n int) {
+		if u := r.uplink.Load(); u != nil {
+			u.carry(n)
+		}
+		r.up.Add(int64(n))
+		if lastFromServer.Swap(false) {
+			r.exchanges.Add(1)
+		}
+	}
+	answered := func(n int) {
+		r.down.Add(int64(n))
+		lastFromServer.Store(true)
+	}
+	if oneWay := time.Duration(r.oneWay.Load()); oneWay > 0 {
+		r.serveDelayed(client, oneWay, sent, answered)
+		return
+	}
+
 	server, err := net.Dial("tcp", r.target)
 	if err != nil {
 		return
@@ -108,38 +143,150 @@ func (r *relay) serve(client net.Conn) {
 		return
 	}
 	defer r.untrack(server)
-
-	// lastFromServer is set when the host sent data and cleared when the
-	// client next sends: each such turn of the conversation is one
-	// exchange. For a client that waits for every answer, exchanges are
-	// its round trips; pipelined requests and SSH's own window and
-	// keepalive messages add turns, so it is an upper bound.
-	var lastFromServer atomic.Bool
-	lastFromServer.Store(true) // the server speaks first (its banner)
 	done := make(chan struct{}, 2)
 	go func() {
-		copyCounting(server, client, func(n int) {
-			if u := r.uplink.Load(); u != nil {
-				u.carry(n)
-			}
-			r.up.Add(int64(n))
-			if lastFromServer.Swap(false) {
-				r.exchanges.Add(1)
-			}
-		})
+		copyCounting(server, client, sent)
 		closeWrite(server)
 		done <- struct{}{}
 	}()
 	go func() {
-		copyCounting(client, server, func(n int) {
-			r.down.Add(int64(n))
-			lastFromServer.Store(true)
-		})
+		copyCounting(client, server, answered)
 		closeWrite(client)
 		done <- struct{}{}
 	}()
 	<-done
 	<-done
+}
+
+// serveDelayed relays client's connection as a network oneWay away each
+// way would: every chunk read from one side is written to the other
+// oneWay after it was read, in order, with no limit on how many are on
+// the way (a queue per direction, not a pause before each read, so that
+// throughput is the machine's). On loopback the kernel completes the TCP
+// handshake at once; over the network the client's connect returns after
+// one round trip (SYN, SYN-ACK) and the host accepts the connection half
+// a round trip later, when the client's ACK arrives: so what the client
+// sends before its connect would have returned is taken as sent then, and
+// the relay connects to the host when it would have accepted.
+func (r *relay) serveDelayed(client net.Conn, oneWay time.Duration, sent, answered func(int)) {
+	opened := time.Now()
+	up := newLane(oneWay, opened.Add(2*oneWay))
+	go up.read(client, sent)
+	time.Sleep(time.Until(opened.Add(3 * oneWay)))
+	server, err := net.Dial("tcp", r.target)
+	if err == nil && !r.track(server) {
+		server.Close()
+		err = net.ErrClosed
+	}
+	if err != nil {
+		client.Close()
+		up.write(nil, nil) // drains what the client sent, so that read ends
+		return
+	}
+	defer r.untrack(server)
+	down := newLane(oneWay, time.Time{})
+	go down.read(server, func(int) {})
+	done := make(chan struct{}, 2)
+	go func() {
+		up.write(server, func(int) {})
+		closeWrite(server)
+		done <- struct{}{}
+	}()
+	go func() {
+		down.write(client, answered)
+		closeWrite(client)
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+}
+
+// lane is one direction of a delayed connection: what read takes from
+// one side, write gives the other side delay later, in order.
+type lane struct {
+	delay    time.Duration
+	earliest time.Time // nothing counts as sent before this
+	chunks   chan chunk
+	// writing is held while write writes a chunk, and read waits for it
+	// before it reads on: a receiver that does not keep up (its socket's
+	// buffer full) holds the sender back, as TCP's window does, instead
+	// of the lane queueing what it cannot deliver. What is on the way is
+	// then what the sender sends in one delay, not more.
+	writing sync.Mutex
+}
+
+// chunk is one read, due on the other side at due; the last chunk of a
+// lane has no data and marks its end (the FIN, which is delayed too).
+type chunk struct {
+	buf *[]byte
+	n   int
+	due time.Time
+}
+
+// laneChunks bounds the chunks on the way in one direction: at most
+// 256 × 64 KiB, 16 MiB, far above what a link of a Gbit/s has in flight
+// over 100 ms, so it does not limit throughput.
+const laneChunks = 256
+
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+func newLane(delay time.Duration, earliest time.Time) *lane {
+	return &lane{delay: delay, earliest: earliest, chunks: make(chan chunk, laneChunks)}
+}
+
+// read reads src until it ends, calling sent for each chunk as it is
+// read (the uplink's pacing, if any, is in sent: a chunk leaves once it
+// has crossed the link), and queues the chunk.
+func (l *lane) read(src net.Conn, sent func(int)) {
+	due := func() time.Time {
+		now := time.Now()
+		if now.Before(l.earliest) {
+			now = l.earliest
+		}
+		return now.Add(l.delay)
+	}
+	for {
+		l.writing.Lock()
+		l.writing.Unlock()
+		buf := chunkBufs.Get().(*[]byte)
+		n, err := src.Read(*buf)
+		if n > 0 {
+			sent(n)
+			l.chunks <- chunk{buf: buf, n: n, due: due()}
+		} else {
+			chunkBufs.Put(buf)
+		}
+		if err != nil {
+			l.chunks <- chunk{due: due()}
+			close(l.chunks)
+			return
+		}
+	}
+}
+
+// write writes each chunk to dst when it is due, calling arrived for
+// each, and returns at the end of the lane. After a failed write, or with
+// no dst, it discards the rest, so that read never waits for it.
+func (l *lane) write(dst net.Conn, arrived func(int)) {
+	failed := dst == nil
+	for c := range l.chunks {
+		if !failed {
+			time.Sleep(time.Until(c.due))
+		}
+		if c.buf == nil {
+			continue
+		}
+		if !failed {
+			// Before the write: the other side may answer as soon as it
+			// has read, before Write returns.
+			arrived(c.n)
+			l.writing.Lock()
+			_, err := dst.Write((*c.buf)[:c.n])
+			l.writing.Unlock()
+			failed = err != nil
+		}
+		chunkBufs.Put(c.buf)
+	}
 }
 
 func closeWrite(c net.Conn) {

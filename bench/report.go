@@ -30,6 +30,7 @@ type results struct {
 	bigScale       fleetResult   // slipway, bigger app, compareHosts
 	compression    compressionResult
 	store          *storeResult // push against the artifact store
+	wan            *wanResult   // issue 15: per-host file systems and latency
 }
 
 // Goals of issue 6.
@@ -139,8 +140,11 @@ func ratio(a, b time.Duration) string {
 }
 
 func (r *results) write() error {
-	if r.plan.only == "store" {
+	switch r.plan.only {
+	case "store":
 		return r.writeStore()
+	case "wan":
+		return r.writeWAN()
 	}
 	bench, scaling := r.benchmarksMD(), r.scalingMD()
 	if r.plan.docsDir == "" {
@@ -236,6 +240,9 @@ func (r *results) allFleets() []fleetResult {
 	frs := []fleetResult{r.compare, r.bigScale}
 	if len(r.scale) > 1 {
 		frs = append(frs, r.scale[1:]...)
+	}
+	if r.wan != nil {
+		frs = append(frs, r.wan.fleets()...)
 	}
 	return frs
 }
@@ -345,14 +352,20 @@ func (r *results) detailTable(fr fleetResult, tools []string) string {
 func (r *results) benchmarksMD() string {
 	var b strings.Builder
 	b.WriteString(r.header("slipway benchmarks"))
-	fmt.Fprintf(&b, `slipway and Capistrano 3 deploy the same app to the same %d hosts (real OpenSSH servers on
-loopback, started by the end-to-end tests' harness), in the same run. Every figure is the median of
-%d runs; times are wall-clock times of the whole command. Sizes are in SI units (1 kB = 1,000 bytes,
-1 MB = 10^6 bytes).
+	b.WriteString(`slipway and Capistrano 3 deploy the same app to the same hosts (real OpenSSH servers on
+loopback, started by the end-to-end tests' harness), in the same run. Times are wall-clock times of
+the whole command. Sizes are in SI units (1 kB = 1,000 bytes, 1 MB = 10^6 bytes).
 
-## Against the goals of issue 6
+`)
+	b.WriteString(r.wanMD())
+	fmt.Fprintf(&b, `
+## Against the goals of issue 6: loopback, one shared file system
 
-`, r.compare.hosts, r.plan.reps)
+%d hosts with no added delay, every host's files in one directory tree of this machine's file
+system (%s), so that the hosts' disk work contends for one journal. Every figure is the median of
+%d runs.
+
+`, r.compare.hosts, output("stat", "-f", "-c", "%T", os.TempDir()), r.plan.reps)
 	b.WriteString(r.summaryTable())
 	fmt.Fprintf(&b, `
 "≈ the size of the change" is read as: what slipway sends to a host does not grow with the app,
@@ -401,8 +414,9 @@ shows under *kernel* in the table below.)
   (ru_maxrss) when it exits: exact, not sampled. For slipway it includes the git it runs to export
   the revision (rusage counts waited-for children), so it is an upper bound for slipway itself.
   For Capistrano it is the ruby process. Linux counts in a child's peak the memory of the process
-  that started it (the benchmark, which the child is a copy of until it runs the tool), so a
-  figure no higher than the benchmark's own peak is shown as "≤": the tool used at most that.
+  that started it (the benchmark, which the child is a copy of until it runs the tool); the
+  benchmark frees what it can and resets its own peak before each command, and a figure no higher
+  than its peak when the tool started is shown as "≤": the tool used at most that.
 
 `)
 	b.WriteString(r.compressionMD())
@@ -468,10 +482,14 @@ shows under *kernel* in the table below.)
 		fmt.Fprintf(&b, "- %s\n", line)
 	}
 	b.WriteString("\n## Reproduce\n\n```sh\nmake bench            # as root; writes docs/benchmarks.md and docs/scaling.md\n" +
+		"make bench-wan        # as root; issue 15's section alone (per-host XFS, 0 and 50 ms); rewrites it in docs/benchmarks.md\n" +
 		"make bench-quick      # as root; a smoke run of the same code on the smallest fleets; prints the report\n```\n\n" +
 		"`make bench-quick` is `BENCH_QUICK=1 make bench`; `go test ./bench/` runs the same smoke run (TestQuickRun), Capistrano included if installed.\n\n" +
 		"Settings (environment): `BENCH_REPS` (repetitions of the goals' figures, default 3), `BENCH_SCALE_REPS`\n" +
-		"(of the 100-host and more-files figures, default 1), `BENCH_SLIPWAY` (measure that binary instead of a build of\n" +
+		"(of the 100-host and more-files figures, default 1), `BENCH_RTT` (the round-trip time of issue 15's section, measured\n" +
+		"beside none; default 50ms), `BENCH_FS` (the hosts' file systems in that section: xfs, the default, ext4, or shared),\n" +
+		"`BENCH_ONLY` (wan: issue 15's section alone, rewritten in place, as `make bench-wan`; store: the artifact store's,\n" +
+		"as `make bench-store`), `BENCH_SLIPWAY` (measure that binary instead of a build of\n" +
 		"the checkout), `BENCH_LOGS=dir` (keep every command's output), `BENCH_DOCS=dir` (where a quick run writes its report).\n")
 	return b.String()
 }

@@ -202,6 +202,8 @@ func (r *results) thousandHosts(coldCPU, redeployCPU, rss line) string {
 		ex, waves(cli.DefaultParallel), ex, secs(time.Duration(waves(cli.DefaultParallel)*ex*0.02*float64(time.Second))), cli.DefaultParallel,
 		secs(time.Duration(waves(100)*ex*0.02*float64(time.Second))), secs(time.Duration(waves(1000)*ex*0.02*float64(time.Second))))
 
+	b.WriteString(r.wanThousandHosts())
+
 	// Connections.
 	var lim syscall.Rlimit
 	limit := "unknown"

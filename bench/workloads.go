@@ -60,7 +60,9 @@ type tool struct {
 // slipwayTool writes a slipway.yml for deployTo: the upload strategy with
 // a clean git export of the app repository's main branch (slipway keeps a
 // mirror of it under HOME/.cache/slipway), storage shared, every host of
-// the fleet in the production stage, the default --parallel.
+// the fleet in the production stage, the default --parallel. slipway runs
+// with --json, whose events give its fleet skew and its own count of round
+// trips (see slipwayRun).
 func (b *bench) slipwayTool(deployTo string) tool { return b.slipwayToolWith(deployTo, "") }
 
 // slipwayToolWith is slipwayTool with the source setting compress, unless
@@ -100,10 +102,10 @@ source:
 		name:     "slipway",
 		deployTo: deployTo,
 		deploy: func() sample {
-			return b.measure("slipway-deploy", b.confDir, b.slipwayBin, "-c", path, "deploy", "production")
+			return b.measure("slipway-deploy", b.confDir, b.slipwayBin, "-c", path, "deploy", "production", "--json")
 		},
 		rollback: func() sample {
-			return b.measure("slipway-rollback", b.confDir, b.slipwayBin, "-c", path, "rollback", "production")
+			return b.measure("slipway-rollback", b.confDir, b.slipwayBin, "-c", path, "rollback", "production", "--json")
 		},
 	}
 }
@@ -223,6 +225,9 @@ func (s sample) String() string {
 		s.otherCPU.Seconds(), s.machineCPU.Seconds(),
 		size(float64(s.maxRSS)), size(float64(s.traffic.up)),
 		s.traffic.conns, s.sessions, s.traffic.exchanges)
+	if s.slipway != nil {
+		out += fmt.Sprintf(", %.1f round trips per host by its own count", s.slipway.tripsPerHost())
+	}
 	if s.skew >= 0 {
 		out += ", skew " + s.skew.String()
 	}
