@@ -50,7 +50,10 @@ func (rn *Runner) Run(ctx context.Context, steps []Step, targets []*Target) erro
 			succeeded, err = rn.fleet(ctx, step.fleet, targets)
 		}
 		records = append(records, stepRecord{step: step, succeeded: succeeded, stopped: interrupted})
-		if c, ok := step.step().(Committer); ok && c.Commits() && len(succeeded) > 0 {
+		// A host step commits where it succeeded; a fleet step commits
+		// when it says so, failed or not (a rollout whose switch back
+		// failed leaves hosts live on the release: it must not be undone).
+		if c, ok := step.step().(Committer); ok && c.Commits() && (len(succeeded) > 0 || step.fleet != nil) {
 			committed = true
 		}
 		if err != nil {

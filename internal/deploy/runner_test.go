@@ -138,6 +138,36 @@ func TestRunnerDoesNotUndoAfterCommit(t *testing.T) {
 	}
 }
 
+// liveFleetStep is a fleet step that fails while it says it committed (a
+// rollout whose switch back failed: some host stays live on the release).
+type liveFleetStep struct{ live bool }
+
+func (liveFleetStep) Name() string { return "rollout" }
+func (s liveFleetStep) Commits() bool { return s.live }
+func (liveFleetStep) RunFleet(context.Context, []*Target) error {
+	return fmt.Errorf("health check failed; switching back failed too")
+}
+
+// TestRunnerDoesNotUndoUnderALiveFailure: a fleet step that fails while
+// it reports a commit (hosts left live on the new release) undoes nothing
+// before it, or the live release would be removed from under its hosts;
+// one that fails with nothing committed is undone as any failure.
+func TestRunnerDoesNotUndoUnderALiveFailure(t *testing.T) {
+	for _, live := range []bool{true, false} {
+		j := &journal{}
+		steps := []Step{
+			perHost(undoStep{&fakeStep{name: "create", j: j}}),
+			fleetWide(liveFleetStep{live: live}),
+		}
+		if err := (&Runner{Parallel: 2}).Run(context.Background(), steps, targets("a", "b")); err == nil {
+			t.Fatal("want the rollout's failure")
+		}
+		if undone := j.has("undo create a"); undone == live {
+			t.Errorf("live %v: the release was undone: %v", live, undone)
+		}
+	}
+}
+
 func TestRunnerLockFailureReleasesOnlyOwnLocks(t *testing.T) {
 	// The host where the lock was refused holds someone else's lock: it
 	// must not be released.
