@@ -142,7 +142,7 @@ func TestRunnerDoesNotUndoAfterCommit(t *testing.T) {
 // rollout whose switch back failed: some host stays live on the release).
 type liveFleetStep struct{ live bool }
 
-func (liveFleetStep) Name() string { return "rollout" }
+func (liveFleetStep) Name() string    { return "rollout" }
 func (s liveFleetStep) Commits() bool { return s.live }
 func (liveFleetStep) RunFleet(context.Context, []*Target) error {
 	return fmt.Errorf("health check failed; switching back failed too")
