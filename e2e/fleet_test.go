@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -226,4 +227,50 @@ func TestDeployRefusesADriftedFleet(t *testing.T) {
 	}
 	p.mustRun("deploy", "production", "--force")
 	p.fleetLive()
+}
+
+// TestRollbackFailingOnOneHostSwitchesTheOthersBack: a rollback whose
+// switch fails on one host switches the hosts that did switch back to
+// the release they left, as a deploy's rollout does: the fleet is never
+// left half rolled back. The failure here is the one a forced unlock
+// makes between two hosts' switches: host2's lock goes, and its switch
+// link with it, just before its mv. Without it, the rollback goes through.
+func TestRollbackFailingOnOneHostSwitchesTheOthersBack(t *testing.T) {
+	p := newProject(t, 3, testutil.Options{})
+	p.config("")
+	p.mustRun("deploy", "production")
+	first := p.fleetLive()
+	p.writeApp("v2")
+	p.mustRun("deploy", "production")
+	second := p.fleetLive()
+
+	h2 := p.fleet.Hosts[1]
+	gate := filepath.Join(h2.UserHome, "break-switch")
+	h2.Shim(t, "mv", `case " $* " in *" -T "*) if [ -e "$HOME/break-switch" ]; then rm -rf `+deployTo+`/.slipway/lock; fi;; esac
+exec /usr/bin/mv "$@"`)
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := p.run("rollback", "production")
+	t.Logf("the failed rollback:\n%s", res.stderr)
+	if res.code == 0 || !strings.Contains(res.stderr, "host2: switch") || strings.Count(res.stderr, "switched, then back") != 2 || !strings.Contains(res.stderr, "were switched back") {
+		t.Errorf("rollback with host2's switch broken: exit %d, want a failure naming host2's switch, host1 and host3 switched, then back:\n%s", res.code, res.stderr)
+	}
+	for _, h := range p.fleet.Hosts {
+		if got := live(t, h); got != second {
+			t.Errorf("%s: live = %s after the failed rollback, want %s (where it was)", h.Name, got, second)
+		}
+		if _, err := os.Stat(h.Path(deployTo + "/.slipway/lock")); !os.IsNotExist(err) {
+			t.Errorf("%s: a lock is left (%v)", h.Name, err)
+		}
+	}
+	if err := os.Remove(gate); err != nil {
+		t.Fatal(err)
+	}
+	p.mustRun("rollback", "production")
+	for _, h := range p.fleet.Hosts {
+		if got := live(t, h); got != first {
+			t.Errorf("%s: live = %s after the rollback, want %s", h.Name, got, first)
+		}
+	}
 }

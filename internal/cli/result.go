@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/deploy"
@@ -58,6 +59,8 @@ func printDeployResult(w io.Writer, verb string, res *deploy.Result, err error) 
 		fmt.Fprintf(w, "%s: release %s went live, but a later step failed (see below)\n", verb, switched.ReleaseID)
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(w, "%s interrupted: no host was switched; every host stays on its previous release\n", verb)
+	case slices.ContainsFunc(res.Hosts, func(h deploy.HostResult) bool { return h.RolledBack }):
+		fmt.Fprintf(w, "%s failed: the hosts that had switched were switched back; every host stays on its previous release\n", verb)
 	default:
 		fmt.Fprintf(w, "%s failed: no host was switched; every host stays on its previous release\n", verb)
 	}

@@ -2,7 +2,9 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -37,13 +39,14 @@ func Rollback(ctx context.Context, opts Options, ro RollbackOptions) (*Result, e
 			hr.Known = true
 			hr.Live, hr.Previous = t.State.Current, t.State.Previous
 			hr.Switched = hr.Live != hr.Previous
+			hr.RolledBack = t.rolledBack
 			if res.ReleaseID == "" {
 				res.ReleaseID = t.State.SwitchTo
 			}
 		}
 		res.Hosts = append(res.Hosts, hr)
 	}
-	if err != nil && rb.switched.Load() {
+	if err != nil && slices.ContainsFunc(res.Hosts, func(h HostResult) bool { return h.Switched }) {
 		return res, &SwitchedError{ReleaseID: res.ReleaseID, Err: err}
 	}
 	return res, err
@@ -54,7 +57,10 @@ type rollbackRun struct {
 	*run
 	RollbackOptions
 	switched atomic.Bool // some host switched: the rollback is live there
-	ahead    []string    // migrations to reverse, newest first (WithMigrations)
+	// switchFailed: the switch failed on some host; those that switched
+	// go back (rollbackSwitchStep.Finish), so none is left half way.
+	switchFailed atomic.Bool
+	ahead        []string // migrations to reverse, newest first (WithMigrations)
 }
 
 // steps is the whole rollback, in order.
@@ -201,11 +207,43 @@ func (rollbackSwitchStep) Commits() bool                       { return true }
 // go through, so a host that switched is known and reported as switched.
 func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
 	if err := lockedSwitch(context.WithoutCancel(ctx), t.Exec, s.rb.layout, t.State.SwitchTo); err != nil {
+		s.rb.switchFailed.Store(true)
 		return err
 	}
 	t.State.Current = t.State.SwitchTo
 	s.rb.switched.Store(true)
 	return nil
+}
+
+// Finish switches t back to the release it left when the switch failed
+// on another host (its mv failed; the lock was forced away between the
+// hosts' switches), as a deploy's rollout does: the fleet is never left
+// half rolled back. A host whose lock went takes it again for that, where
+// no other run took it. Finish runs only where the switch succeeded,
+// before the lock is released.
+func (s rollbackSwitchStep) Finish(ctx context.Context, t *Target) error {
+	left := t.State.Previous
+	if !s.rb.switchFailed.Load() || t.State.Current != t.State.SwitchTo || left == "" {
+		return nil
+	}
+	l := s.rb.layout
+	err := lockedSwitch(ctx, t.Exec, l, left)
+	var lost *LockLostError
+	if errors.As(err, &lost) {
+		if err = s.rb.lock.retake(ctx, t); err != nil {
+			return fmt.Errorf("the rollback failed on another host, and this one stays on %s: its deploy lock was removed and could not be taken again to switch back: %w", t.State.Current, err)
+		}
+		s.rb.warn(t, "the deploy lock was removed during the switch (slipway unlock --force); took it again to switch this host back")
+		err = lockedSwitch(ctx, t.Exec, l, left)
+	}
+	if err != nil {
+		return fmt.Errorf("the rollback failed on another host, and switching this one back to %s failed too, so it stays on %s: %w", left, t.State.Current, err)
+	}
+	t.State.Current = left
+	t.rolledBack = true
+	// The release left is live again: marked deployed, as when the
+	// rollback stops before its switch.
+	return rollbackPrepareStep{rb: s.rb}.Undo(ctx, t)
 }
 
 // rollbackRecordStep marks the release rolled back from and logs the
