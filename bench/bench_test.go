@@ -14,35 +14,45 @@ import (
 	"time"
 )
 
-// The relay counts exactly the bytes that cross it, both ways, and the
-// turns of the conversation.
-func TestRelayCountsBytesAndExchanges(t *testing.T) {
+// bannerServer listens on loopback until the test ends; each connection
+// gets an SSH-like banner, then serve.
+func bannerServer(t *testing.T, serve func(net.Conn)) net.Listener {
+	t.Helper()
 	server, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer server.Close()
+	t.Cleanup(func() { server.Close() })
 	go func() {
 		for {
 			conn, err := server.Accept()
 			if err != nil {
 				return
 			}
-			// A server that speaks first, then answers each request of
-			// 1,000 bytes with 10 bytes.
 			go func() {
 				defer conn.Close()
 				conn.Write([]byte("SSH-2.0-x\r\n"))
-				buf := make([]byte, 1000)
-				for {
-					if _, err := io.ReadFull(conn, buf); err != nil {
-						return
-					}
-					conn.Write(bytes.Repeat([]byte("k"), 10))
-				}
+				serve(conn)
 			}()
 		}
 	}()
+	return server
+}
+
+// The relay counts exactly the bytes that cross it, both ways, and the
+// turns of the conversation.
+func TestRelayCountsBytesAndExchanges(t *testing.T) {
+	// A server that speaks first, then answers each request of 1,000
+	// bytes with 10 bytes.
+	server := bannerServer(t, func(conn net.Conn) {
+		buf := make([]byte, 1000)
+		for {
+			if _, err := io.ReadFull(conn, buf); err != nil {
+				return
+			}
+			conn.Write(bytes.Repeat([]byte("k"), 10))
+		}
+	})
 	r, err := startRelay(server.Addr().(*net.TCPAddr).Port)
 	if err != nil {
 		t.Fatal(err)
@@ -181,36 +191,21 @@ func TestSpliceStore(t *testing.T) {
 // delay (the relay queues what it reads instead of pausing between reads).
 func TestRelayDelaysWithoutLimitingThroughput(t *testing.T) {
 	const rtt = 40 * time.Millisecond
-	server, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	go func() {
+	// A banner; then, for each line, its length as an answer.
+	server := bannerServer(t, func(conn net.Conn) {
+		lines := bufio.NewReaderSize(conn, 1<<20)
 		for {
-			conn, err := server.Accept()
+			n := 0
+			line, err := lines.ReadSlice('\n')
+			for ; err == bufio.ErrBufferFull; line, err = lines.ReadSlice('\n') {
+				n += len(line)
+			}
 			if err != nil {
 				return
 			}
-			// A banner; then, for each line, its length as an answer.
-			go func() {
-				defer conn.Close()
-				conn.Write([]byte("SSH-2.0-x\r\n"))
-				lines := bufio.NewReaderSize(conn, 1<<20)
-				for {
-					n := 0
-					line, err := lines.ReadSlice('\n')
-					for ; err == bufio.ErrBufferFull; line, err = lines.ReadSlice('\n') {
-						n += len(line)
-					}
-					if err != nil {
-						return
-					}
-					conn.Write([]byte(strconv.Itoa(n+len(line)) + "\n"))
-				}
-			}()
+			conn.Write([]byte(strconv.Itoa(n+len(line)) + "\n"))
 		}
-	}()
+	})
 	r, err := startRelay(server.Addr().(*net.TCPAddr).Port)
 	if err != nil {
 		t.Fatal(err)
