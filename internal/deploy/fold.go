@@ -179,7 +179,13 @@ func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) (err er
 	if alone {
 		markers.ended = leadPhase
 	}
+	carried := false
 	exec := func(ctx context.Context, cmd host.Command) (host.Result, error) {
+		if carried {
+			// The members ride in the lead's first command only.
+			return t.Exec.Exec(ctx, cmd)
+		}
+		carried = true
 		var own bytes.Buffer
 		collect := cmd.Stdout == nil
 		markers.out = cmd.Stdout
