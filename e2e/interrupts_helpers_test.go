@@ -9,6 +9,7 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,10 +50,10 @@ type interruptedRun struct {
 	sent   bool          // the interrupt was sent
 	took   time.Duration // from the interrupt to slipway's exit
 	notice time.Duration // from the interrupt to slipway's notice of it; -1 if not seen
-	// late: slipway had written its run_finished event before the
-	// interrupt was sent (its lines are read after it writes them, and a
-	// local run's last steps take milliseconds), so there was nothing
-	// left to interrupt.
+	// late: slipway had written its run_finished event, or had exited,
+	// before the interrupt was sent (its lines are read after it writes
+	// them, and a local run's last steps take milliseconds), so there was
+	// nothing left to interrupt.
 	late bool
 }
 
@@ -113,7 +114,12 @@ func runInterrupted(t *testing.T, cmd *exec.Cmd, kind interruptKind, on func(lin
 		}
 		run.sent, sentAt = true, time.Now()
 		if kind.sig != 0 {
-			if err := cmd.Process.Signal(kind.sig); err != nil {
+			switch err := cmd.Process.Signal(kind.sig); {
+			case errors.Is(err, os.ErrProcessDone):
+				// slipway ended before the signal could be sent (its
+				// last lines still in the pipe): nothing to interrupt.
+				run.late = true
+			case err != nil:
 				t.Errorf("send %v to slipway: %v", kind.sig, err)
 			}
 			return
