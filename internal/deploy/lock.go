@@ -321,10 +321,7 @@ func (l *Lock) Lost() *LockLostError {
 // Acquire takes the lock on t, taking over a stale one (with a warning),
 // and runs then once it holds it, returning its output.
 func (l *Lock) Acquire(ctx context.Context, t *Target, then string) ([]byte, error) {
-	owner := l.owner
-	if l.ttl > 0 {
-		owner.Expires = l.now().Add(l.ttl).UTC()
-	}
+	owner := l.freshOwner()
 	out, err := acquire(ctx, t.Exec, l.layout, owner, then)
 	var locked *LockedError
 	if errors.As(err, &locked) {
@@ -376,12 +373,18 @@ func (l *Lock) retake(ctx context.Context, t *Target) error {
 	if f, ok := ex.(fenced); ok {
 		ex = f.Executor
 	}
+	_, err := acquire(ctx, ex, l.layout, l.freshOwner(), "")
+	return err
+}
+
+// freshOwner is the run's owner as a lock script writes it: with the
+// expiry of a lock taken now, when locks have a TTL.
+func (l *Lock) freshOwner() LockOwner {
 	owner := l.owner
 	if l.ttl > 0 {
 		owner.Expires = l.now().Add(l.ttl).UTC()
 	}
-	_, err := acquire(ctx, ex, l.layout, owner, "")
-	return err
+	return owner
 }
 
 // giveBack removes the lock on t if it holds this run's token: a lock

@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -226,17 +225,7 @@ func (s rollbackSwitchStep) Finish(ctx context.Context, t *Target) error {
 	if !s.rb.switchFailed.Load() || t.State.Current != t.State.SwitchTo || left == "" {
 		return nil
 	}
-	l := s.rb.layout
-	err := lockedSwitch(ctx, t.Exec, l, left)
-	var lost *LockLostError
-	if errors.As(err, &lost) {
-		if err = s.rb.lock.retake(ctx, t); err != nil {
-			return fmt.Errorf("the rollback failed on another host, and this one stays on %s: its deploy lock was removed and could not be taken again to switch back: %w", t.State.Current, err)
-		}
-		s.rb.warn(t, "the deploy lock was removed during the switch (slipway unlock --force); took it again to switch this host back")
-		err = lockedSwitch(ctx, t.Exec, l, left)
-	}
-	if err != nil {
+	if err := s.rb.switchBackRetaking(ctx, t, left); err != nil {
 		return fmt.Errorf("the rollback failed on another host, and switching this one back to %s failed too, so it stays on %s: %w", left, t.State.Current, err)
 	}
 	t.State.Current = left

@@ -238,6 +238,23 @@ func (d *deployRun) switchBatch(ctx context.Context, batch []*Target) ([]*Target
 	return switched, errors.Join(errs...)
 }
 
+// switchBackRetaking switches t back to release previous (switchBack). If
+// the lock was forced away during the switch (slipway unlock --force), it
+// takes the lock again first, where no other run has, so that a run that
+// lost its lock mid-switch never leaves the fleet split.
+func (r *run) switchBackRetaking(ctx context.Context, t *Target, previous string) error {
+	err := switchBack(ctx, t.Exec, r.layout, previous)
+	var lost *LockLostError
+	if !errors.As(err, &lost) {
+		return err
+	}
+	if err := r.lock.retake(ctx, t); err != nil {
+		return fmt.Errorf("the deploy lock was removed during the switch and could not be taken again to switch back: %w", err)
+	}
+	r.warn(t, "the deploy lock was removed during the switch (slipway unlock --force); took it again to switch this host back")
+	return switchBack(ctx, t.Exec, r.layout, previous)
+}
+
 // rollBack switches every host in switched back to the release it had
 // before, runs after_rollback hooks there, and reports the cause. A host
 // that cannot be switched back stays live on the new release and the run
@@ -249,18 +266,7 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	back := stepFunc{name: "switch back", fn: func(ctx context.Context, t *Target) error {
-		err := switchBack(ctx, t.Exec, d.layout, t.State.Previous)
-		var lost *LockLostError
-		if errors.As(err, &lost) {
-			// The lock was forced away during the switch: take it
-			// again, if no other run has, to switch back all the same.
-			if err = d.lock.retake(ctx, t); err != nil {
-				return fmt.Errorf("the deploy lock was removed during the switch and could not be taken again to switch back: %w", err)
-			}
-			d.warn(t, "the deploy lock was removed during the switch (slipway unlock --force); took it again to switch this host back")
-			err = switchBack(ctx, t.Exec, d.layout, t.State.Previous)
-		}
-		if err != nil {
+		if err := d.switchBackRetaking(ctx, t, t.State.Previous); err != nil {
 			return err
 		}
 		t.State.Current = t.State.Previous

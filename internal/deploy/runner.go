@@ -210,6 +210,11 @@ func (p *phases) next() {
 	if p.i >= len(p.names)-1 {
 		return // the last phase ends with the step
 	}
+	p.advance()
+}
+
+// advance ends the phase under way as done and starts the next.
+func (p *phases) advance() {
 	p.end(StepDone, nil)
 	p.i++
 	p.start()
@@ -223,14 +228,10 @@ func (p *phases) end(kind EventKind, err error) {
 func (p *phases) finish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for {
-		p.end(StepDone, nil)
-		if p.i >= len(p.names)-1 {
-			return
-		}
-		p.i++
-		p.start()
+	for p.i < len(p.names)-1 {
+		p.advance()
 	}
+	p.end(StepDone, nil)
 }
 
 // fail ends the step failed in the phase err names (a *phaseError), or the
@@ -241,9 +242,7 @@ func (p *phases) fail(ctx context.Context, err error) error {
 	var pe *phaseError
 	if errors.As(err, &pe) {
 		for p.i < pe.phase && p.i < len(p.names)-1 {
-			p.end(StepDone, nil)
-			p.i++
-			p.start()
+			p.advance()
 		}
 		err = pe.err
 	}
