@@ -61,13 +61,7 @@ func (s createReleaseStep) Run(ctx context.Context, t *Target) error {
 func (s createReleaseStep) build(t *Target, embed bool) (script string, stdin io.Reader, ok bool) {
 	l := s.d.layout
 	fill := writeMetaScript(l, s.d.meta(StatePreparing))
-	if plan := s.d.deltaPlan(t); plan != nil && len(plan.delta.CopyTree) > 0 {
-		// With the live manifest on the host exactly as we read it, the
-		// host picks the entries from it; else they are listed.
-		listed := plan.delta.CopyTree
-		if plan.pick != nil {
-			listed = plan.pick.odd
-		}
+	if plan, listed := s.copies(t); plan != nil {
 		listIn := fromStdin
 		if embed {
 			if listIn, ok = embeddedList(listed); !ok {
@@ -81,10 +75,26 @@ func (s createReleaseStep) build(t *Target, embed bool) (script string, stdin io
 	return createReleaseScript(l, s.d.releaseID, fill), stdin, true
 }
 
+// copies is t's delta plan when entries of the live release are copied
+// (nil otherwise), and the paths the script is told: with the live
+// manifest on the host exactly as we read it, the host picks the entries
+// from it and only the odd names are listed; else all of them are.
+func (s createReleaseStep) copies(t *Target) (*deltaPlan, []string) {
+	plan := s.d.deltaPlan(t)
+	if plan == nil || len(plan.delta.CopyTree) == 0 {
+		return nil, nil
+	}
+	if plan.pick != nil {
+		return plan, plan.pick.odd
+	}
+	return plan, plan.delta.CopyTree
+}
+
 // foldable: the step rides in the upload's round trip where the paths it
 // copies fit in its script.
 func (s createReleaseStep) foldable(t *Target) bool {
-	_, _, ok := s.build(t, true)
+	_, listed := s.copies(t)
+	_, ok := embeddedList(listed)
 	return ok
 }
 
