@@ -85,11 +85,12 @@ func TestRoundTrips(t *testing.T) {
 // as measured on 2 loopback hosts: handshake 7, lock and inspect 2 (the
 // first command waits for its channel), then one per command: rollback's
 // prepare, switch, and record with the unlock; a redeploy's manifest,
-// upload with create, link shared and sync folded in, rollout (rename,
-// read back), and record with cleanup and the unlock. One more is allowed: on a loaded machine a
-// command may find the channel opened ahead of it not yet confirmed, and
-// count the wait.
+// upload with create, link shared and sync folded in (two: its input
+// waits for sshd to open the session's window), rollout (rename, read
+// back), and record with cleanup and the unlock. One more is allowed: on
+// a loaded machine a command may find the channel opened ahead of it not
+// yet confirmed, and count the wait.
 const (
 	rollbackTripBudget = 12 + 1
-	redeployTripBudget = 14 + 1
+	redeployTripBudget = 15 + 1
 )

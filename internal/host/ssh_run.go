@@ -17,10 +17,21 @@ import (
 // How a script reaches the host. sshd hands a command line to the deploy
 // user's login shell, which may be bash, dash, zsh, tcsh, csh or fish: the
 // line slipway sends is one that every one of them passes through
-// literally, and it makes /bin/sh read the script itself from standard
-// input. A script with input of its own (an upload) is read with dd, byte
-// by byte, so exactly the script is read and what follows it is left as
-// the script's standard input; one without input is read whole with cat.
+// literally, and it makes /bin/sh run the script.
+//
+// The script itself rides in that line (inlineLine), encoded in the
+// characters every one of those shells leaves alone inside single quotes,
+// for printf to decode: sshd opens a session's input window only once
+// the command has started, so a script sent on standard input would wait
+// a round trip for it, on every command. A script too long for a command
+// line goes on standard input after all: read with dd, byte by byte, when
+// the command has input of its own (an upload), so exactly the script is
+// read and what follows it is left as the script's standard input, or
+// whole with cat when it has none.
+//
+// A command line is visible to every user of the host (ps, /proc) while
+// the script runs: a script carries nothing secret. Secrets go on
+// standard input (Command.Stdin), as hook.go's and store.go's do.
 //
 // The script starts by reporting its process group on stderr (sshd makes
 // each session's process a group leader), so a cancelled command can be
@@ -30,10 +41,55 @@ const (
 	// readAll and readExactly run the script read from stdin.
 	readAll     = `exec /bin/sh -c 'eval "$(cat)"'`
 	readExactly = `exec /bin/sh -c 'eval "$(dd bs=1 count=%d 2>/dev/null)"'`
+	// inlineFormat runs the script encoded in the line itself.
+	inlineFormat = `exec /bin/sh -c 'eval "$(printf "%s")"'`
+	// maxInline bounds an inline command line: one argument of a command
+	// is at most 128 KiB on Linux, and sshd reads packets of 256 KiB.
+	maxInline = 64 << 10
 	// groupReport prints the script's process group first thing.
 	groupReport = `p=$$; if [ -r /proc/$$/stat ]; then read -r l < /proc/$$/stat; l=${l##*) }; set -- $l; p=$3; set --; fi; printf '` + groupMarker + ` %s\n' "$p" >&2` + "\n"
 	groupMarker = "slipway-process-group"
 )
+
+// inlineLine is the command line that runs script with the script in it,
+// or false when it would be longer than maxInline. The script is printf's
+// format, inside double quotes for /bin/sh, inside single quotes for the
+// login shell: letters, digits, the space and the punctuation that none of
+// those quotes treats specially stay as they are; % is doubled; every
+// other byte (quotes, $, `, \, !, newlines, anything not ASCII) is an
+// octal escape, which printf turns back into the byte.
+func inlineLine(script string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(script) + len(script)/4)
+	for i := 0; i < len(script); i++ {
+		c := script[i]
+		switch {
+		case c == '%':
+			b.WriteString("%%")
+		case inlineSafe(c) && !(i == 0 && c == '-'): // no leading - for printf to read as an option
+			b.WriteByte(c)
+		default:
+			b.WriteByte('\\')
+			b.WriteByte('0' + c>>6)
+			b.WriteByte('0' + c>>3&7)
+			b.WriteByte('0' + c&7)
+		}
+		if b.Len() > maxInline {
+			return "", false
+		}
+	}
+	return fmt.Sprintf(inlineFormat, b.String()), true
+}
+
+// inlineSafe says whether c means itself inside the line's quotes, in
+// every login shell and in printf's format.
+func inlineSafe(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte(" #&()*+,-./:;<=>?@[]^_{|}~", c) >= 0
+}
 
 // stopBound is how long a cancelled command's processes get to be gone
 // after SIGKILL (they got StopGrace after SIGTERM) before the command is
@@ -80,11 +136,23 @@ func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
 	}
 	group := &groupWriter{w: errOut, found: make(chan struct{})}
 	script := groupReport + cmd.Script
-	line := readAll
-	input := io.Reader(strings.NewReader(script))
-	if cmd.Stdin != nil {
+	line, inline := inlineLine(script)
+	input := cmd.Stdin
+	switch {
+	case inline:
+	case cmd.Stdin != nil:
 		line = fmt.Sprintf(readExactly, len(script))
-		input = io.MultiReader(input, cmd.Stdin)
+		input = io.MultiReader(strings.NewReader(script), cmd.Stdin)
+	default:
+		line = readAll
+		input = strings.NewReader(script)
+	}
+	if input != nil {
+		// What goes on stdin waits for sshd to open the window: the
+		// command must have started first.
+		s.trips.Add(1)
+	} else {
+		input = eof{}
 	}
 	if err := session.start(line, out, group); err != nil {
 		return Result{}, s.connectionError("start a command", err)
@@ -293,6 +361,11 @@ func (g *groupWriter) Write(p []byte) (int, error) {
 // reading (it exited, or the connection broke), which its exit status
 // reports; a failed read is returned, and stdin is left open so the
 // command never takes a truncated input for a whole one.
+// eof is the input of a command that has none.
+type eof struct{}
+
+func (eof) Read([]byte) (int, error) { return 0, io.EOF }
+
 func copyStdin(w io.WriteCloser, r io.Reader) error {
 	buf := make([]byte, 32<<10)
 	for {

@@ -212,13 +212,15 @@ func TestSSHCancelStopsTheWholeProcessGroup(t *testing.T) {
 		})
 	}
 	// A command the signal ends before it reported its group (it had not
-	// read its script yet) is over at once: nothing is left to wait for.
+	// read its script yet: one too long for its command line, on stdin)
+	// is over at once: nothing is left to wait for.
 	srv.ignoreSignals.Store(false)
 	srv.stdinDelay.Store(int64(time.Second))
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start := time.Now()
-	if _, err := conn.Exec(ctx, Command{Script: "sleep 49.31"}); !errors.Is(err, context.Canceled) {
+	long := "sleep 49.31 # " + strings.Repeat("x", maxInline)
+	if _, err := conn.Exec(ctx, Command{Script: long}); !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
 	if took := time.Since(start); took > time.Second {

@@ -11,7 +11,9 @@ import (
 // handshake's as measured on the connection (tripConn), then one for each
 // channel opened (a command, a health check's TCP connection: the server
 // confirms before anything is sent on it), one for each command's result
-// (its script and input go in the same flight as the exec request), three
+// (its script rides in the exec request, ssh_run.go), one more for a
+// command with input (sshd opens a session's input window only once its
+// command has started, so the input waits for that), three
 // to start SFTP (channel, subsystem, version), one per SFTP request and
 // keepalive, and, on a forwarded connection, one for each answer that
 // follows what slipway wrote. -v and --json show them per step.
