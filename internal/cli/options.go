@@ -86,7 +86,10 @@ func loadOptions(g *globalOptions, streams IO, stageName, command string) (deplo
 		}
 		return ex
 	}
-	sshOpts := host.SSHOptions{AcceptNewHostKeys: g.acceptNewHostKeys, ForwardAgent: cfg.ForwardAgent}
+	sshOpts := host.SSHOptions{
+		AcceptNewHostKeys: g.acceptNewHostKeys, ForwardAgent: cfg.ForwardAgent,
+		RenameAhead: strings.HasPrefix(command, "deploy "), // its rollout renames over SFTP
+	}
 	return deploy.Options{
 		Config:   cfg,
 		Stage:    stage,

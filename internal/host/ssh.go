@@ -25,6 +25,12 @@ type SSHOptions struct {
 	KeepAlive         time.Duration // interval of keepalive@openssh.com requests, default 15s, negative for none; a connection that misses 3 is closed
 	Home              string        // home dir for ~/.ssh (default os.UserHomeDir()); tests set it
 	ForwardAgent      bool          // request agent forwarding on sessions (ssh agent on SSH_AUTH_SOCK)
+	// RenameAhead opens the SFTP client a switch renames with right after
+	// the handshake, in the same flight as the first command's channel,
+	// for a run that will switch with Rename (a deploy); otherwise it opens
+	// when first needed, and no run that never renames starts an
+	// sftp-server on every host.
+	RenameAhead bool
 	// SystemDir holds the system-wide ssh_config and ssh_known_hosts
 	// (default /etc/ssh); tests point it at an empty directory.
 	SystemDir string
@@ -169,7 +175,9 @@ func DialSSH(ctx context.Context, t SSHTarget, opts SSHOptions) (*SSH, error) {
 	// Opened ahead, in the same flight: the first command's channel and
 	// the SFTP client a switch renames with.
 	s.openSpare()
-	s.openSFTP()
+	if opts.RenameAhead {
+		s.openSFTP()
+	}
 	if sock := os.Getenv("SSH_AUTH_SOCK"); opts.ForwardAgent && sock != "" {
 		if err := agent.ForwardToRemote(client, sock); err != nil {
 			s.Close()

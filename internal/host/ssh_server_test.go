@@ -54,6 +54,8 @@ type testSSHServer struct {
 	leaveProcesses atomic.Bool
 	// noSFTP refuses the sftp subsystem, as a hardened sshd does.
 	noSFTP atomic.Bool
+	// sftpRequests counts the requests for the sftp subsystem.
+	sftpRequests atomic.Int64
 	// stdinDelay holds back what the client sends a command for this
 	// long: a signal then reaches the command before it has read its
 	// script.
@@ -238,6 +240,7 @@ func (s *testSSHServer) handleSession(server *ssh.ServerConn, newChannel ssh.New
 				channel.Close()
 			}()
 		case "subsystem":
+			s.sftpRequests.Add(1)
 			var payload struct{ Name string }
 			if ssh.Unmarshal(req.Payload, &payload) != nil || payload.Name != "sftp" || s.noSFTP.Load() {
 				req.Reply(false, nil)

@@ -293,6 +293,39 @@ func TestSSHReusesOneConnection(t *testing.T) {
 	}
 }
 
+// TestSFTPOpensAheadOnlyWhenAsked: a run that will rename (RenameAhead)
+// opens SFTP with the connection; any other opens it only when it first
+// renames, so a rollback starts no sftp-server on its hosts.
+func TestSFTPOpensAheadOnlyWhenAsked(t *testing.T) {
+	for _, ahead := range []bool{true, false} {
+		env := newSSHTestEnv(t)
+		env.opts.RenameAhead = ahead
+		srv := env.knownServer(t)
+		conn := env.dial(t, targetFor(srv))
+		if _, err := conn.Exec(context.Background(), Command{Script: "true"}); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(0)
+		if ahead {
+			want = 1
+		}
+		// Opened ahead, it is under way by now, or done.
+		deadline := time.Now().Add(5 * time.Second)
+		for srv.sftpRequests.Load() < want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := srv.sftpRequests.Load(); got != want {
+			t.Errorf("RenameAhead %v: %d sftp requests after a command, want %d", ahead, got, want)
+		}
+		if err := conn.PrepareRename(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := srv.sftpRequests.Load(); got != 1 {
+			t.Errorf("RenameAhead %v: %d sftp requests once a rename is prepared, want 1", ahead, got)
+		}
+	}
+}
+
 func TestSSHRenameSwitchesSymlinkAtomically(t *testing.T) {
 	for _, path := range []string{"sftp", "exec"} {
 		t.Run(path, func(t *testing.T) { testRenameSwitchesAtomically(t, path) })
