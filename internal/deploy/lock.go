@@ -526,29 +526,74 @@ func (l *Lock) refresh() {
 	}
 }
 
-// lockSteps take the deploy lock: on the primary host first, then on the
-// others in parallel. Of several runs racing for one stage, exactly one
-// gets the primary's lock, so exactly one goes on (in parallel, each could
-// win a different host and all would fail). Finish releases the lock
-// whether the run succeeded or not.
+// lockSteps take the deploy lock on every host at once. Of several runs
+// racing for one stage, exactly one gets the primary host's lock, and only
+// that one goes on: a run that finds another host locked waits for the
+// primary's outcome; if it holds the primary, the other run has lost the
+// race and gives its locks back within a round trip or two, so it tries
+// that host again for up to lockRaceWait; if not, it fails. (Taken one
+// after another, primary first, the lock cost every run one round trip
+// more.) Finish releases the lock whether the run succeeded or not.
 //
 // With inspect, each host's state is read in the same round trip as its
 // lock is taken, and the inspect step that follows uses it.
 func lockSteps(r *run, inspect *inspectStep) []Step {
-	return []Step{perHost(lockStep{r: r, primary: true, inspect: inspect}), perHost(lockStep{r: r, inspect: inspect})}
+	return []Step{perHost(lockStep{r: r, inspect: inspect, race: newLockRace(r)})}
+}
+
+// lockRaceWait bounds how long a run that holds the primary host's lock
+// waits for a run that lost the race to give back another host's.
+const lockRaceWait = 10 * time.Second
+
+// lockRace is the outcome of the primary host's lock, which every other
+// host's lock waits for when it finds another run's.
+type lockRace struct {
+	primary *Target
+	done    chan struct{} // closed once the primary's lock is taken or refused
+	won     bool
+}
+
+func newLockRace(r *run) *lockRace {
+	return &lockRace{primary: r.primary(), done: make(chan struct{})}
+}
+
+func (lr *lockRace) settle(err error) {
+	lr.won = err == nil
+	close(lr.done)
+}
+
+// holdsPrimary waits for the primary's outcome: whether this run holds its
+// lock. (The primary's lock is the first the step takes, and it settles
+// the race whatever happens; the bound only keeps a mistake from hanging
+// the run.)
+func (lr *lockRace) holdsPrimary(ctx context.Context) bool {
+	if lr.primary == nil {
+		return false
+	}
+	select {
+	case <-lr.done:
+		return lr.won
+	case <-ctx.Done():
+	case <-time.After(2 * time.Minute):
+	}
+	return false
 }
 
 type lockStep struct {
 	r       *run
-	primary bool // lock the primary host only; else every other host
 	inspect *inspectStep
+	race    *lockRace
+	// only, for slipway lock's steps, takes the lock on the primary host
+	// only (true) or on the others only (false); nil for every host.
+	only *bool
 }
 
 func (lockStep) Name() string { return "lock" }
 
-// Where keeps each half of the lock to its hosts, silently.
+// Where keeps the lock to hosts that take releases (and to the half of
+// them only says), silently.
 func (s lockStep) Where(t *Target) Selection {
-	if t.Host.NoRelease || (t == s.r.primary()) != s.primary {
+	if t.Host.NoRelease || (s.only != nil && (t == s.r.primary()) != *s.only) {
 		return NotHere
 	}
 	return RunHere
@@ -560,8 +605,31 @@ func (s lockStep) Run(ctx context.Context, t *Target) error {
 		then = s.inspect.script()
 	}
 	out, err := s.r.lock.Acquire(ctx, t, then)
+	switch {
+	case s.race == nil:
+	case t == s.race.primary:
+		s.race.settle(err)
+	case lockedByRun(err) && s.race.holdsPrimary(ctx):
+		// The holder lost the race for the primary host: it gives this
+		// host's lock back as it stops.
+		for end := time.Now().Add(lockRaceWait); lockedByRun(err) && time.Now().Before(end); {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(100 * time.Millisecond):
+			}
+			out, err = s.r.lock.Acquire(ctx, t, then)
+		}
+	}
 	t.prefetched = out
 	return err
+}
+
+// lockedByRun says whether err is a lock held by another run (not slipway
+// lock's, which is given back only by slipway unlock).
+func lockedByRun(err error) bool {
+	var locked *LockedError
+	return errors.As(err, &locked) && !locked.Owner.Manual
 }
 
 // Plan reads the host's state without taking its lock: a dry run shows

@@ -210,3 +210,116 @@ lock-expires bbb 2026-11-29T11:00:00Z
 		t.Errorf("expires = %v, want the holder's refresh %v", st.Lock.Expires, want)
 	}
 }
+
+// hostDir runs a Local executor's scripts in a directory of their own, as
+// if on a host of their own: the deploy path in every script is dir.
+type hostDir struct {
+	host.Executor
+	deployTo, dir string
+}
+
+func (h hostDir) Exec(ctx context.Context, cmd host.Command) (host.Result, error) {
+	cmd.Script = strings.ReplaceAll(cmd.Script, h.deployTo, h.dir)
+	return h.Executor.Exec(ctx, cmd)
+}
+
+func (h hostDir) Query(ctx context.Context, cmd host.Command) (host.Result, error) {
+	cmd.Script = strings.ReplaceAll(cmd.Script, h.deployTo, h.dir)
+	return h.Executor.Query(ctx, cmd)
+}
+
+// TestLockRaceGoesToThePrimarysHolder: every host is locked at once; a
+// run that holds the primary host's lock waits for a run that lost the
+// race to give another host's back, and takes it; a run that lost the
+// primary, or meets slipway lock's lock, fails at once.
+func TestLockRaceGoesToThePrimarysHolder(t *testing.T) {
+	ctx := context.Background()
+	cfg := &config.Config{Layout: config.Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"}}
+	// racers are two runs of one stage on the hosts web1 (the primary)
+	// and web2.
+	racers := func(t *testing.T) (a, b *run) {
+		base := t.TempDir()
+		deployTo := base + "/app"
+		stage := &config.Stage{Name: "demo", DeployTo: deployTo, Hosts: []config.Host{{Name: "web1", Local: true}, {Name: "web2", Local: true}}}
+		newRaceRun := func() *run {
+			r := newRun(ctx, Options{Config: cfg, Stage: stage, Hosts: stage.Hosts, Parallel: 2})
+			for _, t := range r.targets {
+				t.Exec = hostDir{Executor: host.NewLocal(), deployTo: deployTo, dir: base + "/" + t.Name()}
+			}
+			t.Cleanup(r.lock.Close)
+			return r
+		}
+		return newRaceRun(), newRaceRun()
+	}
+	// lockAll runs the lock step on every host of r at once, as the
+	// Runner does, and returns each host's error and how long it took.
+	lockAll := func(r *run) ([]error, []time.Duration) {
+		step := lockSteps(r, nil)[0].host.(lockStep)
+		errs := make([]error, len(r.targets))
+		took := make([]time.Duration, len(r.targets))
+		var wg sync.WaitGroup
+		for i, target := range r.targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				errs[i] = step.Run(ctx, target)
+				took[i] = time.Since(start)
+			}()
+		}
+		wg.Wait()
+		return errs, took
+	}
+
+	t.Run("holder of the primary waits for the loser", func(t *testing.T) {
+		a, b := racers(t)
+		loser := b.targets[1]
+		if _, err := b.lock.Acquire(ctx, loser, ""); err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(300*time.Millisecond, func() { _ = b.lock.Release(ctx, loser) })
+		errs, took := lockAll(a)
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("the primary's holder did not get every lock: %v", errs)
+		}
+		if took[1] < 300*time.Millisecond {
+			t.Errorf("web2 locked in %s, before the loser gave it back", took[1])
+		}
+	})
+
+	t.Run("loser of the primary fails at once", func(t *testing.T) {
+		a, b := racers(t)
+		for _, target := range b.targets {
+			if _, err := b.lock.Acquire(ctx, target, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		errs, took := lockAll(a)
+		for i, err := range errs {
+			var locked *LockedError
+			if !errors.As(err, &locked) {
+				t.Errorf("%s: %v, want locked", a.targets[i].Name(), err)
+			}
+			if took[i] > lockRaceWait/2 {
+				t.Errorf("%s: refused after %s, want at once", a.targets[i].Name(), took[i])
+			}
+		}
+	})
+
+	t.Run("slipway lock's lock is not waited for", func(t *testing.T) {
+		a, b := racers(t)
+		b.owner.Manual, b.owner.Message = true, "maintenance"
+		b.lock.owner = b.owner
+		if _, err := b.lock.Acquire(ctx, b.targets[1], ""); err != nil {
+			t.Fatal(err)
+		}
+		errs, took := lockAll(a)
+		var locked *LockedError
+		if errs[0] != nil || !errors.As(errs[1], &locked) || !locked.Owner.Manual {
+			t.Errorf("errors %v, want web1 locked and web2 refused by the manual lock", errs)
+		}
+		if took[1] > lockRaceWait/2 {
+			t.Errorf("web2: refused after %s, want at once", took[1])
+		}
+	})
+}

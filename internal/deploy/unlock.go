@@ -60,7 +60,8 @@ func (s liveLocksStep) RunFleet(_ context.Context, targets []*Target) error {
 func HoldLock(ctx context.Context, opts Options) error {
 	opts.LockTTL = 0
 	r := newRun(ctx, opts)
-	hold := func(primary bool) Step { return perHost(holdLockStep{lockStep{r: r, primary: primary}}) }
+	// The primary first: of two racing, only the one that took it goes on.
+	hold := func(primary bool) Step { return perHost(holdLockStep{lockStep{r: r, only: &primary}}) }
 	return r.pipeline([]Step{perHost(connectStep{r: r}), hold(true), hold(false)})
 }
 
