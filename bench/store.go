@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/slipway-deploy/slipway/internal/cli"
 
 	"github.com/slipway-deploy/slipway/internal/testutil"
 )
@@ -156,7 +159,7 @@ machine's uplink is a %s that the benchmark's relays pace: it carries slipway's 
 **and** its uploads to the store. The store is SeaweedFS %s (`+"`weed mini`"+`, the end-to-end tests'
 S3 server) on loopback; the hosts download from it directly, not through that uplink, as
 servers reach the object store of their data centre. Both ways gzip (`+"`compress: gzip`"+`, what
-`+"`auto`"+` does for hosts over a network); slipway runs with its default `+"`--parallel`"+` (16). Medians of
+`+"`auto`"+` does for hosts over a network); slipway runs with its default `+"`--parallel`"+` (`+strconv.Itoa(cli.DefaultParallel)+`). Medians of
 %d runs; "client sent" is every byte slipway sent (SSH and store), "to the store" the part that
 went to the store.
 %s
@@ -359,7 +362,7 @@ Figures from the measurements of the artifact store above (%d hosts, cold deploy
   - *Parallelism and SSH connections*: the store removes the bytes, not the steps: every host still
     has its SSH connection, held for the whole run, and the round trips of each step, at
     `+"`--parallel`"+` hosts at once. The connection pacing, bastion, file descriptor and memory items below
-    hold unchanged, and `+"`--parallel`"+` should grow with the fleet (1,000 hosts at the default 16 are 63
+    hold unchanged, and `+"`--parallel`"+` should grow with the fleet (1,000 hosts at the default `+strconv.Itoa(cli.DefaultParallel)+` are `+strconv.Itoa(int(math.Ceil(1000/float64(cli.DefaultParallel))))+`
     waves of every step, downloads included).
   - *Rollout batches*: `+"`rollout: {strategy: rolling, batch: N}`"+` switches batch by batch after every
     host has downloaded and verified; a batch mode that connects and prepares one batch at a time
