@@ -590,8 +590,8 @@ type lockStep struct {
 
 func (lockStep) Name() string { return "lock" }
 
-// Where keeps the lock to hosts that take releases (and to the half of
-// them only says), silently.
+// Where keeps the lock to hosts that take releases (for slipway lock, to
+// the half that only names), silently.
 func (s lockStep) Where(t *Target) Selection {
 	if t.Host.NoRelease || (s.only != nil && (t == s.r.primary()) != *s.only) {
 		return NotHere
