@@ -152,7 +152,7 @@ func (s *SSH) run(ctx context.Context, cmd Command) (Result, error) {
 		// command must have started first.
 		s.trips.Add(1)
 	} else {
-		input = eof{}
+		input = strings.NewReader("") // EOF at once
 	}
 	if err := session.start(line, out, group); err != nil {
 		return Result{}, s.connectionError("start a command", err)
@@ -257,9 +257,11 @@ func (s *SSH) stopGroup(id int) error {
 	defer session.Close()
 	var stderr bytes.Buffer
 	session.Stderr = &stderr
-	session.Stdin = strings.NewReader(stopGroupScript(id, StopGrace, stopBound))
+	// Short enough always to ride in its line (inlineLine): no wait for
+	// the input window.
+	line, _ := inlineLine(stopGroupScript(id, StopGrace, stopBound))
 	done := make(chan error, 1)
-	go func() { done <- session.Run(readAll) }()
+	go func() { done <- session.Run(line) }()
 	select {
 	case err = <-done:
 	case <-time.After(StopGrace + stopBound + 2*abortGrace):
@@ -361,11 +363,6 @@ func (g *groupWriter) Write(p []byte) (int, error) {
 // reading (it exited, or the connection broke), which its exit status
 // reports; a failed read is returned, and stdin is left open so the
 // command never takes a truncated input for a whole one.
-// eof is the input of a command that has none.
-type eof struct{}
-
-func (eof) Read([]byte) (int, error) { return 0, io.EOF }
-
 func copyStdin(w io.WriteCloser, r io.Reader) error {
 	buf := make([]byte, 32<<10)
 	for {
