@@ -236,7 +236,7 @@ func connect(ctx context.Context, via *ssh.Client, viaName string, ep *sshEndpoi
 		return nil, nil, fmt.Errorf("%s: connect to %s%s: %w", label, ep.addr, through, err)
 	}
 
-	counted := &tripConn{Conn: conn, trips: new(atomic.Int64)}
+	counted := &tripConn{Conn: conn, trips: new(atomic.Int64), sshTransport: true}
 	client, interrupted, err := handshake(dialCtx, counted, ep.addr, config)
 	switch {
 	case err == nil:
