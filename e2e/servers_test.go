@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -244,6 +245,19 @@ func TestReflinkOnXFSTarPipeOnExt4(t *testing.T) {
 	const big = "public/app.js"
 	bigContent := strings.Repeat("console.log('unchanged between releases');\n", 4096)
 	p.write("app/"+big, bigContent)
+	// Copied on the host by name, with their directories' modes: odd
+	// names, directories of their own modes.
+	odd := func() {
+		p.write("app/-leading dash \\ back\nslash\t.txt", "kept")
+		p.write("app/private/keys.txt", "kept")
+		p.write("app/shop/deep/er/readme.txt", "kept")
+		for dir, mode := range map[string]os.FileMode{"private": 0o750, "shop": 0o2775, "shop/deep": 0o711} {
+			if err := os.Chmod(filepath.Join(p.dir, "app", dir), mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	odd()
 	p.mustRun("deploy", "production")
 	first := p.fleetLive()
 	for _, h := range p.fleet.Hosts {
@@ -253,6 +267,7 @@ func TestReflinkOnXFSTarPipeOnExt4(t *testing.T) {
 	}
 	p.writeApp("v2")
 	p.write("app/"+big, bigContent)
+	odd()
 	res := p.mustRun("deploy", "production")
 	second := p.fleetLive()
 	upload := map[bool]string{true: "full", false: "delta"}[full]
@@ -277,6 +292,7 @@ func TestReflinkOnXFSTarPipeOnExt4(t *testing.T) {
 		}
 	}
 	sameReleaseEverywhere(t, p, "v2")
+	p.servesTheApp("the redeploy")
 }
 
 // sharedExtents reports whether any extent of the file at path is shared

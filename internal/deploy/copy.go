@@ -19,6 +19,8 @@ import (
 const (
 	copyListName   = ".slipway-copy-list"
 	copyStatusName = ".slipway-copy-status"
+	copyDirsName   = ".slipway-copy-dirs"
+	copyFilesName  = ".slipway-copy-files"
 	reflinkProbe   = ".slipway-reflink-probe"
 )
 
@@ -40,10 +42,17 @@ const (
 //     copy on ext4, the most common case.)
 //
 // Every copier makes new inodes for the release's directories, and none
-// writes into a file of the live release. The cp copiers get files only
-// (cp makes their parents with the live release's attributes); tar gets
-// the directories too, each before its contents, so it restores their
-// modes and times.
+// writes into a file of the live release. The cp copiers get files only,
+// into directories made beforehand: cp --parents, which makes a missing
+// parent with the live one's attributes, re-applies them after every file
+// it copies into a parent it made, which took half of a 3,000-file copy's
+// time on XFS (2,162 directories; 0.49 s of CPU against 0.36 s so). So
+// the directories are made first, writable, with mkdir -p; after the
+// files, one tar of the directories alone (no contents) gives them the
+// live ones' modes and times, as tar does for its own copy, which gets
+// the directories and files together, each directory before its
+// contents. Where tar is BusyBox's, which reads no list of names, cp
+// makes the parents itself as before.
 //
 // listIn is the command that writes the listed paths, NUL-separated: from
 // standard input (fromStdin), or from the script itself (embeddedList).
@@ -54,6 +63,11 @@ func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manife
 		"probe": path.Join(l.ReleaseDir(id), reflinkProbe), "live_id": live,
 		// Directories out of the list, for cp, which would copy one whole.
 		"files_only": shell.Raw(`xargs -0 -r sh -c 'for p do [ -d "$p" ] && [ ! -L "$p" ] || printf "%s\000" "$p"; done' sh`),
+		// The list split in two: directories to descriptor 3, the rest
+		// (files and symlinks) to standard output.
+		"split": shell.Raw(`xargs -0 -r sh -c 'for p do if [ -d "$p" ] && [ ! -L "$p" ]; then printf "%s\000" "$p" >&3; else printf "%s\000" "$p"; fi; done' sh`),
+		"dirs":  path.Join(l.ReleaseDir(id), copyDirsName),
+		"files": path.Join(l.ReleaseDir(id), copyFilesName),
 	}
 	var b strings.Builder
 	b.WriteString("cd -- {{live}} || exit\n")
@@ -76,21 +90,31 @@ tr '\n' '\000' < {{names}} > {{list}} && rm -f -- {{names}} && {{list_in}} >> {{
 		// of two tars for each batch.
 		tarCopy = `xargs -0 -r sh -c 'for p do set -- "$@" "./$p"; shift; done; { tar -c --no-recursion -f - "$@"; echo $? | cat > "$0/` + copyStatusName + `"; } | tar -x -o -f - -C "$0" && read -r s < "$0/` + copyStatusName + `" && [ "$s" = 0 ]' {{release}} < {{list}} || { echo "copying the unchanged files of release "{{live_id}}" failed" >&2; exit 1; }`
 	}
+	cpCopy := func(how string) string {
+		if tar == tarBusyBox {
+			return "{{files_only}} < {{list}} | xargs -0 -r cp " + how + " --parents -t {{release}} -- || exit"
+		}
+		return `{{split}} < {{list}} 3> {{dirs}} > {{files}} || exit
+  (cd -- {{release}} && xargs -0 -r mkdir -p -- < {{dirs}}) || exit
+  xargs -0 -r cp ` + how + ` --parents -t {{release}} -- < {{files}} || exit
+  { tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T {{dirs}}; echo $? | cat > {{status}}; } | tar -x -p --no-same-owner -f - -C {{release}} || exit
+  read -r s < {{status}} && [ "$s" = 0 ] || { echo "copying the directories' modes and times from release "{{live_id}}" failed" >&2; exit 1; }`
+	}
 	if hardlink {
-		b.WriteString("{{files_only}} < {{list}} | xargs -0 -r cp -a -l --parents -t {{release}} -- || exit\n")
+		b.WriteString(cpCopy("-a -l") + "\n")
 	} else {
 		// The live manifest is beside every release, so its file system
 		// tells whether reflinks work there.
 		b.WriteString(`if cp --reflink=always -- {{live_manifest}} {{probe}} 2>/dev/null; then
   rm -f -- {{probe}}
-  {{files_only}} < {{list}} | xargs -0 -r cp -a --reflink=always --parents -t {{release}} -- || exit
+  ` + cpCopy("-a --reflink=always") + `
 else
   rm -f -- {{probe}}
   ` + tarCopy + `
 fi
 `)
 	}
-	b.WriteString("rm -f -- {{list}} {{status}}")
+	b.WriteString("rm -f -- {{list}} {{status}} {{dirs}} {{files}}")
 	return shell.Script(b.String(), args)
 }
 

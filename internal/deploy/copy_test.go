@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/slipway-deploy/slipway/internal/source"
 )
 
 func TestPickFromManifest(t *testing.T) {
@@ -36,5 +38,14 @@ func TestPickFromManifest(t *testing.T) {
 	}
 	if p := pickFromManifest(many, every); p != nil {
 		t.Errorf("%d ranges picked, want the list sent instead", maxPickRanges+1)
+	}
+}
+
+// The copy's work files inside the new release are names no app may ship.
+func TestCopyWorkFilesAreReserved(t *testing.T) {
+	for _, name := range []string{copyListName, copyListName + ".names", copyStatusName, copyDirsName, copyFilesName, reflinkProbe} {
+		if !slices.Contains(source.Reserved, name) {
+			t.Errorf("%s is not in source.Reserved", name)
+		}
 	}
 }

@@ -205,7 +205,8 @@ type Extra struct {
 // the upload stream under these names and are moved out on the host.
 // The delta copy's work files (internal/deploy) are here too.
 var Reserved = []string{".slipway-manifest", ".slipway-manifest-patch", ".slipway-check", ".slipway-pack",
-	".slipway-copy-list", ".slipway-copy-status", ".slipway-reflink-probe"}
+	".slipway-copy-list", ".slipway-copy-list.names", ".slipway-copy-status", ".slipway-copy-dirs", ".slipway-copy-files",
+	".slipway-reflink-probe"}
 
 // WriteTarOf writes the given entries of the tree, then extra files, as a
 // tar stream. Owners are left out, so files belong to whoever extracts
