@@ -83,6 +83,21 @@ func TestAbsoluteSymlinksAndAppSymlinks(t *testing.T) {
 	if !strings.Contains(res.stderr, "passwd is a symlink to /etc/passwd, outside the shipped directory") {
 		t.Errorf("escaping symlink:\n%s", res.stderr)
 	}
+	// So is a directory its owner could not write into (no release
+	// holding it could be removed).
+	if err := os.Remove(filepath.Join(p.dir, "app", "passwd")); err != nil {
+		t.Fatal(err)
+	}
+	p.write("app/vendor/pkg/src.php", "<?php\n")
+	locked := filepath.Join(p.dir, "app", "vendor", "pkg")
+	if err := os.Chmod(locked, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(locked, 0o755) })
+	res = p.expectCode(1, "deploy", "production")
+	if !strings.Contains(res.stderr, "vendor/pkg is a directory of mode 0555") || !strings.Contains(res.stderr, "chmod u+wx") {
+		t.Errorf("read-only directory:\n%s", res.stderr)
+	}
 	for _, h := range p.fleet.Hosts {
 		if rs := releases(t, h); len(rs) != 1 {
 			t.Errorf("%s: releases = %v after a refused deploy", h.Name, rs)

@@ -110,6 +110,12 @@ func scanFS(fsys fs.FS, root string, exclude []string) (*Tree, error) {
 			f.Size = info.Size()
 			t.Size += f.Size
 		case info.IsDir():
+			// A directory its owner cannot write into or enter would
+			// stop the copy into the next release, and no old release
+			// holding it could be removed (rm -r, as the deploy user).
+			if perm := info.Mode().Perm(); perm&0o300 != 0o300 {
+				return fmt.Errorf("%s is a directory of mode %04o, which its owner cannot write into or enter: the next release could not be made from it, nor an old release holding it removed; make it writable (chmod u+wx on it) or exclude it", rel, perm)
+			}
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := fs.ReadLink(fsys, rel)
 			if err != nil {

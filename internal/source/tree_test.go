@@ -117,6 +117,27 @@ func TestScanRefusesEscapingSymlinks(t *testing.T) {
 	}
 }
 
+// A directory its owner cannot write into or enter is refused, by name,
+// with the fix; one it can (whatever the others may) ships.
+func TestScanRefusesDirectoriesTheOwnerCannotWrite(t *testing.T) {
+	for mode, refused := range map[os.FileMode]bool{0o555: true, 0o500: true, 0o655: true, 0o711: false, 0o700: false, 0o2775: false} {
+		root := t.TempDir()
+		writeFile(t, root, "vendor/pkg/file", "x", 0o644)
+		dir := filepath.Join(root, "vendor", "pkg")
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Scan(root, nil)
+		os.Chmod(dir, 0o755) // so that TempDir can remove it
+		switch {
+		case refused && (err == nil || !strings.Contains(err.Error(), "vendor/pkg is a directory of mode") || !strings.Contains(err.Error(), "chmod u+wx")):
+			t.Errorf("mode %04o: err = %v, want it refused by name, with the fix", mode, err)
+		case !refused && err != nil:
+			t.Errorf("mode %04o refused: %v", mode, err)
+		}
+	}
+}
+
 func TestScanRefusesEmpty(t *testing.T) {
 	root := t.TempDir()
 	writeFile(t, root, "tests/x", "x", 0o644)
