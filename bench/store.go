@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/cli"
-
 	"github.com/slipway-deploy/slipway/internal/testutil"
 )
 

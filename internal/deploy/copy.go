@@ -61,10 +61,9 @@ func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manife
 		"live": l.ReleaseDir(live), "release": l.ReleaseDir(id), "list": path.Join(l.ReleaseDir(id), copyListName), "list_in": shell.Raw(listIn),
 		"status": path.Join(l.ReleaseDir(id), copyStatusName), "live_manifest": l.ManifestFile(live),
 		"probe": path.Join(l.ReleaseDir(id), reflinkProbe), "live_id": live,
-		// Directories out of the list, for cp, which would copy one whole.
-		"files_only": shell.Raw(`xargs -0 -r sh -c 'for p do [ -d "$p" ] && [ ! -L "$p" ] || printf "%s\000" "$p"; done' sh`),
 		// The list split in two: directories to descriptor 3, the rest
-		// (files and symlinks) to standard output.
+		// (files and symlinks, for cp, which would copy a directory
+		// whole) to standard output.
 		"split": shell.Raw(`xargs -0 -r sh -c 'for p do if [ -d "$p" ] && [ ! -L "$p" ]; then printf "%s\000" "$p" >&3; else printf "%s\000" "$p"; fi; done' sh`),
 		"dirs":  path.Join(l.ReleaseDir(id), copyDirsName),
 		"files": path.Join(l.ReleaseDir(id), copyFilesName),
@@ -82,8 +81,13 @@ n=$(wc -l < {{names}}) && [ $n -eq {{lines}} ] || { echo "the live release's man
 tr '\n' '\000' < {{names}} > {{list}} && rm -f -- {{names}} && {{list_in}} >> {{list}} || exit
 `)
 	}
-	tarCopy := `{ tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T {{list}}; echo $? | cat > {{status}}; } | tar -x -p --no-same-owner -f - -C {{release}} || exit
-  read -r s < {{status}} && [ "$s" = 0 ] || { echo "copying the unchanged files of release "{{live_id}}" failed" >&2; exit 1; }`
+	// tarPipe copies the entries listed in the file {{list}} (GNU tar),
+	// failing with what it copies named when either tar fails.
+	tarPipe := func(list, what string) string {
+		return `{ tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T {{` + list + `}}; echo $? | cat > {{status}}; } | tar -x -p --no-same-owner -f - -C {{release}} || exit
+  read -r s < {{status}} && [ "$s" = 0 ] || { echo "copying ` + what + ` of release "{{live_id}}" failed" >&2; exit 1; }`
+	}
+	tarCopy := tarPipe("list", "the unchanged files")
 	if tar == tarBusyBox {
 		// BusyBox tar reads no list of names: xargs hands them over as
 		// arguments, "./"-prefixed so none reads as an option, one pipe
@@ -92,13 +96,12 @@ tr '\n' '\000' < {{names}} > {{list}} && rm -f -- {{names}} && {{list_in}} >> {{
 	}
 	cpCopy := func(how string) string {
 		if tar == tarBusyBox {
-			return "{{files_only}} < {{list}} | xargs -0 -r cp " + how + " --parents -t {{release}} -- || exit"
+			return "{{split}} < {{list}} 3> /dev/null | xargs -0 -r cp " + how + " --parents -t {{release}} -- || exit"
 		}
 		return `{{split}} < {{list}} 3> {{dirs}} > {{files}} || exit
   (cd -- {{release}} && xargs -0 -r mkdir -p -- < {{dirs}}) || exit
   xargs -0 -r cp ` + how + ` --parents -t {{release}} -- < {{files}} || exit
-  { tar -c -f - --null --no-unquote --verbatim-files-from --no-recursion -T {{dirs}}; echo $? | cat > {{status}}; } | tar -x -p --no-same-owner -f - -C {{release}} || exit
-  read -r s < {{status}} && [ "$s" = 0 ] || { echo "copying the directories' modes and times from release "{{live_id}}" failed" >&2; exit 1; }`
+  ` + tarPipe("dirs", "the directories' modes and times")
 	}
 	if hardlink {
 		b.WriteString(cpCopy("-a -l") + "\n")
