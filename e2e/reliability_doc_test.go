@@ -195,6 +195,11 @@ all of it exercised above:
 - A deploy that lost its lock reports its undo, refused by the fence, as "cleanup after the
   failure also failed"; its release stays ~preparing~ until a later deploy's cleanup deletes it
   (that deploy keeps it while a process still works in it).
+- A deploy that starts just as another run lost its lock in the middle of its switch can lock
+  the fleet while that run has switched some hosts and not yet switched them back: it stops
+  with "hosts disagree on the live release" (exit 1), and its hint names ~--force~, though the
+  other run puts the fleet right within a round trip or two of that (it waits for the lock
+  to come back). The storm counts these as "refused: hosts mid-switch".
 
 Not exercised here: a host that crashes or loses power (the order of syncs around the switch
 is proven in ~internal/deploy/durability_test.go~); a connection lost after a host's rename

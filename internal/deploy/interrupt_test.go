@@ -3,11 +3,11 @@ package deploy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -257,12 +257,14 @@ exec /bin/mkdir "$@"
 
 // unlockedAtSwitch is a local executor whose lock is removed (slipway
 // unlock --force) right after its switch's rename went through; with
-// takeFor set, another run takes the lock at once.
+// takeFor set, another run takes the lock at once, and then, if not nil,
+// runs in the background as that run.
 type unlockedAtSwitch struct {
 	host.Local
 	layout  func() string
 	armed   bool
 	takeFor *LockOwner
+	then    func()
 }
 
 func (e *unlockedAtSwitch) Rename(ctx context.Context, oldpath, newpath string) error {
@@ -277,6 +279,9 @@ func (e *unlockedAtSwitch) Rename(ctx context.Context, oldpath, newpath string) 
 			if err := os.WriteFile(filepath.Join(e.layout(), "owner.json"), []byte(`{"user":"other","token":"`+e.takeFor.Token+`"}`), 0o644); err != nil {
 				return err
 			}
+			if e.then != nil {
+				go e.then()
+			}
 		}
 	}
 	return err
@@ -284,12 +289,18 @@ func (e *unlockedAtSwitch) Rename(ctx context.Context, oldpath, newpath string) 
 
 // TestLockForcedAwayDuringTheSwitch: a deploy whose lock is removed just
 // after a host switched takes the lock there again and switches the host
-// back, so a forced unlock never leaves the fleet split; where another run
-// took the lock first, it leaves that run's lock alone and says which
-// release the host stays on.
+// back, so a forced unlock never leaves the fleet split. Where another run
+// took the lock first, it waits for that run to give it back (a run that
+// started as the lock went finds the fleet half switched and stops), then
+// switches back; if that run switched the host meanwhile, the host is
+// that run's: left on its release, with the deploy's release (the other
+// run's rollback target) kept; a lock held past the wait is left alone,
+// and the deploy says which release the host stays on.
 func TestLockForcedAwayDuringTheSwitch(t *testing.T) {
-	for _, taken := range []bool{false, true} {
-		t.Run(fmt.Sprintf("taken by another run %v", taken), func(t *testing.T) {
+	defer func(wait time.Duration) { retakeWait = wait }(retakeWait)
+	retakeWait = 2 * time.Second
+	for _, other := range []string{"none", "holds the lock", "gives the lock back", "switches and gives the lock back"} {
+		t.Run("another run "+other, func(t *testing.T) {
 			dir := t.TempDir()
 			ex := &unlockedAtSwitch{}
 			opts := localStage(t, dir, ex)
@@ -297,8 +308,24 @@ func TestLockForcedAwayDuringTheSwitch(t *testing.T) {
 			ex.layout = l.LockDir
 			first := deployVersion(t, opts, "v1")
 			ex.armed = true
-			if taken {
+			if other != "none" {
 				ex.takeFor = &LockOwner{Token: "other-run"}
+			}
+			const otherRelease = "29990101000000"
+			switch other {
+			case "gives the lock back":
+				ex.then = func() {
+					time.Sleep(300 * time.Millisecond)
+					_ = os.RemoveAll(l.LockDir())
+				}
+			case "switches and gives the lock back":
+				ex.then = func() {
+					time.Sleep(300 * time.Millisecond)
+					_ = os.MkdirAll(l.ReleaseDir(otherRelease), 0o755)
+					_ = os.Symlink(l.CurrentTarget(otherRelease), l.CurrentLink()+".other")
+					_ = os.Rename(l.CurrentLink()+".other", l.CurrentLink())
+					_ = os.RemoveAll(l.LockDir())
+				}
 			}
 			writeFile(t, filepath.Join(opts.Config.Source.Path, "index.html"), "v2")
 			tree, err := source.Scan(opts.Config.Source.Path, nil)
@@ -312,20 +339,31 @@ func TestLockForcedAwayDuringTheSwitch(t *testing.T) {
 			}
 			live, _ := os.Readlink(l.CurrentLink())
 			owner, _ := os.ReadFile(l.LockOwnerFile())
-			if !taken {
+			switch other {
+			case "none", "gives the lock back":
 				if live != "releases/"+first {
 					t.Errorf("current -> %q, want releases/%s: the host was not switched back", live, first)
 				}
 				if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
 					t.Errorf("the lock taken again to switch back was left: %s (%v)", owner, err)
 				}
-				return
-			}
-			if live != "releases/"+res.ReleaseID || !strings.Contains(err.Error(), "could not be taken again") {
-				t.Errorf("current -> %q, err %v; want the host left on releases/%s, saying why", live, err, res.ReleaseID)
-			}
-			if !strings.Contains(string(owner), "other-run") {
-				t.Errorf("the other run's lock was touched: %q", owner)
+			case "switches and gives the lock back":
+				if live != "releases/"+otherRelease {
+					t.Errorf("current -> %q, want releases/%s, where the other run switched it", live, otherRelease)
+				}
+				if _, err := os.Stat(l.ReleaseDir(res.ReleaseID)); err != nil {
+					t.Errorf("the deploy's release, the other run's rollback target, was removed: %v", err)
+				}
+				if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
+					t.Errorf("the lock taken again was left: %s (%v)", owner, err)
+				}
+			case "holds the lock":
+				if live != "releases/"+res.ReleaseID || !strings.Contains(err.Error(), "could not be taken again") {
+					t.Errorf("current -> %q, err %v; want the host left on releases/%s, saying why", live, err, res.ReleaseID)
+				}
+				if !strings.Contains(string(owner), "other-run") {
+					t.Errorf("the other run's lock was touched: %q", owner)
+				}
 			}
 		})
 	}

@@ -366,16 +366,37 @@ func (l *Lock) Acquire(ctx context.Context, t *Target, then string) ([]byte, err
 // the middle of its switch puts the hosts it switched back, rather than
 // leave the fleet split, and it needs the lock for that. The fenced
 // executor then passes again, and the run's Finish releases the lock as
-// usual. A lock taken by another run meanwhile is that run's: retake
-// fails with a *LockedError and changes nothing.
+// usual. A lock another run took meanwhile is waited for, up to
+// retakeWait: a run that started just as the lock went finds the fleet
+// half switched (or loses the race for the primary host to this one) and
+// gives the lock back within a round trip or two; the caller must then
+// check that no run switched the host meanwhile. A lock still held after
+// retakeWait, or slipway lock's, is a *LockedError, and nothing changed.
 func (l *Lock) retake(ctx context.Context, t *Target) error {
 	ex := t.Exec
 	if f, ok := ex.(fenced); ok {
 		ex = f.Executor
 	}
-	_, err := acquire(ctx, ex, l.layout, l.freshOwner(), "")
-	return err
+	end := time.Now().Add(retakeWait)
+	for {
+		_, err := acquire(ctx, ex, l.layout, l.freshOwner(), "")
+		if !lockedByRun(err) || !time.Now().Before(end) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
+
+// retakeWait bounds how long a run that lost its lock during its switch
+// waits for another run to give a host's lock back. It is longer than
+// lockRaceWait, so that of a run waiting for it in a lock race (which
+// holds hosts this one needs) and this one, the other gives up first. (A
+// variable for tests.)
+var retakeWait = 2 * lockRaceWait
 
 // freshOwner is the run's owner as a lock script writes it: with the
 // expiry of a lock taken now, when locks have a TTL.

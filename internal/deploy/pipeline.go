@@ -138,6 +138,10 @@ type Target struct {
 	State *State
 
 	rolledBack bool // switched to the new release, then back (health failure)
+	// movedOn: while the run's lock was gone, another run switched the
+	// host away from the run's release, which may now be that run's
+	// rollback target: nothing of the run's is undone here.
+	movedOn bool
 	// stillRunning: a command this run started here could not be stopped;
 	// the run leaves the host as it is (no undo) and keeps its lock.
 	stillRunning *host.StillRunningError

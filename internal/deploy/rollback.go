@@ -2,7 +2,9 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -225,7 +227,14 @@ func (s rollbackSwitchStep) Finish(ctx context.Context, t *Target) error {
 	if !s.rb.switchFailed.Load() || t.State.Current != t.State.SwitchTo || left == "" {
 		return nil
 	}
-	if err := s.rb.switchBackRetaking(ctx, t, left); err != nil {
+	err := s.rb.switchBackRetaking(ctx, t, left)
+	var moved *MovedOnError
+	if errors.As(err, &moved) {
+		s.rb.warn(t, "%v", moved)
+		t.State.Current, t.movedOn = path.Base(moved.Link), true
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("the rollback failed on another host, and switching this one back to %s failed too, so it stays on %s: %w", left, t.State.Current, err)
 	}
 	t.State.Current = left

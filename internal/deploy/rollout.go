@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"slices"
 	"sync"
 	"time"
 )
@@ -240,8 +242,11 @@ func (d *deployRun) switchBatch(ctx context.Context, batch []*Target) ([]*Target
 
 // switchBackRetaking switches t back to release previous (switchBack). If
 // the lock was forced away during the switch (slipway unlock --force), it
-// takes the lock again first, where no other run has, so that a run that
-// lost its lock mid-switch never leaves the fleet split.
+// takes the lock again first, waiting for a run that took it meanwhile to
+// give it back, so that a run that lost its lock mid-switch never leaves
+// the fleet split; and it switches back only if current still points at
+// the release this run put live there (else *MovedOnError: another run
+// switched the host meanwhile, and it is that run's).
 func (r *run) switchBackRetaking(ctx context.Context, t *Target, previous string) error {
 	err := switchBack(ctx, t.Exec, r.layout, previous)
 	var lost *LockLostError
@@ -252,7 +257,7 @@ func (r *run) switchBackRetaking(ctx context.Context, t *Target, previous string
 		return fmt.Errorf("the deploy lock was removed during the switch and could not be taken again to switch back: %w", err)
 	}
 	r.warn(t, "the deploy lock was removed during the switch (slipway unlock --force); took it again to switch this host back")
-	return switchBack(ctx, t.Exec, r.layout, previous)
+	return switchBackFrom(ctx, t.Exec, r.layout, t.State.Current, previous)
 }
 
 // rollBack switches every host in switched back to the release it had
@@ -266,7 +271,14 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	back := stepFunc{name: "switch back", fn: func(ctx context.Context, t *Target) error {
-		if err := d.switchBackRetaking(ctx, t, t.State.Previous); err != nil {
+		err := d.switchBackRetaking(ctx, t, t.State.Previous)
+		var moved *MovedOnError
+		if errors.As(err, &moved) {
+			d.warn(t, "%v", moved)
+			t.State.Current, t.movedOn = path.Base(moved.Link), true
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		t.State.Current = t.State.Previous
@@ -279,7 +291,9 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 		return fmt.Errorf("%w; switching back failed too, so these hosts stay on %s: %v", cause, d.releaseID, err)
 	}
 	d.live.Store(false)
-	// After a first deploy nothing is live again: no release to run in.
+	// The hosts switched back; after a first deploy nothing is live again:
+	// no release to run in.
+	ok = slices.DeleteFunc(ok, func(t *Target) bool { return !t.rolledBack })
 	var withRelease []*Target
 	for _, t := range ok {
 		if t.State.Current != "" {

@@ -90,11 +90,12 @@ func (rn *Runner) Run(ctx context.Context, steps []Step, targets []*Target) erro
 }
 
 // stopped leaves out the hosts where a command of the run is still
-// running: what it works in is not undone under it.
+// running (what it works in is not undone under it) and those another run
+// went on from (movedOn).
 func stopped(targets []*Target) []*Target {
 	var out []*Target
 	for _, t := range targets {
-		if t.stillRunning == nil {
+		if t.stillRunning == nil && !t.movedOn {
 			out = append(out, t)
 		}
 	}

@@ -53,6 +53,8 @@ func everyScript(name string) map[string]string {
 		"prepare switch":              prepareSwitchScript(l, l.LockedSwitchLink(id), id, true),
 		"prepare switch back":         prepareSwitchScript(l, l.SwitchTempLink(live), live, false),
 		"locked switch":               lockedSwitchScript(l, id),
+		"switch back, retaken":        switchBackFromScript(l, id, live),
+		"switch back, retaken, first": switchBackFromScript(l, id, ""),
 		"verify switch":               verifySwitchScript(l),
 		"fence":                       fenceScript(l, "0123abcd"),
 		"link shared":                 linkSharedScript(l, id, cfg.Shared.Dirs, cfg.Shared.Files),

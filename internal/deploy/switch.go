@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -121,6 +122,52 @@ func switchBack(ctx context.Context, ex host.Executor, l layout.Layout, previous
 		return err
 	}
 	return lockedSwitch(ctx, ex, l, previous)
+}
+
+// movedStatus is the exit status of switchBackFromScript when current no
+// longer points at the release the run switched to.
+const movedStatus = 77
+
+// MovedOnError reports a host that another run switched, while this run's
+// lock was gone, away from the release this run had put live there: the
+// host is that run's now, and this run leaves it as it is.
+type MovedOnError struct {
+	Host string
+	Link string // what current points at now
+}
+
+func (e *MovedOnError) Error() string {
+	return fmt.Sprintf("another run switched %s to %s while this run's lock was gone; left as it is", e.Host, e.Link)
+}
+
+// switchBackFrom is switchBack for a run that took its lock again after
+// losing it: it switches only while current still points at release from,
+// the one this run put live there; else it changes nothing and returns a
+// *MovedOnError. The check and the switch are one script under the lock.
+func switchBackFrom(ctx context.Context, ex host.Executor, l layout.Layout, from, previous string) error {
+	res, err := ex.Exec(ctx, host.Command{Script: switchBackFromScript(l, from, previous)})
+	var exitErr *host.ExitError
+	if errors.As(err, &exitErr) && exitErr.Code == movedStatus {
+		return &MovedOnError{Host: ex.Name(), Link: strings.TrimSpace(string(res.Stdout))}
+	}
+	if err != nil {
+		return fmt.Errorf("switching %s back to release %q: %w", l.CurrentLink(), previous, err)
+	}
+	if previous == "" {
+		return nil
+	}
+	_, err = readSwitch(res.Stdout, l, previous)
+	return err
+}
+
+func switchBackFromScript(l layout.Layout, from, previous string) string {
+	script := shell.Script(`slipway_live=$(readlink -- {{current}}) || slipway_live=
+[ "$slipway_live" = {{from}} ] || { printf '%s\n' "${slipway_live:-(nothing)}"; exit {{moved}}; }
+`, shell.Args{"current": l.CurrentLink(), "from": l.CurrentTarget(from), "moved": movedStatus})
+	if previous == "" {
+		return script + "rm -f -- " + shell.Quote(l.CurrentLink())
+	}
+	return script + lockedSwitchScript(l, previous)
 }
 
 // verifySwitch syncs the deploy directory, so the rename survives a crash,
