@@ -408,7 +408,8 @@ func lockStorm(t *testing.T, add func(matrixRow)) {
 	seen := current.finish(t)
 
 	// Each run that switched: the span from its lock (done on the primary
-	// host, host1) to its last switch (the rename, by slipway's clock).
+	// host, host1) to its last switch or switch back (the rename, by
+	// slipway's clock).
 	type span struct {
 		run        *backgroundRun
 		from, till time.Time
@@ -510,7 +511,7 @@ func lockStorm(t *testing.T, add func(matrixRow)) {
 			}
 		}
 	}
-	add(matrixRow{class: lockClass, where: fmt.Sprintf("%d deploys of %d versions started at random moments within %s, `slipway unlock production --force` every 0.5 to 2.5 s (%d times)", n, n, window, unlocks),
+	add(matrixRow{class: lockClass, where: fmt.Sprintf("%d deploys of %d versions started at random moments within %s, `slipway unlock production --force` every 0.5 to 2.5 s once a run has switched since the last, every other one held until a run is between its lock and its switch (%d times)", n, n, window, unlocks),
 		run:      fmt.Sprintf("%s; no two lock-to-switch spans overlap", describeOutcomes(outcomes)),
 		after:    fmt.Sprintf("current always a complete release (%d switches polled on 3 hosts); all hosts on one release, no lock", livesSeen),
 		recovery: recovery, verdict: verdict(t)})

@@ -76,7 +76,7 @@ var faultClasses = []struct{ name, intro string }{
 		"nor delete what another run made (every change it makes is fenced by its lock's token), and at any " +
 		"moment at most one run can switch. A watcher polls `current` on every host every 2 ms: it must always " +
 		"point at a complete release (its `before_switch` hook ran). For the storm, each run's span from its lock " +
-		"(done on host1, the primary) to its last switch (the rename, by slipway's clock) is read from its --json " +
+		"(done on host1, the primary) to its last switch or switch back (the rename, by slipway's clock) is read from its --json " +
 		"events; no two may overlap."},
 }
 
