@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -231,7 +230,7 @@ func (s rollbackSwitchStep) Finish(ctx context.Context, t *Target) error {
 	var moved *MovedOnError
 	if errors.As(err, &moved) {
 		s.rb.warn(t, "%v", moved)
-		t.State.Current, t.movedOn = path.Base(moved.Link), true
+		t.State.Current, t.movedOn = moved.live(), true
 		return nil
 	}
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"sync"
 	"time"
@@ -275,7 +274,7 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 		var moved *MovedOnError
 		if errors.As(err, &moved) {
 			d.warn(t, "%v", moved)
-			t.State.Current, t.movedOn = path.Base(moved.Link), true
+			t.State.Current, t.movedOn = moved.live(), true
 			return nil
 		}
 		if err != nil {

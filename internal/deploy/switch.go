@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -137,7 +138,19 @@ type MovedOnError struct {
 }
 
 func (e *MovedOnError) Error() string {
-	return fmt.Sprintf("another run switched %s to %s while this run's lock was gone; left as it is", e.Host, e.Link)
+	to := e.Link
+	if to == "" {
+		to = "nothing (current removed)"
+	}
+	return fmt.Sprintf("another run switched %s to %s while this run's lock was gone; left as it is", e.Host, to)
+}
+
+// live is the release current points at now, "" for none.
+func (e *MovedOnError) live() string {
+	if e.Link == "" {
+		return ""
+	}
+	return path.Base(e.Link)
 }
 
 // switchBackFrom is switchBack for a run that took its lock again after
@@ -162,7 +175,7 @@ func switchBackFrom(ctx context.Context, ex host.Executor, l layout.Layout, from
 
 func switchBackFromScript(l layout.Layout, from, previous string) string {
 	script := shell.Script(`slipway_live=$(readlink -- {{current}}) || slipway_live=
-[ "$slipway_live" = {{from}} ] || { printf '%s\n' "${slipway_live:-(nothing)}"; exit {{moved}}; }
+[ "$slipway_live" = {{from}} ] || { printf '%s\n' "$slipway_live"; exit {{moved}}; }
 `, shell.Args{"current": l.CurrentLink(), "from": l.CurrentTarget(from), "moved": movedStatus})
 	if previous == "" {
 		return script + "rm -f -- " + shell.Quote(l.CurrentLink())
