@@ -101,7 +101,7 @@ func (s inspectStep) Run(ctx context.Context, t *Target) error {
 		// rollback target once a newer release is live, never a leftover
 		// to delete. A run that died after its switch left it preparing; a
 		// rollback from it that died before its switch, rolled back.
-		why := "the run that switched to it died before recording it"
+		why := "the run that switched to it did not record it (it died, or lost its lock and may be switching back)"
 		if m.State == StateRolledBack {
 			why = "it is recorded as rolled back from (a rollback from it stopped before its switch)"
 		}
