@@ -109,7 +109,13 @@ func checkWAN(t *testing.T, res *results, p plan) {
 	if w.scale == nil || w.scale.hosts != p.wanScaleHosts {
 		t.Errorf("WAN benchmark: slipway alone on %v, want %d hosts", w.scale, p.wanScaleHosts)
 	} else {
-		checkFleet(t, *w.scale, []string{"slipway"}, p.reps)
+		// The floor beside slipway on both fleets at the goals' round-trip
+		// time, for what each further host costs whatever the tool.
+		checkFleet(t, w.compare[w.wanRTT()], []string{"floor"}, p.reps)
+		checkFleet(t, *w.scale, []string{"slipway", "floor"}, p.reps)
+		if md := res.wanScaleMD(); !strings.Contains(md, "floor: ratio") || strings.Contains(md, "| — | — | — |") {
+			t.Errorf("the WAN scale table has no floor for some workload:\n%s", md)
+		}
 		for _, wl := range workloads {
 			for _, s := range w.scale.get("slipway", wl) {
 				if s.rtt != w.wanRTT() {

@@ -64,7 +64,12 @@ func measureWAN(p plan, res *results, app *appRepo, quiet *quietWait) *wanResult
 		for _, rtt := range p.rtts {
 			logf("%d hosts, round-trip time %s", p.wanHosts, rtt)
 			b.setRTT(rtt)
-			out.compare[rtt] = b.run(p.reps, tools...)
+			ts := tools
+			if rtt == out.wanRTT() && p.wanScaleHosts > 0 {
+				// The floor on both fleets, for what each host adds here.
+				ts = append(slices.Clone(tools), b.floorTool())
+			}
+			out.compare[rtt] = b.run(p.reps, ts...)
 		}
 	}()
 	if p.wanScaleHosts > 0 {
@@ -72,7 +77,7 @@ func measureWAN(p plan, res *results, app *appRepo, quiet *quietWait) *wanResult
 		defer b.close()
 		logf("%d hosts, round-trip time %s", p.wanScaleHosts, out.wanRTT())
 		b.setRTT(out.wanRTT())
-		fr := b.run(p.reps, b.slipwayTool(slipwayDeployTo))
+		fr := b.run(p.reps, b.slipwayTool(slipwayDeployTo), b.floorTool())
 		out.scale = &fr
 	}
 	return out
@@ -243,11 +248,11 @@ each tool waited for one after another, whatever it counted.
 	b.WriteString("\n### Every measurement of this section\n\nThe columns are those of *Every measurement* below.\n")
 	for _, rtt := range w.rtts {
 		fmt.Fprintf(&b, "\n%d hosts, round-trip time %s:\n\n", w.hosts, rttName(rtt))
-		b.WriteString(r.detailTable(w.compare[rtt], []string{"slipway", "capistrano"}))
+		b.WriteString(r.detailTable(w.compare[rtt], []string{"slipway", "capistrano", "floor"}))
 	}
 	if w.scale != nil {
 		fmt.Fprintf(&b, "\n%d hosts, round-trip time %s:\n\n", w.scale.hosts, rttName(wanRTT))
-		b.WriteString(r.detailTable(*w.scale, []string{"slipway"}))
+		b.WriteString(r.detailTable(*w.scale, []string{"slipway", "floor"}))
 	}
 	b.WriteString("\n" + wanEnd + "\n")
 	return b.String()
@@ -312,10 +317,15 @@ of %d); and that line plus the %.0f further waves 1,000 hosts take, each paying 
 per host (its own count + connects) at %s once more, which assumes each step waits for every
 wave in turn.
 
-| workload | %d hosts | %d hosts | ratio | goal | met? | 1,000 hosts: the line | 1,000 hosts: the line + %.0f waves of --parallel %d |
-|---|---|---|---|---|---|---|---|
+The last three columns are the **floor** (bench/floor.go) on the same two fleets: only the
+work on the hosts that any tool writing a complete release per host must do, each host over one
+OpenSSH connection through its relay, all at once. Its own ratio is what each further host costs
+on this machine whatever the tool: a goal below it cannot be met here.
+
+| workload | %d hosts | %d hosts | ratio | goal | met? | 1,000 hosts: the line | 1,000 hosts: the line + %.0f waves of --parallel %d | floor: %d hosts | floor: %d hosts | floor: ratio |
+|---|---|---|---|---|---|---|---|---|---|---|
 `, big.hosts, small.hosts, w.fileSystemName(), wanRTT, cli.DefaultParallel, waves-1, wanRTT,
-		small.hosts, big.hosts, waves, cli.DefaultParallel)
+		small.hosts, big.hosts, waves, cli.DefaultParallel, small.hosts, big.hosts)
 	for _, wl := range workloads {
 		t0, t1 := medianWall(small.get("slipway", wl)), medianWall(big.get("slipway", wl))
 		p := w.projectThousand(wl)
@@ -327,11 +337,16 @@ wave in turn.
 		if wl != "cold" {
 			goal, ok = fmt.Sprintf("≤ %.0f×", wanHostsGoal), met(float64(t1) <= wanHostsGoal*float64(t0))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %.2f× | %s | %s | %s | %s |\n", workloadTitle[wl], secs(t0), secs(t1),
-			float64(t1)/float64(t0), goal, ok, line, secs(p.withWaves))
+		f0, f1, fRatio := "—", "—", "—"
+		if fs, fb := small.get("floor", wl), big.get("floor", wl); len(fs) > 0 && len(fb) > 0 {
+			m0, m1 := medianWall(fs), medianWall(fb)
+			f0, f1, fRatio = secs(m0), secs(m1), fmt.Sprintf("%.2f×", float64(m1)/float64(m0))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f× | %s | %s | %s | %s | %s | %s | %s |\n", workloadTitle[wl], secs(t0), secs(t1),
+			float64(t1)/float64(t0), goal, ok, line, secs(p.withWaves), f0, f1, fRatio)
 	}
 	rss := peakRSS(big)
-	fmt.Fprintf(&b, "| peak RSS of slipway at %d hosts (highest of all its runs) | | %s | | ≤ 150 MB | %s | | |\n",
+	fmt.Fprintf(&b, "| peak RSS of slipway at %d hosts (highest of all its runs) | | %s | | ≤ 150 MB | %s | | | | | |\n",
 		big.hosts, size(float64(rss)), met(float64(rss) <= rssGoal))
 	hostsCPU := func(fr fleetResult) time.Duration {
 		return median(field(fr.get("slipway", "redeploy"), func(s sample) time.Duration { return s.hostsCPU }))
