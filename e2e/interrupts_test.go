@@ -857,14 +857,26 @@ func (f *interruptFleet) freezeUpload(size int64) (z *frozen, got int64) {
 }
 
 // junkCase makes c wait, at its moment, for h to be removing the junk
-// release, and hold that removal until slipway stops it.
+// release, and hold that removal until slipway stops it. Removing 10 000
+// empty files can take less than a look at every process, so an rm first
+// on h's PATH removes one of the junk's five directories, then waits while
+// the gate is there (30 s at most), for the look to find the removal under
+// way and hold it (as the local cases do: junkCase in
+// interrupts_local_test.go).
 func (f *interruptFleet) junkCase(c interruptCase, h *testutil.Host) interruptCase {
 	var z *frozen
+	junk := deployTo + "/releases/" + junkID
+	gate := filepath.Join(h.UserHome, "hold-removal")
+	h.Shim(f.t, "rm", shell.Script(`case " $* " in *{{junk}}*) if [ -e "$HOME/hold-removal" ]; then /bin/rm -rf -- {{first}}; n=0; while [ -e "$HOME/hold-removal" ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n + 1)); done; fi;; esac
+exec /bin/rm "$@"`, shell.Args{"junk": " " + junk + " ", "first": junk + "/a"}))
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		f.t.Fatal(err)
+	}
 	c.ready = func() string {
-		z = freezeRemoval(f.t, f.fleet.Hosts, h.Name, f.path(h, deployTo+"/releases/"+junkID), deployTo+"/releases/"+junkID)
+		z = freezeRemoval(f.t, f.fleet.Hosts, h.Name, f.path(h, junk), junk)
 		return ""
 	}
-	c.sent = func() string { return h.Name + "'s `rm` " + z.thaw() }
+	c.sent = func() string { os.Remove(gate); return h.Name + "'s `rm` " + z.thaw() }
 	return c
 }
 
