@@ -199,12 +199,15 @@ type lockWatch struct {
 	errs       []string
 	under      int // polls that saw processes of the run under a held lock
 	seen       map[string]bool
+	// releasing: the run's last script on a host, seen once after the
+	// lock it releases was gone (see poll).
+	releasing map[string]bool
 }
 
 // watchLocks starts watching: locks maps a site's name to its lock
 // directory as this machine sees it.
 func watchLocks(hosts []*testutil.Host, locks map[string]string, ofRun runProcesses) *lockWatch {
-	w := &lockWatch{stop: make(chan struct{}), done: make(chan struct{}), seen: map[string]bool{}}
+	w := &lockWatch{stop: make(chan struct{}), done: make(chan struct{}), seen: map[string]bool{}, releasing: map[string]bool{}}
 	go func() {
 		defer close(w.done)
 		for {
@@ -225,7 +228,10 @@ func watchLocks(hosts []*testutil.Host, locks map[string]string, ofRun runProces
 // went (no run but the one watched takes the lock meanwhile). A lock
 // guards its own host: a run releases each host's lock with its last work
 // there (cleanup, record), while other hosts may still be at theirs, and
-// a new run can take only the locks of hosts this one is done with.
+// a new run can take only the locks of hosts this one is done with. That
+// last script removes the lock itself, as its last command: it may still
+// be exiting when a look at the processes comes right after the lock's
+// removal, so it is let go once; seen again, it lived on.
 func (w *lockWatch) poll(hosts []*testutil.Host, locks map[string]string, ofRun runProcesses) {
 	gone := map[string]bool{}
 	var held []string
@@ -253,6 +259,11 @@ func (w *lockWatch) poll(hosts []*testutil.Host, locks map[string]string, ofRun 
 				// commands) belong to the whole run: orphaned once no
 				// lock is held anywhere.
 				if gone[site] || site == testutil.Here && len(gone) > 0 && len(held) == 0 {
+					key := fmt.Sprintf("%s/%d", site, p.PID)
+					if gone[site] && strings.Contains(p.Cmdline(), "then rm -rf -- "+deployTo+"/.slipway/lock; fi") && !w.releasing[key] {
+						w.releasing[key] = true
+						continue
+					}
 					orphaned = append(orphaned, siteName(site)+": "+p.Describe())
 				}
 			}
