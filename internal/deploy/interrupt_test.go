@@ -255,6 +255,48 @@ exec /bin/mkdir "$@"
 	}
 }
 
+// TestLockForcedAwayAsItsOwnerIsWritten: a forced unlock removes the lock
+// a run has just made, before its owner is in place, and another run makes
+// the lock at once (its owner not yet written either). The first run must
+// not take that lock for one its own owner could not be written into (a
+// full disk) and remove it: it waits for the other run's owner and is
+// refused, naming it.
+func TestLockForcedAwayAsItsOwnerIsWritten(t *testing.T) {
+	dir := t.TempDir()
+	l := localStage(t, dir, nil).Layout()
+	bin := filepath.Join(dir, "bin")
+	once := filepath.Join(dir, "raced")
+	// The owner's rename into place finds the lock replaced: removed, made
+	// again by another run, whose owner comes 300 ms later.
+	writeFile(t, filepath.Join(bin, "mv"), `#!/bin/sh
+case "$*" in *'`+l.LockOwnerFile()+`.t1.tmp'*)
+  if [ ! -e '`+once+`' ]; then
+    : > '`+once+`'
+    /bin/rm -rf -- '`+l.LockDir()+`' && /bin/mkdir -- '`+l.LockDir()+`'
+    ( sleep 0.3; printf '%s\n' '{"user":"other","token":"t2"}' > '`+l.LockOwnerFile()+`' ) >/dev/null 2>&1 &
+    echo "mv: cannot stat '`+l.LockOwnerFile()+`.t1.tmp': No such file or directory" >&2
+    exit 1
+  fi;;
+esac
+exec /bin/mv "$@"
+`)
+	if err := os.Chmod(filepath.Join(bin, "mv"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	_, err := acquire(context.Background(), &host.Local{}, l, LockOwner{User: "ci", Token: "t1"}, "")
+	if _, serr := os.Stat(once); serr != nil {
+		t.Fatal("the race was not staged")
+	}
+	var locked *LockedError
+	if !errors.As(err, &locked) || locked.Owner.Token != "t2" {
+		t.Errorf("acquire: %v; want the lock refused, held by the other run (t2)", err)
+	}
+	if owner, err := os.ReadFile(l.LockOwnerFile()); err != nil || !strings.Contains(string(owner), `"token":"t2"`) {
+		t.Errorf("the other run's lock: %q, %v; want it untouched", owner, err)
+	}
+}
+
 // unlockedAtSwitch is a local executor whose lock is removed (slipway
 // unlock --force) right after its switch's rename went through; with
 // takeFor set, another run takes the lock at once, and then, if not nil,

@@ -154,7 +154,7 @@ const ownerWaitTries = 30
 // script ignores the signals that stop a cancelled command (until SIGKILL,
 // seconds later): stopped in between, it would leave a lock without an
 // owner, which no run could tell from a live one.
-func acquireScript(l layout.Layout, owner []byte) string {
+func acquireScript(l layout.Layout, owner []byte, token string) string {
 	return shell.Script(`umask 022
 [ -d {{deploy_to}} ] || echo {{created_deploy_to}}
 [ -d {{meta}} ] || echo {{created_meta}}
@@ -171,12 +171,16 @@ if why=$(mkdir -p -- {{meta}} && mkdir -- {{lock}} 2>&1); then
   fi
   trap - TERM INT HUP
   # The owner could not be written. A forced unlock that removed the lock
-  # just made: take it again. Another run's lock made since: locked. Else
-  # (a full disk): remove the lock made, and say why.
+  # just made: take it again. Another run's lock made since: locked, or,
+  # its owner not yet in place (no file of this run's in it), try again,
+  # which waits for that owner. Else (a full disk): remove the lock made,
+  # and say why.
   if [ ! -d {{lock}} ]; then
     gone=$((gone + 1)); [ "$gone" -le 3 ] && continue
   elif [ -s {{file}} ]; then
     head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}
+  elif [ ! -e {{tmp}} ]; then
+    gone=$((gone + 1)); [ "$gone" -le 3 ] && continue
   else
     rm -rf -- {{lock}}
   fi
@@ -192,7 +196,7 @@ tries=$((tries + 1)); sleep 0.1 2>/dev/null || sleep 1
 done`, shell.Args{
 		"deploy_to": l.DeployTo, "created_deploy_to": createdDeployTo, "created_meta": createdMeta,
 		"meta": l.MetaDir(), "lock": l.LockDir(), "owner": string(owner),
-		"tmp": l.LockOwnerFile() + ".tmp", "file": l.LockOwnerFile(),
+		"tmp": l.LockOwnerFile() + "." + token + ".tmp", "file": l.LockOwnerFile(),
 		"tries": ownerWaitTries, "locked": lockedStatus,
 	})
 }
@@ -240,7 +244,7 @@ func acquire(ctx context.Context, ex host.Executor, l layout.Layout, owner LockO
 	if err != nil {
 		return nil, err
 	}
-	script := acquireScript(l, body)
+	script := acquireScript(l, body, owner.Token)
 	if then != "" {
 		script += "\n( " + then + "\n) || true"
 	}

@@ -39,7 +39,7 @@ func everyScript(name string) map[string]string {
 		Writable: config.Writable{Dirs: []string{name + "/cache", "bootstrap/" + name}, Files: []string{name + ".env"}, Mode: "acl", User: name},
 	}
 	scripts := map[string]string{
-		"acquire":                     acquireScript(l, owner),
+		"acquire":                     acquireScript(l, owner, "0123abcd"),
 		"refresh lock":                refreshScript(l, "0123abcd", time.Now()),
 		"release lock":                releaseScript(l, "0123abcd", []string{l.MetaDir(), l.DeployTo}),
 		"inspect":                     inspectScript(l, inspectAsk{sharedFiles: []string{name, "config/" + name}, seedDirs: []string{name}, manifest: true, tools: []string{"tar", name}}),
