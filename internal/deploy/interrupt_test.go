@@ -222,6 +222,18 @@ func TestCleanupRemovesWorkFilesOfStoppedWrites(t *testing.T) {
 	}
 }
 
+// shimOnPath puts an executable script named name first on PATH for the
+// rest of the test.
+func shimOnPath(t *testing.T, name, script string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "bin")
+	writeFile(t, filepath.Join(bin, name), script)
+	if err := os.Chmod(filepath.Join(bin, name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
+
 // TestLockGoneAsMkdirFails: a lock that is released (or removed by
 // slipway unlock) between the mkdir that found it and the look that
 // follows is taken, not reported as mkdir's "File exists".
@@ -230,9 +242,8 @@ func TestLockGoneAsMkdirFails(t *testing.T) {
 	l := localStage(t, dir, nil).Layout()
 	// The first mkdir of the lock fails as if another run's lock were
 	// there, and that lock is gone by the time the script looks.
-	bin := filepath.Join(dir, "bin")
 	once := filepath.Join(dir, "raced")
-	writeFile(t, filepath.Join(bin, "mkdir"), `#!/bin/sh
+	shimOnPath(t, "mkdir", `#!/bin/sh
 if [ "$1" = -- ] && [ "$2" = '`+l.LockDir()+`' ] && [ ! -e '`+once+`' ]; then
   : > '`+once+`'
   echo "mkdir: cannot create directory '$2': File exists" >&2
@@ -240,10 +251,6 @@ if [ "$1" = -- ] && [ "$2" = '`+l.LockDir()+`' ] && [ ! -e '`+once+`' ]; then
 fi
 exec /bin/mkdir "$@"
 `)
-	if err := os.Chmod(filepath.Join(bin, "mkdir"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	if _, err := acquire(context.Background(), &host.Local{}, l, LockOwner{User: "ci", Token: "t1"}, ""); err != nil {
 		t.Fatalf("acquire: %v", err)
 	}
@@ -264,11 +271,10 @@ exec /bin/mkdir "$@"
 func TestLockForcedAwayAsItsOwnerIsWritten(t *testing.T) {
 	dir := t.TempDir()
 	l := localStage(t, dir, nil).Layout()
-	bin := filepath.Join(dir, "bin")
 	once := filepath.Join(dir, "raced")
 	// The owner's rename into place finds the lock replaced: removed, made
 	// again by another run, whose owner comes 300 ms later.
-	writeFile(t, filepath.Join(bin, "mv"), `#!/bin/sh
+	shimOnPath(t, "mv", `#!/bin/sh
 case "$*" in *'`+l.LockOwnerFile()+`.t1.tmp'*)
   if [ ! -e '`+once+`' ]; then
     : > '`+once+`'
@@ -280,10 +286,6 @@ case "$*" in *'`+l.LockOwnerFile()+`.t1.tmp'*)
 esac
 exec /bin/mv "$@"
 `)
-	if err := os.Chmod(filepath.Join(bin, "mv"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	_, err := acquire(context.Background(), &host.Local{}, l, LockOwner{User: "ci", Token: "t1"}, "")
 	if _, serr := os.Stat(once); serr != nil {
 		t.Fatal("the race was not staged")
