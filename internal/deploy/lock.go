@@ -381,18 +381,26 @@ func (l *Lock) retake(ctx context.Context, t *Target) error {
 	if f, ok := ex.(fenced); ok {
 		ex = f.Executor
 	}
-	end := time.Now().Add(retakeWait)
-	for {
+	try := func() error {
 		_, err := acquire(ctx, ex, l.layout, l.freshOwner(), "")
-		if !lockedByRun(err) || !time.Now().Before(end) {
-			return err
-		}
+		return err
+	}
+	return retryLocked(ctx, retakeWait, try(), try)
+}
+
+// retryLocked tries again, a tenth of a second apart for up to wait, while
+// err (the last try's) is a lock another run holds, and returns the last
+// try's error.
+func retryLocked(ctx context.Context, wait time.Duration, err error, try func() error) error {
+	for end := time.Now().Add(wait); lockedByRun(err) && time.Now().Before(end); {
 		select {
 		case <-ctx.Done():
 			return err
 		case <-time.After(100 * time.Millisecond):
 		}
+		err = try()
 	}
+	return err
 }
 
 // retakeWait bounds how long a run that lost its lock during its switch
@@ -637,14 +645,11 @@ func (s lockStep) Run(ctx context.Context, t *Target) error {
 	case lockedByRun(err) && s.race.holdsPrimary(ctx):
 		// The holder lost the race for the primary host: it gives this
 		// host's lock back as it stops.
-		for end := time.Now().Add(lockRaceWait); lockedByRun(err) && time.Now().Before(end); {
-			select {
-			case <-ctx.Done():
-				return err
-			case <-time.After(100 * time.Millisecond):
-			}
+		err = retryLocked(ctx, lockRaceWait, err, func() error {
+			var err error
 			out, err = s.r.lock.Acquire(ctx, t, then)
-		}
+			return err
+		})
 	}
 	t.prefetched = out
 	return err

@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -226,15 +225,12 @@ func (s rollbackSwitchStep) Finish(ctx context.Context, t *Target) error {
 	if !s.rb.switchFailed.Load() || t.State.Current != t.State.SwitchTo || left == "" {
 		return nil
 	}
-	err := s.rb.switchBackRetaking(ctx, t, left)
-	var moved *MovedOnError
-	if errors.As(err, &moved) {
-		s.rb.warn(t, "%v", moved)
-		t.State.Current, t.movedOn = moved.live(), true
-		return nil
-	}
+	back, err := s.rb.switchBackRetaking(ctx, t, left)
 	if err != nil {
 		return fmt.Errorf("the rollback failed on another host, and switching this one back to %s failed too, so it stays on %s: %w", left, t.State.Current, err)
+	}
+	if !back {
+		return nil
 	}
 	t.State.Current = left
 	t.rolledBack = true

@@ -239,24 +239,33 @@ func (d *deployRun) switchBatch(ctx context.Context, batch []*Target) ([]*Target
 	return switched, errors.Join(errs...)
 }
 
-// switchBackRetaking switches t back to release previous (switchBack). If
-// the lock was forced away during the switch (slipway unlock --force), it
-// takes the lock again first, waiting for a run that took it meanwhile to
-// give it back, so that a run that lost its lock mid-switch never leaves
-// the fleet split; and it switches back only if current still points at
-// the release this run put live there (else *MovedOnError: another run
-// switched the host meanwhile, and it is that run's).
-func (r *run) switchBackRetaking(ctx context.Context, t *Target, previous string) error {
+// switchBackRetaking switches t back to release previous (switchBack) and
+// says whether it did. If the lock was forced away during the switch
+// (slipway unlock --force), it takes the lock again first, waiting for a
+// run that took it meanwhile to give it back, so that a run that lost its
+// lock mid-switch never leaves the fleet split; and it switches back only
+// if current still points at the release this run put live there. If
+// another run switched the host meanwhile, the host is that run's: it is
+// left as it is, with a warning, nothing of this run's is undone there
+// (movedOn), and switchBackRetaking returns false.
+func (r *run) switchBackRetaking(ctx context.Context, t *Target, previous string) (bool, error) {
 	err := switchBack(ctx, t.Exec, r.layout, previous)
 	var lost *LockLostError
 	if !errors.As(err, &lost) {
-		return err
+		return err == nil, err
 	}
 	if err := r.lock.retake(ctx, t); err != nil {
-		return fmt.Errorf("the deploy lock was removed during the switch and could not be taken again to switch back: %w", err)
+		return false, fmt.Errorf("the deploy lock was removed during the switch and could not be taken again to switch back: %w", err)
 	}
 	r.warn(t, "the deploy lock was removed during the switch (slipway unlock --force); took it again to switch this host back")
-	return switchBackFrom(ctx, t.Exec, r.layout, t.State.Current, previous)
+	err = switchBackFrom(ctx, t.Exec, r.layout, t.State.Current, previous)
+	var moved *MovedOnError
+	if errors.As(err, &moved) {
+		r.warn(t, "%v", moved)
+		t.State.Current, t.movedOn = moved.live(), true
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // rollBack switches every host in switched back to the release it had
@@ -270,19 +279,12 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	back := stepFunc{name: "switch back", fn: func(ctx context.Context, t *Target) error {
-		err := d.switchBackRetaking(ctx, t, t.State.Previous)
-		var moved *MovedOnError
-		if errors.As(err, &moved) {
-			d.warn(t, "%v", moved)
-			t.State.Current, t.movedOn = moved.live(), true
-			return nil
+		back, err := d.switchBackRetaking(ctx, t, t.State.Previous)
+		if back {
+			t.State.Current = t.State.Previous
+			t.rolledBack = true
 		}
-		if err != nil {
-			return err
-		}
-		t.State.Current = t.State.Previous
-		t.rolledBack = true
-		return nil
+		return err
 	}}
 	ok, err := d.runner.each(ctx, back, switched)
 	if err != nil {
