@@ -30,6 +30,8 @@ func printDeployResult(w io.Writer, verb string, res *deploy.Result, err error) 
 		switch {
 		case h.RolledBack:
 			outcome = "switched, then back"
+		case h.MovedOn:
+			outcome = "switched, then on by another run"
 		case h.Switched:
 			outcome = "switched from " + orDash(h.Previous)
 		}
@@ -53,12 +55,16 @@ func printDeployResult(w io.Writer, verb string, res *deploy.Result, err error) 
 			fmt.Fprintf(w, " in %s", res.Duration.Round(10*time.Millisecond))
 		}
 		fmt.Fprintln(w)
+	case errors.As(err, &rolledBack) && len(rolledBack.MovedOn) > 0:
+		fmt.Fprintf(w, "%s: release %s went live and failed; it is live on no host: switched back where it had gone live, except on %d host(s) another run switched on while this run's lock was gone (left on that run's release)\n", verb, rolledBack.ReleaseID, len(rolledBack.MovedOn))
 	case errors.As(err, &rolledBack):
 		fmt.Fprintf(w, "%s: release %s went live, failed, and every host it reached was switched back to its previous release\n", verb, rolledBack.ReleaseID)
 	case errors.As(err, &switched):
 		fmt.Fprintf(w, "%s: release %s went live, but a later step failed (see below)\n", verb, switched.ReleaseID)
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(w, "%s interrupted: no host was switched; every host stays on its previous release\n", verb)
+	case slices.ContainsFunc(res.Hosts, func(h deploy.HostResult) bool { return h.MovedOn }):
+		fmt.Fprintf(w, "%s failed: the hosts that had switched were switched back, except those another run switched on while this run's lock was gone (see LIVE)\n", verb)
 	case slices.ContainsFunc(res.Hosts, func(h deploy.HostResult) bool { return h.RolledBack }):
 		fmt.Fprintf(w, "%s failed: the hosts that had switched were switched back; every host stays on its previous release\n", verb)
 	default:

@@ -71,6 +71,9 @@ type HostResult struct {
 	Previous   string // release that was live before the run
 	Switched   bool
 	RolledBack bool // switched to the new release, then back
+	// MovedOn: switched by this run, then, while its lock was gone, on to
+	// another run's release (Live), and left there.
+	MovedOn bool
 	Known      bool // the host's state was read; false if the run stopped before (could not connect)
 	// RoundTrips is how many network round trips the run took on the
 	// host, from the SSH handshake to the unlock.
@@ -218,7 +221,7 @@ func (d *deployRun) result() *Result {
 			hr.Known = true
 			hr.Live, hr.Previous = t.State.Current, t.State.Previous
 			hr.Switched = d.releaseID != "" && t.State.Current == d.releaseID
-			hr.RolledBack = t.rolledBack
+			hr.RolledBack, hr.MovedOn = t.rolledBack, t.movedOn
 		}
 		res.Hosts = append(res.Hosts, hr)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -397,6 +398,13 @@ func TestLockForcedAwayDuringTheSwitch(t *testing.T) {
 				}
 				if _, err := os.Stat(l.ReleaseDir(res.ReleaseID)); err != nil {
 					t.Errorf("the deploy's release, the other run's rollback target, was removed: %v", err)
+				}
+				var rb *RolledBackError
+				if !errors.As(err, &rb) || !slices.Equal(rb.MovedOn, []string{res.Hosts[0].Host}) || strings.Contains(err.Error(), "rolled back on every host") {
+					t.Errorf("err = %v, want a RolledBackError naming %s as moved on", err, res.Hosts[0].Host)
+				}
+				if h := res.Hosts[0]; !h.MovedOn || h.Switched || h.RolledBack || h.Live != otherRelease {
+					t.Errorf("host result %+v, want moved on to %s, neither switched nor rolled back", h, otherRelease)
 				}
 				if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
 					t.Errorf("the lock taken again was left: %s (%v)", owner, err)

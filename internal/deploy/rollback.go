@@ -37,8 +37,8 @@ func Rollback(ctx context.Context, opts Options, ro RollbackOptions) (*Result, e
 		if t.State != nil {
 			hr.Known = true
 			hr.Live, hr.Previous = t.State.Current, t.State.Previous
-			hr.Switched = hr.Live != hr.Previous
-			hr.RolledBack = t.rolledBack
+			hr.Switched = hr.Live != hr.Previous && !t.movedOn
+			hr.RolledBack, hr.MovedOn = t.rolledBack, t.movedOn
 			if res.ReleaseID == "" {
 				res.ReleaseID = t.State.SwitchTo
 			}

@@ -5,19 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
 
 // RolledBackError reports a deploy whose release went live and was then
 // switched back on every host, because a switch, an after_switch hook
-// (rolling) or the health check failed.
+// (rolling) or the health check failed. MovedOn names the hosts it was
+// not switched back on because another run had switched them on to its
+// own release while this run's lock was gone (slipway unlock --force):
+// they serve that run's release, not this one.
 type RolledBackError struct {
 	ReleaseID string
 	Cause     error
+	MovedOn   []string
 }
 
 func (e *RolledBackError) Error() string {
+	if len(e.MovedOn) > 0 {
+		return fmt.Sprintf("release %s is live on no host: it was switched back where it had gone live, except on %s, which another run switched on to its own release while this run's lock was gone: %v",
+			e.ReleaseID, strings.Join(e.MovedOn, ", "), e.Cause)
+	}
 	return fmt.Sprintf("release %s was rolled back on every host it had reached: %v", e.ReleaseID, e.Cause)
 }
 
@@ -292,6 +301,12 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 		return fmt.Errorf("%w; switching back failed too, so these hosts stay on %s: %v", cause, d.releaseID, err)
 	}
 	d.live.Store(false)
+	var movedOn []string
+	for _, t := range ok {
+		if t.movedOn {
+			movedOn = append(movedOn, t.Name())
+		}
+	}
 	// The hosts switched back; after a first deploy nothing is live again:
 	// no release to run in.
 	ok = slices.DeleteFunc(ok, func(t *Target) bool { return !t.rolledBack })
@@ -313,5 +328,5 @@ func (d *deployRun) rollBack(ctx context.Context, switched []*Target, cause erro
 			d.warn(nil, "after_rollback hook failed: %v", err)
 		}
 	}
-	return &RolledBackError{ReleaseID: d.releaseID, Cause: cause}
+	return &RolledBackError{ReleaseID: d.releaseID, Cause: cause, MovedOn: movedOn}
 }

@@ -49,6 +49,7 @@ type JSONHostState struct {
 	Previous     string     `json:"previous"`
 	Switched     bool       `json:"switched"`
 	RolledBack   bool       `json:"rolled_back"`
+	MovedOn      bool       `json:"moved_on,omitempty"` // switched by this run, then on to another run's release while its lock was gone
 	SwitchLocal  *time.Time `json:"switch_time_local,omitempty"`
 	SwitchRemote *time.Time `json:"switch_time_remote,omitempty"`
 	SwitchRTTMS  *float64   `json:"switch_rtt_ms,omitempty"`
@@ -123,7 +124,7 @@ func (j *JSON) Finished(outcome string, exitCode int, res *deploy.Result, err er
 			e.SkewMS = ms(res.Skew)
 		}
 		for _, h := range res.Hosts {
-			hs := JSONHostState{Host: h.Host, Live: h.Live, Previous: h.Previous, Switched: h.Switched, RolledBack: h.RolledBack, RoundTrips: h.RoundTrips}
+			hs := JSONHostState{Host: h.Host, Live: h.Live, Previous: h.Previous, Switched: h.Switched, RolledBack: h.RolledBack, MovedOn: h.MovedOn, RoundTrips: h.RoundTrips}
 			if st, ok := res.Switches[h.Host]; ok {
 				local := st.Local.UTC()
 				hs.SwitchLocal, hs.SwitchRTTMS = &local, ms(st.RTT)
