@@ -74,7 +74,7 @@ type HostResult struct {
 	// MovedOn: switched by this run, then, while its lock was gone, on to
 	// another run's release (Live), and left there.
 	MovedOn bool
-	Known      bool // the host's state was read; false if the run stopped before (could not connect)
+	Known   bool // the host's state was read; false if the run stopped before (could not connect)
 	// RoundTrips is how many network round trips the run took on the
 	// host, from the SSH handshake to the unlock.
 	RoundTrips int64
