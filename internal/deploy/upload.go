@@ -191,11 +191,22 @@ func tarExtractFlags(tar string) shell.Raw {
 	return "-p --no-same-owner"
 }
 
-// verifyScript checks the release's files against .slipway-check with
-// sha256sum -c (the flags GNU and BusyBox share). A file whose checksum
-// differs is damage; a sha256sum that cannot run is said to be that, never
-// damage.
-const verifyScript = `if ! v=$(sha256sum -c .slipway-check 2>&1); then
+// verifyScript checks the release's files against .slipway-check. Where
+// the host has openssl, whose SHA-256 uses the CPU's SHA extensions, it
+// hashes the listed files first (about a tenth of sha256sum's CPU: a cold
+// deploy's verify was the hosts' third largest cost, after sshd and tar)
+// and compares the digests line by line; only an exact match of every
+// line passes there. Anything else (no openssl, names the checklist
+// escapes, a missing or changed file, an xargs without -0) falls to
+// sha256sum -c (the flags GNU and BusyBox share), which decides and names
+// the damage. A file whose checksum differs is damage; a sha256sum that
+// cannot run is said to be that, never damage. The names go to openssl as
+// ./NAME, so none is read as an option.
+const verifyScript = `if command -v openssl >/dev/null 2>&1 && ! grep -q '^\\' .slipway-check &&
+  cut -c67- .slipway-check | sed 's|^|./|' | tr '\n' '\000' | xargs -0 openssl dgst -sha256 -r 2>/dev/null |
+  awk 'NR == FNR { want[NR] = substr($0, 1, 64); n = NR; next } substr($0, 1, 64) != want[FNR] { bad = 1 } { m = FNR } END { exit (bad || m != n) }' .slipway-check -; then
+  :
+elif ! v=$(sha256sum -c .slipway-check 2>&1); then
   if printf '%s\n' "$v" | grep -q ': FAILED'; then
     printf '%s\n' "$v" | grep ': FAILED' | head -n 20 >&2
     echo 'the release on this host does not match its manifest: a file was damaged on the way or on disk' >&2
