@@ -68,6 +68,10 @@ command -v ip >/dev/null || need+=(iproute2)
 # curl: the hosts download their packs from the artifact store with it.
 command -v curl >/dev/null || need+=(curl)
 command -v wget >/dev/null || need+=(wget)
+# zstd: the hosts unpack the upload stream with it (source.compress: auto
+# takes it where a host has it), and openssl verifies the release.
+command -v zstd >/dev/null || need+=(zstd)
+command -v openssl >/dev/null || need+=(openssl)
 # rpm reads the .rpm that make dist builds (tools/dist's test); dpkg-deb,
 # which reads the .deb, comes with every Debian system.
 command -v rpm >/dev/null || need+=(rpm)

@@ -272,7 +272,7 @@ func TestCompletionOffersStages(t *testing.T) {
 func TestVerboseShowsRemoteCommandsAndQuietOnlyTheEnd(t *testing.T) {
 	p := newLocalProject(t, "")
 	_, stderr, code := p.run("deploy", "demo", "-v")
-	if code != ExitOK || !strings.Contains(stderr, "|   tar -x -p") || !strings.Contains(stderr, "| $ rename ") {
+	if code != ExitOK || !strings.Contains(stderr, "|   tar -x ") || !strings.Contains(stderr, "| $ rename ") {
 		t.Errorf("-v does not show the commands (exit %d):\n%s", code, stderr)
 	}
 	p.write("site/index.html", "v2")

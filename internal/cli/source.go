@@ -251,7 +251,9 @@ func deploySource(ctx context.Context, cfg *config.Config, opts *deployOptions, 
 		}
 		return prepared.Tree, nil
 	}
-	src := deploy.Source{Revision: pending.Revision, Branch: pending.Ref, Dirty: pending.Dirty, Build: build}
+	// An export with no build commands changes nothing outside this
+	// process: the deploy may start it as it reaches the hosts.
+	src := deploy.Source{Revision: pending.Revision, Branch: pending.Ref, Dirty: pending.Dirty, Build: build, Prefetch: len(req.Build) == 0}
 	if req.Dir != "" && len(req.Build) == 0 {
 		// Nothing to build: the directory's digest is its revision.
 		tree, err := build(ctx)

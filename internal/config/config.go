@@ -80,9 +80,10 @@ type Source struct {
 	// and sends only what changed; Hardlink makes that copy with hard links
 	// instead of a full copy (fast, but see README); Verify is "changed"
 	// (default: check what was sent) or "all" (check every file).
-	// Compress is how an upload's stream travels: "auto" (default: gzip,
-	// except to a host on a loopback address, where there is no link to
-	// save and the CPU is the cost), "gzip" or "none".
+	// Compress is how an upload's stream travels: "auto" (default: zstd
+	// where the host has it and GNU tar; otherwise gzip, except to a host
+	// on a loopback address, where there is no link to save and the CPU
+	// is the cost), "zstd", "gzip" or "none".
 	Delta    bool
 	Hardlink bool
 	Verify   string

@@ -665,7 +665,7 @@ func TestErrors(t *testing.T) {
 		},
 		{
 			name: "compress unknown",
-			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource:\n  compress: zstd\n" + validStages,
+			yaml: "app: shop\ndeploy_to: /var/www/shop\nsource:\n  compress: brotli\n" + validStages,
 			at:   "4:13", msg: `source.compress`, fix: "gzip",
 		},
 		{

@@ -686,7 +686,7 @@ func (d *decoder) source(f field, s Source) Source {
 				s.Verify = v
 			}
 		case "compress":
-			if v, ok := d.oneOf(sf, "auto", "gzip", "none"); ok {
+			if v, ok := d.oneOf(sf, "auto", "zstd", "gzip", "none"); ok {
 				s.Compress = v
 			}
 		case "git_parallel":

@@ -170,6 +170,9 @@ func needsOf(cfg *config.Config) checkNeeds {
 	if n.sudo {
 		n.tools = append(n.tools, hostTool{"sudo", "sudo", "cleanup.sudo runs it"})
 	}
+	if cfg.Source.Compress == "zstd" && cfg.Source.Strategy == "upload" {
+		n.tools = append(n.tools, hostTool{"zstd", "zstd", "source.compress: zstd runs it"})
+	}
 	return n
 }
 

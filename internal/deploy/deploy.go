@@ -21,7 +21,13 @@ type Source struct {
 	// calls it once every host is locked and the revision is known not to
 	// be live already, so a deploy that will be refused never waits for a
 	// build. A Revision left empty is the built tree's digest.
-	Build    func(ctx context.Context) (*source.Tree, error)
+	Build func(ctx context.Context) (*source.Tree, error)
+	// Prefetch says that Build only exports (no build commands run,
+	// nothing outside this process changes), so the deploy starts it as
+	// the hosts are reached and locked rather than after: the export
+	// costs no time of its own. A deploy that stops before its build step
+	// (refused by a host key, the lock, an unchanged revision) cancels it.
+	Prefetch bool
 	Revision string // commit SHA, or the tree digest of a plain directory; resolved on the hosts for the git strategy
 	Branch   string // branch or tag deployed, for history and revisions.log
 	Dirty    bool   // uncommitted changes were shipped (--allow-dirty)
@@ -99,7 +105,10 @@ func (e *SwitchedError) Unwrap() error { return e.Err }
 // every host on its previous release with no trace of the new one.
 func Deploy(ctx context.Context, opts Options, src Source) (*Result, error) {
 	d := newDeployRun(ctx, opts, src)
+	stopPrefetch := d.startPrefetch(ctx)
 	err := d.pipeline(d.steps())
+	stopPrefetch()
+	d.streams.close()
 	res := d.result()
 	if errors.Is(err, ErrAlreadyLive) {
 		res.AlreadyLive = true
@@ -118,6 +127,8 @@ type deployRun struct {
 	src       Source
 	releaseID string
 	live      atomic.Bool // some host is live on the new release now (after any switch back)
+	prefetch  chan built  // the result of src.Build started with the run (Source.Prefetch), or nil
+	streams   streams     // upload streams made once for several hosts
 
 	mu          sync.Mutex
 	deltas      map[*parsedManifest]*deltaPlan // by the live manifest the hosts hold

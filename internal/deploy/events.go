@@ -43,7 +43,9 @@ type UploadStats struct {
 	Copied  int   // delta: entries copied on the host from the live release
 	Removed int   // delta: entries of the live release left out
 	Bytes   int64 // bytes on the wire
-	Gzip    bool  // the stream was gzipped
+	// Compression is how the stream was compressed: "gzip", "zstd", or
+	// "" for not at all.
+	Compression string
 }
 
 // Observer receives events. Implementations must be safe for concurrent

@@ -172,6 +172,12 @@ func (s inspectStep) toolProblems(t *Target) []Problem {
 // flavourProblems are the tools a host has only in a flavour that cannot
 // do what cfg asks of them.
 func flavourProblems(cfg *config.Config, st *State) []Problem {
+	if cfg.Source.Compress == "zstd" && cfg.Source.Strategy == "upload" && st.Tar != "" && st.Tar != tarGNU {
+		return []Problem{{
+			What: "source.compress: zstd extracts with GNU tar (tar -I zstd), and this host's tar is " + st.Tar + "'s",
+			Fix:  installCommand("tar") + "; or set source.compress: auto",
+		}}
+	}
 	if cfg.Source.Hardlink && st.Tar == tarBusyBox {
 		return []Problem{{
 			What: "source.hardlink copies with GNU cp (cp -a -l --parents), and this host has BusyBox's",
@@ -210,9 +216,9 @@ type inspectAsk struct {
 // inspectScript reads everything a run needs to know about a host in one
 // round trip. It prints one record per line; release names are filtered to
 // release ids by the shell, so odd directory names cannot fake records.
-// With tools, it also says which of them are missing and which tar the
-// host has (GNU, BusyBox or another): the scripts that follow use the
-// flags that one knows.
+// With tools, it also says which of them are missing, which tar the host
+// has (GNU, BusyBox or another): the scripts that follow use the flags
+// that one knows; and whether it has zstd, for the upload's stream.
 func inspectScript(l layout.Layout, ask inspectAsk) string {
 	args := shell.Args{
 		"deploy_to": l.DeployTo, "current": l.Current, "releases": l.Releases, "meta": layout.MetaDir,
@@ -225,6 +231,7 @@ func inspectScript(l layout.Layout, ask inspectAsk) string {
 	if len(tools) > 0 {
 		script += shell.Script(`for t in {{tools}}; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done
 case $(tar --version 2>&1 | head -n 1) in *GNU*) echo 'tar gnu';; *busybox*|*BusyBox*) echo 'tar busybox';; *) echo 'tar other';; esac
+if command -v zstd >/dev/null 2>&1; then echo zstd; fi
 `, shell.Args{"tools": tools})
 	}
 	if ask.fetcher {

@@ -85,17 +85,17 @@ func everyScript(name string) map[string]string {
 		}
 	}
 	for _, verify := range []bool{false, true} {
-		for _, gzipped := range []bool{false, true} {
+		for _, compression := range []string{compressNone, compressGzip, compressZstd} {
 			key := "upload"
 			if verify {
 				key += ", verify"
 			}
-			if gzipped {
-				key += ", gzip"
+			if compression != compressNone {
+				key += ", " + compression
 			}
 			for _, tar := range []string{tarGNU, tarBusyBox} {
-				scripts[key+", "+tar+" tar"] = uploadScript(uploadArgs{layout: l, id: id, live: live, manifestSHA: strings.Repeat("ab", 32), verify: verify, gzipped: gzipped, revision: name, tar: tar})
-				scripts[key+", "+tar+" tar, from a pack"] = uploadScript(uploadArgs{layout: l, id: id, live: live, manifestSHA: strings.Repeat("ab", 32), verify: verify, gzipped: gzipped, revision: name, tar: tar, archive: l.ReleaseDir(id) + "/" + packName})
+				scripts[key+", "+tar+" tar"] = uploadScript(uploadArgs{layout: l, id: id, live: live, manifestSHA: strings.Repeat("ab", 32), verify: verify, compression: compression, revision: name, tar: tar})
+				scripts[key+", "+tar+" tar, from a pack"] = uploadScript(uploadArgs{layout: l, id: id, live: live, manifestSHA: strings.Repeat("ab", 32), verify: verify, compression: compression, revision: name, tar: tar, archive: l.ReleaseDir(id) + "/" + packName})
 			}
 		}
 	}

@@ -62,6 +62,7 @@ type State struct {
 	MissingTools  []string // tools a deploy needs that the host lacks
 	Tar           string   // the host's tar: tarGNU, tarBusyBox, tarOther; "" when not asked
 	Fetcher       string   // what downloads from the artifact store: fetchCurl, fetchWget, fetchNone; "" when not asked
+	Zstd          bool     // the host has zstd (asked with the tools)
 	Lock          *LockOwner
 	// SharedSums are the SHA-256 (hex) of the shared files asked for
 	// (inspectStep.sums): "" for a file that is not there, sumUnreadable
@@ -166,6 +167,8 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 			s.Tar = rest
 		case "fetch":
 			s.Fetcher = rest
+		case "zstd":
+			s.Zstd = true
 		case "manifest":
 			sum, size, _ := strings.Cut(rest, " ")
 			n, err := strconv.ParseInt(strings.TrimSpace(size), 10, 64)

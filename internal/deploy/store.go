@@ -271,7 +271,11 @@ func (s storeUploadStep) Run(ctx context.Context, t *Target) error {
 	if err != nil {
 		return err
 	}
-	args := d.uploadArgs(t, u, p.gzip)
+	compression := compressNone
+	if p.gzip {
+		compression = compressGzip
+	}
+	args := d.uploadArgs(t, u, compression)
 	args.archive = path.Join(d.layout.ReleaseDir(d.releaseID), packName)
 	if _, err := t.Exec.Exec(ctx, host.Command{Script: uploadScript(args)}); err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
@@ -85,42 +87,81 @@ func (s uploadStep) Run(ctx context.Context, t *Target) error {
 // folded into the upload's round trip (see fold.go).
 func (s uploadStep) runVia(ctx context.Context, t *Target, exec execFunc) error {
 	d := s.d
-	tree := d.src.Tree
 	u := s.content(t)
 	compress := d.compressFor(t)
-	pr, pw := io.Pipe()
-	go func() {
-		// A read of the pipe returns one write, and each read goes out as
-		// an SSH packet: tar headers and gzip's blocks of a few hundred
-		// bytes would cost the host's sshd a packet each.
-		out := bufio.NewWriterSize(pw, uploadChunk)
-		// Progress counts the content, before compression.
-		content := &countingWriter{w: out, progress: func(n int64) {
-			d.emit(Event{Kind: Progress, Host: t.Name(), Step: "upload", Bytes: n, Total: u.total})
-		}}
-		var zw *gzip.Writer
-		if compress {
-			zw, _ = gzip.NewWriterLevel(out, gzip.BestSpeed) // a valid level: no error
-			content.w = zw
-		}
-		err := tree.WriteTarOf(content, u.files, u.extra)
-		if err == nil && zw != nil {
-			err = zw.Close()
-		}
-		if err == nil {
-			err = out.Flush()
-		}
-		pw.CloseWithError(err)
-	}()
-	defer pr.Close()
-	sent := &countingReader{r: pr}
+	// Progress counts the content, before compression.
+	progress := func(n int64) {
+		d.emit(Event{Kind: Progress, Host: t.Name(), Step: "upload", Bytes: n, Total: u.total})
+	}
+	var stream io.Reader
+	shared, err := d.streams.shared(d.lock.Context(), s.streamKeyFor(u, compress), func(w io.Writer, content *atomic.Int64) error {
+		return s.makeStream(w, u, compress, content.Store)
+	})
+	if err != nil {
+		return err
+	}
+	if shared != nil {
+		stream = shared.reader(progress)
+	} else {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(s.makeStream(pw, u, compress, progress)) }()
+		defer pr.Close()
+		stream = pr
+	}
+	sent := &countingReader{r: stream}
 	script := uploadScript(d.uploadArgs(t, u, compress))
-	_, err := exec(ctx, host.Command{Script: script, Stdin: sent})
-	stats := &UploadStats{Delta: u.plan != nil, Entries: len(u.files), Bytes: sent.n.Load(), Gzip: compress}
+	_, err = exec(ctx, host.Command{Script: script, Stdin: sent})
+	stats := &UploadStats{Delta: u.plan != nil, Entries: len(u.files), Bytes: sent.n.Load(), Compression: compress}
 	if u.plan != nil {
 		stats.Copied, stats.Removed = len(u.plan.delta.Copy), u.plan.delta.Removed
 	}
 	d.emit(Event{Kind: Info, Host: t.Name(), Step: "upload", Bytes: stats.Bytes, Upload: stats})
+	return err
+}
+
+// streamKeyFor is u's streamKey; the first call counts the hosts that
+// receive each stream, so that a stream only one host receives is made
+// as it is sent, with no file between.
+func (s uploadStep) streamKeyFor(u upload, compress string) string {
+	d := s.d
+	d.streams.once.Do(func() {
+		d.streams.count = map[string]int{}
+		for _, t := range withState(d.targets) {
+			d.streams.count[streamKey(s.content(t), d.compressFor(t))]++
+		}
+	})
+	return streamKey(u, compress)
+}
+
+// makeStream writes u's tar, compressed with compress (compressGzip,
+// compressZstd or none), to w; progress is given the content bytes
+// written so far (before compression), at most every 200 ms.
+func (s uploadStep) makeStream(w io.Writer, u upload, compress string, progress func(int64)) error {
+	// Each write goes out as an SSH packet (or a write of the shared
+	// stream's file): tar headers and gzip's blocks of a few hundred
+	// bytes would cost the host's sshd a packet each.
+	out := bufio.NewWriterSize(w, uploadChunk)
+	content := &countingWriter{w: out, progress: progress}
+	var zw io.WriteCloser
+	switch compress {
+	case compressGzip:
+		zw, _ = gzip.NewWriterLevel(out, gzip.BestSpeed) // a valid level: no error
+	case compressZstd:
+		// The fastest level, one goroutine: the stream is made once for
+		// all the hosts that receive it, and its window (1 MiB) keeps
+		// the memory of a stream made per host small.
+		zw, _ = zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20)) // valid options: no error
+	}
+	if zw != nil {
+		content.w = zw
+	}
+	err := s.d.src.Tree.WriteTarOf(content, u.files, u.extra)
+	if err == nil && zw != nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = out.Flush()
+	}
 	return err
 }
 
@@ -143,19 +184,41 @@ func (s uploadStep) Plan(_ context.Context, t *Target) error {
 // uploadChunk is the size of the writes an upload stream is sent in.
 const uploadChunk = 64 << 10
 
-// compressFor says whether t's upload goes gzipped: source.compress, where
-// auto compresses for every host reached over a network link and not for
-// one on a loopback address (this machine), where the link costs nothing
-// to save and compressing costs CPU on both ends (docs/benchmarks.md has
-// the measurements).
-func (d *deployRun) compressFor(t *Target) bool {
+// How an upload's stream is compressed.
+const (
+	compressNone = ""
+	compressGzip = "gzip"
+	compressZstd = "zstd"
+)
+
+// compressFor is how t's upload stream is compressed: source.compress,
+// where auto takes zstd for every host reached over SSH that has it and
+// GNU tar, even on a loopback address (the stream is made once for every
+// host that receives it, and zstd unpacks at a fraction of gzip's CPU,
+// less than the host's sshd spends receiving the bytes it saves);
+// otherwise gzip for a host reached over a network link, and nothing for
+// one on a loopback address, where the link costs nothing to save and
+// gzip costs CPU on both ends, or for the local host (no SSH), whose
+// stream is a pipe (docs/benchmarks.md has the measurements).
+func (d *deployRun) compressFor(t *Target) string {
 	switch d.opts.Config.Source.Compress {
+	case "zstd":
+		return compressZstd
 	case "gzip":
-		return true
+		return compressGzip
 	case "none":
-		return false
+		return compressNone
 	}
-	return !t.Exec.Loopback()
+	switch {
+	case t.Host.Local:
+		// A pipe to a process of this machine: no sshd receives it.
+		return compressNone
+	case t.State.Zstd && t.State.Tar == tarGNU:
+		return compressZstd
+	case t.Exec.Loopback():
+		return compressNone
+	}
+	return compressGzip
 }
 
 type uploadArgs struct {
@@ -164,7 +227,7 @@ type uploadArgs struct {
 	live        string // the live release, whose manifest a patch applies to
 	manifestSHA string // of the new release's manifest, hex
 	verify      bool   // the stream holds .slipway-check: verify those files
-	gzipped     bool
+	compression string // compressGzip, compressZstd (GNU tar only) or compressNone
 	revision    string
 	tar         string // the host's tar flavour
 	// archive is a file on the host that holds the stream (a pack
@@ -174,10 +237,10 @@ type uploadArgs struct {
 }
 
 // uploadArgs are the arguments of the script that extracts u on t.
-func (d *deployRun) uploadArgs(t *Target, u upload, gzipped bool) uploadArgs {
+func (d *deployRun) uploadArgs(t *Target, u upload, compression string) uploadArgs {
 	return uploadArgs{
 		layout: d.layout, id: d.releaseID, live: t.State.Current, manifestSHA: u.manifestSHA,
-		verify: u.verify, gzipped: gzipped, revision: d.src.Revision, tar: t.State.Tar,
+		verify: u.verify, compression: compression, revision: d.src.Revision, tar: t.State.Tar,
 	}
 }
 
@@ -228,8 +291,12 @@ rm -f .slipway-check
 func uploadScript(a uploadArgs) string {
 	l := a.layout
 	z := shell.Raw("")
-	if a.gzipped {
+	switch a.compression {
+	case compressGzip:
 		z = "-z "
+	case compressZstd:
+		// GNU tar runs zstd -d itself and fails when it fails.
+		z = "-I zstd "
 	}
 	verify := shell.Raw("")
 	if a.verify {

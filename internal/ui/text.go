@@ -84,8 +84,8 @@ func infoLine(e deploy.Event) string {
 		return e.Line
 	}
 	how := ""
-	if u.Gzip {
-		how = " (gzip)"
+	if u.Compression != "" {
+		how = " (" + u.Compression + ")"
 	}
 	if !u.Delta {
 		return fmt.Sprintf("full upload: %d entries, %s sent%s", u.Entries, HumanBytes(u.Bytes), how)
