@@ -33,15 +33,18 @@ func streamKey(u upload, compress string) string {
 
 // streams are the upload streams of one deploy, by streamKey.
 type streams struct {
-	once  sync.Once
-	count map[string]int // hosts by key, counted once before the first upload
-	mu    sync.Mutex
-	made  map[string]*sharedStream
+	once   sync.Once
+	count  map[string]int // hosts by key, counted once before the first upload
+	mu     sync.Mutex
+	made   map[string]*sharedStream
+	failed bool // no temporary file could be made: no stream is shared
 }
 
 // shared returns the stream for key if more than one host receives it,
 // starting its maker (make, writing to w) on the first call; nil if only
-// one host does (its stream is made as it is sent).
+// one host does (its stream is made as it is sent), or if no temporary
+// file can be made (each host's stream is then made for it, as before,
+// and the error says why).
 func (s *streams) shared(ctx context.Context, key string, make func(w io.Writer, content *atomic.Int64) error) (*sharedStream, error) {
 	if s.count[key] < 2 {
 		return nil, nil
@@ -51,9 +54,13 @@ func (s *streams) shared(ctx context.Context, key string, make func(w io.Writer,
 	if st, ok := s.made[key]; ok {
 		return st, nil
 	}
+	if s.failed {
+		return nil, nil
+	}
 	f, err := os.CreateTemp("", "slipway-upload-*")
 	if err != nil {
-		return nil, fmt.Errorf("a temporary file for the upload stream: %w", err)
+		s.failed = true
+		return nil, fmt.Errorf("no temporary file for the upload stream (%w): each host's stream is made for it instead", err)
 	}
 	st := &sharedStream{f: f}
 	st.cond = sync.NewCond(&st.mu)
@@ -122,6 +129,9 @@ func (w streamWriter) Write(p []byte) (int, error) {
 		return 0, errStreamClosed
 	}
 	n, err := s.f.WriteAt(p, s.n) // only the maker writes, so s.n moves only here
+	if err != nil {
+		err = fmt.Errorf("writing the upload stream to a temporary file (TMPDIR): %w", err)
+	}
 	s.mu.Lock()
 	s.n += int64(n)
 	s.marks = append(s.marks, streamMark{at: s.n, content: s.content.Load()})

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -116,4 +118,21 @@ func TestSharedStream(t *testing.T) {
 			t.Errorf("the stream's file is still there: %v", err)
 		}
 	})
+}
+
+// TestSharedStreamWithoutATemporaryFile: where no temporary file can be
+// made, no stream is shared (each host's is made for it), and the error
+// says so once.
+func TestSharedStreamWithoutATemporaryFile(t *testing.T) {
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
+	s := &streams{count: map[string]int{"k": 2}}
+	defer s.close()
+	never := func(io.Writer, *atomic.Int64) error { t.Error("the maker ran"); return nil }
+	st, err := s.shared(context.Background(), "k", never)
+	if st != nil || err == nil || !strings.Contains(err.Error(), "each host's stream is made for it") {
+		t.Errorf("stream %v, err %v; want none, and an error saying why", st, err)
+	}
+	if st, err := s.shared(context.Background(), "k", never); st != nil || err != nil {
+		t.Errorf("the second host: stream %v, err %v; want none and no second error", st, err)
+	}
 }

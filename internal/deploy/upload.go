@@ -98,7 +98,7 @@ func (s uploadStep) runVia(ctx context.Context, t *Target, exec execFunc) error 
 		return s.makeStream(w, u, compress, content.Store)
 	})
 	if err != nil {
-		return err
+		d.warn(nil, "%v", err)
 	}
 	if shared != nil {
 		stream = shared.reader(progress)
