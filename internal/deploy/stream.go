@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -61,6 +62,11 @@ func (s *streams) shared(ctx context.Context, key string, make func(w io.Writer,
 	if err != nil {
 		s.failed = true
 		return nil, fmt.Errorf("no temporary file for the upload stream (%w): each host's stream is made for it instead", err)
+	}
+	if runtime.GOOS != "windows" {
+		// Unlinked at once where an open file may be: a run killed
+		// (SIGKILL) leaves nothing behind. Windows keeps it until close.
+		os.Remove(f.Name())
 	}
 	st := &sharedStream{f: f}
 	st.cond = sync.NewCond(&st.mu)
