@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
@@ -28,9 +30,10 @@ import (
 //
 // A pack is what the push path would stream to a host (uploadStep): a tar
 // of the entries it is sent, full or a delta, with the manifest (or its
-// patch) and the checklist, gzipped unless source.compress is none. Hosts
-// that would be sent the same stream (the same live manifest, the same
-// shared directories to seed) share one pack. A pack is named by the
+// patch) and the checklist, compressed with zstd for hosts that have it
+// and GNU tar, with gzip for the others (packCompression). Hosts that
+// would be sent the same stream (the same live manifest, the same shared
+// directories to seed, the same compression) share one pack. A pack is named by the
 // SHA-256 of its bytes and is uploaded only when the store does not have it
 // yet, so a promotion or a deploy run again uploads nothing new.
 //
@@ -81,10 +84,10 @@ type storeRun struct {
 
 // pack is one pack in the store.
 type pack struct {
-	sum   string // SHA-256 of its bytes, hex: its name in the store
-	size  int64
-	gzip  bool
-	hosts int // hosts it was made for
+	sum         string // SHA-256 of its bytes, hex: its name in the store
+	size        int64
+	compression string // compressZstd, compressGzip or compressNone
+	hosts       int    // hosts it was made for
 }
 
 // viaStore says whether this deploy distributes through the artifact
@@ -93,16 +96,30 @@ func (d *deployRun) viaStore() bool {
 	return d.src.Git == nil && d.opts.Config.Artifacts != nil
 }
 
-// packKey tells apart the streams the push path would send: the same delta
-// plan (one per live manifest, nil for a full upload) and the same shared
-// paths left out make the same bytes.
-func packKey(u upload) string {
-	return fmt.Sprintf("%p\x00%s", u.plan, strings.Join(u.keepOut, "\x00"))
+// packKey tells apart the packs hosts download: the same delta plan (one
+// per live manifest, nil for a full upload), the same shared paths left
+// out and the same compression make the same bytes.
+func packKey(u upload, compression string) string {
+	return fmt.Sprintf("%p\x00%s\x00%s", u.plan, strings.Join(u.keepOut, "\x00"), compression)
 }
 
-// packGzip says whether packs are gzipped: unless source.compress is none,
-// since hosts reach a store over a network.
-func (d *deployRun) packGzip() bool { return d.opts.Config.Source.Compress != "none" }
+// packCompression is how t's pack is compressed: source.compress, where
+// auto takes zstd for a host that has it and GNU tar, and gzip for the
+// others, since hosts reach a store over a network.
+func (d *deployRun) packCompression(t *Target) string {
+	switch d.opts.Config.Source.Compress {
+	case "none":
+		return compressNone
+	case "gzip":
+		return compressGzip
+	case "zstd":
+		return compressZstd
+	}
+	if t.State.Zstd && t.State.Tar == tarGNU {
+		return compressZstd
+	}
+	return compressGzip
+}
 
 // storePacksStep makes each distinct pack the hosts need and uploads the
 // ones the store lacks.
@@ -119,7 +136,7 @@ func (s storePacksStep) RunFleet(ctx context.Context, targets []*Target) error {
 		if t.Host.NoRelease || t.State.Fetcher == fetchNone {
 			continue
 		}
-		key := packKey(up.content(t))
+		key := packKey(up.content(t), d.packCompression(t))
 		if groups[key] == nil {
 			keys = append(keys, key)
 		}
@@ -139,7 +156,7 @@ func (s storePacksStep) RunFleet(ctx context.Context, targets []*Target) error {
 	st.packs = map[string]*pack{}
 	for _, key := range keys {
 		hosts := groups[key]
-		p, err := st.put(ctx, up.content(hosts[0]), len(hosts))
+		p, err := st.put(ctx, up.content(hosts[0]), d.packCompression(hosts[0]), len(hosts))
 		if err == nil {
 			st.packs[key] = p
 			continue
@@ -171,9 +188,10 @@ func (e *storeUnusableError) Error() string {
 
 func (e *storeUnusableError) Unwrap() error { return e.err }
 
-// put makes the pack of u in a temporary file, computing its SHA-256, and
-// uploads it unless the store has it already.
-func (st *storeRun) put(ctx context.Context, u upload, hosts int) (*pack, error) {
+// put makes the pack of u, compressed with compression, in a temporary
+// file, computing its SHA-256, and uploads it unless the store has it
+// already.
+func (st *storeRun) put(ctx context.Context, u upload, compression string, hosts int) (*pack, error) {
 	d := st.d
 	file, err := os.CreateTemp("", "slipway-pack-*")
 	if err != nil {
@@ -181,14 +199,20 @@ func (st *storeRun) put(ctx context.Context, u upload, hosts int) (*pack, error)
 	}
 	defer os.Remove(file.Name())
 	defer file.Close()
-	p := &pack{gzip: d.packGzip(), hosts: hosts}
+	p := &pack{compression: compression, hosts: hosts}
 	sum := sha256.New()
 	out := io.Writer(io.MultiWriter(file, sum))
-	var zw *gzip.Writer
-	if p.gzip {
-		// Made once for every host that downloads it: worth the default
-		// level, where a push stream uses the fastest.
+	// Made once for every host that downloads it: worth the default
+	// level, where a push stream uses the fastest. One goroutine, so the
+	// same tree makes the same bytes, found in the store the next time.
+	var zw io.WriteCloser
+	switch compression {
+	case compressGzip:
 		zw = gzip.NewWriter(out)
+	case compressZstd:
+		zw, _ = zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1)) // valid options: no error
+	}
+	if zw != nil {
 		out = zw
 	}
 	err = d.src.Tree.WriteTarOf(out, u.files, u.extra)
@@ -271,11 +295,7 @@ func (s storeUploadStep) Run(ctx context.Context, t *Target) error {
 	if err != nil {
 		return err
 	}
-	compression := compressNone
-	if p.gzip {
-		compression = compressGzip
-	}
-	args := d.uploadArgs(t, u, compression)
+	args := d.uploadArgs(t, u, p.compression)
 	args.archive = path.Join(d.layout.ReleaseDir(d.releaseID), packName)
 	if _, err := t.Exec.Exec(ctx, host.Command{Script: uploadScript(args)}); err != nil {
 		return err
@@ -312,7 +332,7 @@ func (st *storeRun) packFor(t *Target, u upload) (*pack, string) {
 	case st.store == nil:
 		return nil, ""
 	}
-	if p := st.packs[packKey(u)]; p != nil {
+	if p := st.packs[packKey(u, st.d.packCompression(t))]; p != nil {
 		return p, ""
 	}
 	return nil, "no pack was made for this host"
@@ -321,8 +341,10 @@ func (st *storeRun) packFor(t *Target, u upload) (*pack, string) {
 // downloadPackScript downloads the pack whose SHA-256 is sum into release id,
 // from the URL on standard input (never on a command line, where other
 // users of the host could read it: curl reads it as its config), and
-// checks it. A failed download exits fetchFailedStatus, a pack that does
-// not match packMismatchStatus, each leaving nothing behind.
+// checks it (with openssl's SHA-256 where the host has it, which uses the
+// CPU's SHA extensions; what openssl does not match, sha256sum decides).
+// A failed download exits fetchFailedStatus, a pack that does not match
+// packMismatchStatus, each leaving nothing behind.
 func downloadPackScript(l layout.Layout, id, fetcher, sum string) string {
 	get := `printf 'url = "%s"\n' "$url" | curl -fsS --connect-timeout 10 --retry 2 -o "$pack" -K -`
 	if fetcher == fetchWget {
@@ -335,7 +357,8 @@ func downloadPackScript(l layout.Layout, id, fetcher, sum string) string {
 pack={{pack}}
 rm -f -- "$pack"
 {{get}} || { s=$?; rm -f -- "$pack"; echo "{{fetcher}} could not download the pack (exit status $s)" >&2; exit {{failed}}; }
-printf '%s  %s\n' {{sum}} "$pack" | sha256sum -c >/dev/null 2>&1 || { rm -f -- "$pack"; echo 'what was downloaded is not the pack: its SHA-256 differs' >&2; exit {{mismatch}}; }
+{ got=$(openssl dgst -sha256 -r "$pack" 2>/dev/null) && [ "${got%% *}" = {{sum}} ]; } ||
+  printf '%s  %s\n' {{sum}} "$pack" | sha256sum -c >/dev/null 2>&1 || { rm -f -- "$pack"; echo 'what was downloaded is not the pack: its SHA-256 differs' >&2; exit {{mismatch}}; }
 `, shell.Args{
 		"pack": path.Join(l.ReleaseDir(id), packName), "get": shell.Raw(get), "fetcher": shell.Raw(fetcher),
 		"sum": sum, "failed": fetchFailedStatus, "mismatch": packMismatchStatus,
