@@ -85,12 +85,12 @@ func (b *bench) storeCompare(s3 *testutil.S3, reps int, res *storeResult) {
 
 	storeEndpoint := fmt.Sprintf("http://127.0.0.1:%d", toStore.port())
 	for i := range reps {
-		// gzip for the push, as compress: auto does for hosts reached
-		// over a network (these are on loopback, behind the relays);
-		// packs are gzipped too.
+		// compress: auto both ways, as a user has it: zstd for the
+		// pushed streams and the packs alike, since these hosts have
+		// zstd and GNU tar.
 		tools := map[string]tool{
-			"push": b.slipwayToolWith(pushDeployTo, "gzip"),
-			"store": b.slipwayToolConfig(storeDeployTo, "store", "  compress: gzip\n", fmt.Sprintf(
+			"push": b.slipwayToolConfig(pushDeployTo, "push", "", ""),
+			"store": b.slipwayToolConfig(storeDeployTo, "store", "", fmt.Sprintf(
 				"artifacts:\n  store: s3://%s/bench-%d-%d\n  endpoint: %s\n  hosts_endpoint: %s\n  region: us-east-1\n",
 				s3.Bucket, n, i+1, storeEndpoint, s3.Endpoint)),
 		}
@@ -157,8 +157,9 @@ on the same fleets, with the same app (%s files, %s) and the same one-file chang
 machine's uplink is a %s that the benchmark's relays pace: it carries slipway's SSH connections
 **and** its uploads to the store. The store is SeaweedFS %s (`+"`weed mini`"+`, the end-to-end tests'
 S3 server) on loopback; the hosts download from it directly, not through that uplink, as
-servers reach the object store of their data centre. Both ways gzip (`+"`compress: gzip`"+`, what
-`+"`auto`"+` does for hosts over a network); slipway runs with its default `+"`--parallel`"+` (`+strconv.Itoa(cli.DefaultParallel)+`). Medians of
+servers reach the object store of their data centre. Both ways with `+"`compress: auto`"+`, the
+default, which takes zstd for the pushed streams and the packs alike (the hosts have zstd and GNU
+tar); slipway runs with its default `+"`--parallel`"+` (`+strconv.Itoa(cli.DefaultParallel)+`). Medians of
 %d runs; "client sent" is every byte slipway sent (SSH and store), "to the store" the part that
 went to the store.
 %s
