@@ -18,9 +18,9 @@ type link struct {
 var compressionLinks = []link{{"loopback (no link)", 0}, {"1 Gbit/s uplink", 1e9}, {"100 Mbit/s uplink", 100e6}}
 
 // compressModes are the source.compress settings measured against each
-// other (auto is one of them wherever the hosts are: none on loopback,
-// gzip elsewhere).
-var compressModes = []string{"none", "gzip"}
+// other (auto is one of them wherever the hosts are: zstd on these hosts,
+// which have it and GNU tar).
+var compressModes = []string{"none", "gzip", "zstd"}
 
 // compressionResult is what source.compress did to cold deploys.
 type compressionResult struct {
@@ -77,8 +77,10 @@ func (r *results) compressionMD() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `## Compression (source.compress)
 
-Cold deploys of the app by slipway to the same %d hosts with `+"`compress: none`"+` and `+"`compress: gzip`"+`
-(Go's gzip at its fastest level on slipway's side, `+"`tar -z`"+` on the host's), medians of %d runs. The
+Cold deploys of the app by slipway to the same %d hosts with `+"`compress: none`"+`, `+"`compress: gzip`"+`
+(Go's gzip at its fastest level on slipway's side, `+"`tar -z`"+` on the host's) and `+"`compress: zstd`"+`
+(klauspost/compress's zstd at its fastest level, `+"`tar -I zstd`"+` on the host's), each stream made
+once for all the hosts, medians of %d runs. The
 link is one the benchmark's relays put between slipway and every host: the deploying machine's
 uplink, which every host's upload shares (the loopback row has none). Time is the whole deploy;
 CPU as in the table above.
@@ -99,11 +101,12 @@ CPU as in the table above.
 		}
 	}
 	b.WriteString(`
-What ` + "`compress: auto`" + ` (the default) does with this: gzip for every host reached over a network,
-none for a host on a loopback address, where no link is saved and both ends pay the CPU. On a
-network, the stream is smaller by the app's compression ratio and costs the hosts the time to
-unpack it; the shared uplink is what a fleet deploy waits for, so the saving grows with the number
-of hosts. ` + "`compress: none`" + ` suits a fast private network with slow hosts; ` + "`gzip`" + ` forces it.
+What ` + "`compress: auto`" + ` (the default) does with this: zstd for every host reached over SSH that
+has zstd and GNU tar, loopback addresses included; otherwise gzip for a host reached over a
+network and none for one on a loopback address, where no link is saved and gzip costs both ends
+CPU. The stream is smaller by the app's compression ratio and costs the hosts the time to unpack
+it (zstd's a fraction of gzip's); the shared uplink is what a fleet deploy waits for, so the saving
+grows with the number of hosts. ` + "`compress: none`" + ` suits a fast private network with slow hosts.
 
 `)
 	return b.String()

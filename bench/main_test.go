@@ -195,6 +195,9 @@ func checkCompression(t *testing.T, c compressionResult, app appInfo, reps int) 
 		if gzip >= none {
 			t.Errorf("compression over %s: compress: gzip sent %.0f bytes per host, none %.0f: want fewer", l.name, gzip, none)
 		}
+		if zstd := perHost(c.samples[l.name+" zstd"], c.hosts, func(s sample) int64 { return s.traffic.up }); zstd >= none {
+			t.Errorf("compression over %s: compress: zstd sent %.0f bytes per host, none %.0f: want fewer", l.name, zstd, none)
+		}
 	}
 }
 
