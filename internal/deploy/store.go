@@ -107,15 +107,10 @@ func packKey(u upload, compression string) string {
 // auto takes zstd for a host that has it and GNU tar, and gzip for the
 // others, since hosts reach a store over a network.
 func (d *deployRun) packCompression(t *Target) string {
-	switch d.opts.Config.Source.Compress {
-	case "none":
-		return compressNone
-	case "gzip":
-		return compressGzip
-	case "zstd":
-		return compressZstd
+	if c, ok := d.compressSet(); ok {
+		return c
 	}
-	if t.State.Zstd && t.State.Tar == tarGNU {
+	if unpacksZstd(t) {
 		return compressZstd
 	}
 	return compressGzip

@@ -201,25 +201,38 @@ const (
 // gzip costs CPU on both ends, or for the local host (no SSH), whose
 // stream is a pipe (docs/benchmarks.md has the measurements).
 func (d *deployRun) compressFor(t *Target) string {
-	switch d.opts.Config.Source.Compress {
-	case "zstd":
-		return compressZstd
-	case "gzip":
-		return compressGzip
-	case "none":
-		return compressNone
+	if c, ok := d.compressSet(); ok {
+		return c
 	}
 	switch {
 	case t.Host.Local:
 		// A pipe to a process of this machine: no sshd receives it.
 		return compressNone
-	case t.State.Zstd && t.State.Tar == tarGNU:
+	case unpacksZstd(t):
 		return compressZstd
 	case t.Exec.Loopback():
 		return compressNone
 	}
 	return compressGzip
 }
+
+// compressSet is the compression source.compress names, and false for
+// auto.
+func (d *deployRun) compressSet() (string, bool) {
+	switch d.opts.Config.Source.Compress {
+	case "zstd":
+		return compressZstd, true
+	case "gzip":
+		return compressGzip, true
+	case "none":
+		return compressNone, true
+	}
+	return "", false
+}
+
+// unpacksZstd says whether t can unpack a zstd stream: it has zstd, and
+// GNU tar to run it (tar -I zstd).
+func unpacksZstd(t *Target) bool { return t.State.Zstd && t.State.Tar == tarGNU }
 
 type uploadArgs struct {
 	layout      layout.Layout
