@@ -42,11 +42,11 @@ type streams struct {
 }
 
 // shared returns the stream for key if more than one host receives it,
-// starting its maker (make, writing to w) on the first call; nil if only
+// starting its maker (write, writing the stream to w) on the first call; nil if only
 // one host does (its stream is made as it is sent), or if no temporary
 // file can be made (each host's stream is then made for it, as before,
 // and the error says why).
-func (s *streams) shared(ctx context.Context, key string, make func(w io.Writer, content *atomic.Int64) error) (*sharedStream, error) {
+func (s *streams) shared(ctx context.Context, key string, write func(w io.Writer, content *atomic.Int64) error) (*sharedStream, error) {
 	if s.count[key] < 2 {
 		return nil, nil
 	}
@@ -75,7 +75,7 @@ func (s *streams) shared(ctx context.Context, key string, make func(w io.Writer,
 	}
 	s.made[key] = st
 	go func() {
-		err := make(streamWriter{st, ctx}, &st.content)
+		err := write(streamWriter{st, ctx}, &st.content)
 		st.finish(err)
 	}()
 	return st, nil
