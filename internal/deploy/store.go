@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
@@ -79,7 +76,7 @@ type storeRun struct {
 	store *store.Store
 
 	mu    sync.Mutex
-	packs map[string]*pack // by packKey
+	packs map[string]*pack // by streamKey
 }
 
 // pack is one pack in the store.
@@ -94,13 +91,6 @@ type pack struct {
 // store: the upload strategy with artifacts.store set.
 func (d *deployRun) viaStore() bool {
 	return d.src.Git == nil && d.opts.Config.Artifacts != nil
-}
-
-// packKey tells apart the packs hosts download: the same delta plan (one
-// per live manifest, nil for a full upload), the same shared paths left
-// out and the same compression make the same bytes.
-func packKey(u upload, compression string) string {
-	return fmt.Sprintf("%p\x00%s\x00%s", u.plan, strings.Join(u.keepOut, "\x00"), compression)
 }
 
 // packCompression is how t's pack is compressed: source.compress, where
@@ -131,7 +121,7 @@ func (s storePacksStep) RunFleet(ctx context.Context, targets []*Target) error {
 		if t.Host.NoRelease || t.State.Fetcher == fetchNone {
 			continue
 		}
-		key := packKey(up.content(t), d.packCompression(t))
+		key := streamKey(up.content(t), d.packCompression(t))
 		if groups[key] == nil {
 			keys = append(keys, key)
 		}
@@ -198,15 +188,8 @@ func (st *storeRun) put(ctx context.Context, u upload, compression string, hosts
 	sum := sha256.New()
 	out := io.Writer(io.MultiWriter(file, sum))
 	// Made once for every host that downloads it: worth the default
-	// level, where a push stream uses the fastest. One goroutine, so the
-	// same tree makes the same bytes, found in the store the next time.
-	var zw io.WriteCloser
-	switch compression {
-	case compressGzip:
-		zw = gzip.NewWriter(out)
-	case compressZstd:
-		zw, _ = zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1)) // valid options: no error
-	}
+	// level, where a push stream uses the fastest.
+	zw := compressor(out, compression, false)
 	if zw != nil {
 		out = zw
 	}
@@ -327,7 +310,7 @@ func (st *storeRun) packFor(t *Target, u upload) (*pack, string) {
 	case st.store == nil:
 		return nil, ""
 	}
-	if p := st.packs[packKey(u, st.d.packCompression(t))]; p != nil {
+	if p := st.packs[streamKey(u, st.d.packCompression(t))]; p != nil {
 		return p, ""
 	}
 	return nil, "no pack was made for this host"

@@ -25,11 +25,12 @@ import (
 // and every host that receives it reads the file from the start at its
 // own pace, following the maker while it is still writing.
 
-// streamKey says which stream an upload sends: its delta plan (nil for a
-// full upload), the shared paths kept out, the verify list and the
-// compression, from which its tar is made (uploadStep.content).
+// streamKey says which stream an upload sends, pushed or as a pack in the
+// artifact store: the same delta plan (one per live manifest, nil for a
+// full upload), the same shared paths kept out and the same compression
+// make the same bytes (uploadStep.content derives the rest from them).
 func streamKey(u upload, compress string) string {
-	return fmt.Sprintf("%p\x00%s\x00%t\x00%s", u.plan, strings.Join(u.keepOut, "\x00"), u.verify, compress)
+	return fmt.Sprintf("%p\x00%s\x00%s", u.plan, strings.Join(u.keepOut, "\x00"), compress)
 }
 
 // streams are the upload streams of one deploy, by streamKey.

@@ -142,16 +142,7 @@ func (s uploadStep) makeStream(w io.Writer, u upload, compress string, progress 
 	// bytes would cost the host's sshd a packet each.
 	out := bufio.NewWriterSize(w, uploadChunk)
 	content := &countingWriter{w: out, progress: progress}
-	var zw io.WriteCloser
-	switch compress {
-	case compressGzip:
-		zw, _ = gzip.NewWriterLevel(out, gzip.BestSpeed) // a valid level: no error
-	case compressZstd:
-		// The fastest level, one goroutine: the stream is made once for
-		// all the hosts that receive it, and its window (1 MiB) keeps
-		// the memory of a stream made per host small.
-		zw, _ = zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20)) // valid options: no error
-	}
+	zw := compressor(out, compress, true)
 	if zw != nil {
 		content.w = zw
 	}
@@ -183,6 +174,29 @@ func (s uploadStep) Plan(_ context.Context, t *Target) error {
 
 // uploadChunk is the size of the writes an upload stream is sent in.
 const uploadChunk = 64 << 10
+
+// compressor compresses what is written to it into w with compression,
+// at the fastest level (a push stream) or the default one (a pack, made
+// once for every host that downloads it); nil for compressNone. zstd runs
+// on one goroutine, so the same tree makes the same bytes (a pack is
+// found in the store the next time), with a 1 MiB window at the fastest
+// level, which keeps a stream made per host small in memory.
+func compressor(w io.Writer, compression string, fastest bool) io.WriteCloser {
+	switch {
+	case compression == compressGzip && fastest:
+		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // a valid level: no error
+		return zw
+	case compression == compressGzip:
+		return gzip.NewWriter(w)
+	case compression == compressZstd && fastest:
+		zw, _ := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20)) // valid options: no error
+		return zw
+	case compression == compressZstd:
+		zw, _ := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1)) // valid options: no error
+		return zw
+	}
+	return nil
+}
 
 // How an upload's stream is compressed.
 const (
