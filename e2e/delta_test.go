@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -282,4 +283,61 @@ func TestConnectionLostMidUploadLeavesLiveUntouched(t *testing.T) {
 		sameTree(t, h.Name+" live release", treeHashes(t, h.Path(deployTo+"/releases/"+before)), hashes[h.Name])
 	}
 	p.mustRun("deploy", "production")
+}
+
+// TestRedeployRecyclesTheOldestRelease: on hosts whose history is full,
+// the new release is made in the directory of the release cleanup would
+// delete (the same directory, renamed), and whatever the app did to that
+// directory (files written, a file changed in place, one removed) is
+// gone: every host serves exactly the app, and the recycled release is
+// gone from history. The plan says which release it would reuse.
+func TestRedeployRecyclesTheOldestRelease(t *testing.T) {
+	if uploadMode() == "full" {
+		t.Skip("delta-specific; this run forces full uploads")
+	}
+	p := newProject(t, 2, testutil.Options{})
+	p.config("keep_releases: 2\n")
+	writeBigApp(p, 200, 2<<10)
+	p.mustRun("deploy", "production")
+	oldest := p.fleetLive()
+	p.writeApp("v2")
+	writeBigApp(p, 200, 2<<10)
+	p.write("app/src/changed.php", "<?php // v2\n")
+	p.mustRun("deploy", "production")
+
+	oldDirs := map[string]uint64{}
+	for _, h := range p.fleet.Hosts {
+		// The app at work in the old release, as the deploy user.
+		h.Run(t, "cd "+deployTo+"/releases/"+oldest+" && echo junk > junk.txt && mkdir -p cache/views && echo x > cache/views/a.php && "+
+			"echo hacked >> bin/console && rm src/mod01/file0001.php")
+		info, err := os.Stat(h.Path(deployTo + "/releases/" + oldest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldDirs[h.Name] = info.Sys().(*syscall.Stat_t).Ino
+	}
+
+	p.writeApp("v3")
+	writeBigApp(p, 200, 2<<10)
+	if plan := p.mustRun("plan", "production"); !strings.Contains(plan.stdout, "reuse the directory of "+oldest) {
+		t.Errorf("the plan does not say it would reuse %s:\n%s", oldest, plan.stdout)
+	}
+	p.mustRun("deploy", "production")
+	id := p.fleetLive()
+	for _, h := range p.fleet.Hosts {
+		info, err := os.Stat(h.Path(deployTo + "/releases/" + id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ino := info.Sys().(*syscall.Stat_t).Ino; ino != oldDirs[h.Name] {
+			t.Errorf("%s: release %s is a new directory, not %s's", h.Name, id, oldest)
+		}
+		if rs := releases(t, h); slices.Contains(rs, oldest) || len(rs) != 2 {
+			t.Errorf("%s: releases %v, want the last two", h.Name, rs)
+		}
+	}
+	p.servesTheApp("after a recycle")
+	if hist := p.mustRun("releases", "production"); strings.Contains(hist.stdout, oldest) {
+		t.Errorf("history still lists the recycled release %s:\n%s", oldest, hist.stdout)
+	}
 }

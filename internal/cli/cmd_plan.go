@@ -90,6 +90,9 @@ func printPlan(w io.Writer, opts deploy.Options, plan *deploy.Plan) {
 		for _, hook := range h.Hooks {
 			fmt.Fprintf(w, "  hook %s\n", hook)
 		}
+		if h.Recycle != "" {
+			fmt.Fprintf(w, "  the new release would reuse the directory of %s (cleanup's to delete), brought up to date\n", h.Recycle)
+		}
 		if len(h.Cleanup) > 0 {
 			fmt.Fprintf(w, "  cleanup would delete: %s\n", strings.Join(h.Cleanup, ", "))
 		}

@@ -78,7 +78,10 @@ type Source struct {
 	GitParallel int      // git: hosts fetching at once; 0 for no limit
 	// Delta (default true) builds a new release from a copy of the live one
 	// and sends only what changed; Hardlink makes that copy with hard links
-	// instead of a full copy (fast, but see README); Verify is "changed"
+	// instead of a full copy (fast, but see README); Recycle (default
+	// true) makes the new release in the directory of the release cleanup
+	// would delete after it, brought up to date, instead of a copy of the
+	// live one (internal/deploy/recycle.go); Verify is "changed"
 	// (default: check what was sent) or "all" (check every file).
 	// Compress is how an upload's stream travels: "auto" (default: zstd
 	// where the host has it and GNU tar; otherwise gzip, except to a host
@@ -86,6 +89,7 @@ type Source struct {
 	// is the cost), "zstd", "gzip" or "none".
 	Delta    bool
 	Hardlink bool
+	Recycle  bool
 	Verify   string
 	Compress string
 	Repo     string

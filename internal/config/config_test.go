@@ -64,6 +64,7 @@ func TestParseFull(t *testing.T) {
 		Source: Source{
 			Strategy:    "git",
 			Delta:       true,
+			Recycle:     true,
 			Verify:      "changed",
 			Compress:    "auto",
 			Path:        dir,
@@ -145,7 +146,7 @@ func TestParseUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Source{
-		Strategy: "upload", Path: dir, Subdir: "public", Submodules: true, Branch: "main", Delta: true, Verify: "changed", Compress: "gzip",
+		Strategy: "upload", Path: dir, Subdir: "public", Submodules: true, Branch: "main", Delta: true, Recycle: true, Verify: "changed", Compress: "gzip",
 		Build: []string{"npm ci && npm run build"}, Exclude: []string{"node_modules/", "*.map"},
 		Where: filepath.Join("testdata", "upload.yml") + ":4:1",
 	}

@@ -32,7 +32,7 @@ var (
 	cleanupSection    = &section{keys: []string{"sudo"}, label: "under cleanup:", example: "{sudo: true}"}
 	writableSection   = &section{keys: []string{"dirs", "files", "mode", "user"}, label: "under writable:", example: "{dirs: [bootstrap/cache], mode: group}"}
 	layoutSection     = &section{keys: []string{"releases", "shared", "current", "repo"}, label: "under layout:", example: "{releases: releases, shared: shared, current: current}"}
-	sourceSection     = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel", "delta", "hardlink", "verify", "compress"}, label: "under source:", example: "{strategy: upload, path: .}"}
+	sourceSection     = &section{keys: []string{"strategy", "path", "repo", "branch", "subdir", "submodules", "exclude", "build", "remote_build", "git_parallel", "delta", "hardlink", "recycle", "verify", "compress"}, label: "under source:", example: "{strategy: upload, path: .}"}
 	sharedSection     = &section{keys: []string{"dirs", "files", "files_mode"}, label: "under shared:", example: "{dirs: [storage], files: [.env]}"}
 	hooksSection      = &section{keys: []string{"before_switch", "after_switch", "before_rollback", "after_rollback", "after_shared_push"}, label: "under hooks:", example: "{before_switch: [php artisan migrate --force]}"}
 	migrationsSection = &section{keys: []string{"path", "rollback"}, label: "under migrations:", example: "{path: database/migrations, rollback: php artisan migrate:rollback --step=$SLIPWAY_MIGRATION_STEPS --force}"}
@@ -434,7 +434,7 @@ func (d *decoder) config(root ast.Node) *Config {
 	c := &Config{
 		File: d.file, Dir: d.dir, KeepReleases: 5, Symlink: "relative", LockTTL: 15 * time.Minute,
 		Layout: Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
-		Source: Source{Strategy: "upload", Path: d.dir, Delta: true, Verify: "changed", Compress: "auto", Where: d.file},
+		Source: Source{Strategy: "upload", Path: d.dir, Delta: true, Recycle: true, Verify: "changed", Compress: "auto", Where: d.file},
 	}
 	fields, ok := d.fields(root, "", topSection)
 	if !ok {
@@ -618,6 +618,7 @@ var strategyOnly = []struct{ key, strategy, fix string }{
 	{"git_parallel", "git", "remove git_parallel: (it limits hosts fetching with strategy: git)"},
 	{"delta", "upload", "remove delta: (it applies to uploads; strategy git exports on the hosts)"},
 	{"hardlink", "upload", "remove hardlink: (it applies to delta uploads)"},
+	{"recycle", "upload", "remove recycle: (it applies to delta uploads)"},
 	{"compress", "upload", "remove compress: (it applies to uploads; strategy git fetches on the hosts)"},
 }
 
@@ -681,6 +682,8 @@ func (d *decoder) source(f field, s Source) Source {
 			s.Delta, _ = d.boolean(sf)
 		case "hardlink":
 			s.Hardlink, _ = d.boolean(sf)
+		case "recycle":
+			s.Recycle, _ = d.boolean(sf)
 		case "verify":
 			if v, ok := d.oneOf(sf, "changed", "all"); ok {
 				s.Verify = v

@@ -70,15 +70,7 @@ func (s cleanupStep) runVia(ctx context.Context, t *Target, exec execFunc) error
 // Plan notes what cleanup would delete after this deploy: the new release
 // live, the old one its rollback target.
 func (s cleanupStep) Plan(_ context.Context, t *Target) error {
-	id := s.d.releaseID
-	after := *t.State
-	after.Releases = append(append([]string{}, t.State.Releases...), id)
-	after.Meta = map[string]*ReleaseMeta{id: {ID: id, State: StateDeployed}}
-	for k, v := range t.State.Meta {
-		after.Meta[k] = v
-	}
-	after.Current = id
-	s.d.plan.host(t).Cleanup = PlanPrune(&after, s.d.opts.Config.KeepReleases).Delete
+	s.d.plan.host(t).Cleanup = PlanPrune(afterDeploy(t.State, s.d.releaseID), s.d.opts.Config.KeepReleases).Delete
 	return nil
 }
 
@@ -98,7 +90,7 @@ func (r *run) reportPrune(t *Target, res PruneResult, err error) {
 // PrunePlan is what cleanup deletes on one host and why it keeps the rest.
 type PrunePlan struct {
 	Delete []string // release ids whose directories go (and their metadata, once gone, unless they failed)
-	Forget []string // failed releases, long gone, whose metadata goes
+	Forget []string // metadata whose release is gone: failed ones, long gone; ones that went live, at once
 }
 
 // PlanPrune decides, from a host's state, which releases cleanup deletes:
@@ -161,6 +153,17 @@ func PlanPrune(s *State, keep int) PrunePlan {
 	if len(failed) > keep {
 		plan.Forget = append(plan.Forget, failed[:len(failed)-keep]...)
 	}
+	// Entries of releases that went live whose directory is gone: a
+	// removal (or a recycle, recycle.go) stopped between the directory
+	// and its metadata.
+	var gone []string
+	for id, m := range s.Meta {
+		if !neverLive(m.State) && !s.HasRelease(id) && id != s.Current {
+			gone = append(gone, id)
+		}
+	}
+	layout.SortIDs(gone)
+	plan.Forget = append(plan.Forget, gone...)
 	return plan
 }
 

@@ -29,6 +29,12 @@ func TestPlanPrune(t *testing.T) {
 	if len(plan.Forget) != 0 {
 		t.Errorf("forget %v: with keep 2, one long-gone failure stays in history", plan.Forget)
 	}
+	// A release that went live whose directory is gone (a removal or a
+	// recycle stopped halfway): its entry goes at once.
+	s.Meta["00b"] = meta(StateDeployed)
+	if plan := PlanPrune(s, 2); !slices.Equal(plan.Forget, []string{"00b"}) {
+		t.Errorf("forget %v, want [00b]", plan.Forget)
+	}
 	if p := PlanPrune(&State{Releases: []string{"01"}, Meta: map[string]*ReleaseMeta{"01": meta(StateDeployed)}, Current: "01"}, 1); len(p.Delete) != 0 {
 		t.Errorf("deleted the live release: %v", p.Delete)
 	}

@@ -57,7 +57,28 @@ const (
 // listIn is the command that writes the listed paths, NUL-separated: from
 // standard input (fromStdin), or from the script itself (embeddedList).
 func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manifestPick, tar string, listIn string) string {
-	args := shell.Args{
+	a := copyArgs(l, live, id, listIn)
+	var b strings.Builder
+	b.WriteString("cd -- {{live}} || exit\n")
+	if pick == nil {
+		b.WriteString("{{list_in}} > {{list}} || exit\n")
+	} else {
+		// Plain names come from the live manifest's lines (what is
+		// between the first two double quotes), the others on stdin.
+		a["cond"], a["names"], a["lines"] = shell.Raw(pick.cond("NR")), path.Join(l.ReleaseDir(id), copyListName+".names"), pick.lines
+		b.WriteString(`LC_ALL=C awk '{{cond}} { i = index($0, "\""); s = substr($0, i + 1); print substr(s, 1, index(s, "\"") - 1) }' {{live_manifest}} > {{names}} || exit
+n=$(wc -l < {{names}}) && [ $n -eq {{lines}} ] || { echo "the live release's manifest changed during the deploy; deploy again" >&2; exit 1; }
+tr '\n' '\000' < {{names}} > {{list}} && rm -f -- {{names}} && {{list_in}} >> {{list}} || exit
+`)
+	}
+	b.WriteString(copyListed(hardlink, tar))
+	return shell.Script(b.String(), a)
+}
+
+// copyArgs are the arguments of the copy scripts (copyUnchanged,
+// recycleScript).
+func copyArgs(l layout.Layout, live, id string, listIn string) shell.Args {
+	return shell.Args{
 		"live": l.ReleaseDir(live), "release": l.ReleaseDir(id), "list": path.Join(l.ReleaseDir(id), copyListName), "list_in": shell.Raw(listIn),
 		"status": path.Join(l.ReleaseDir(id), copyStatusName), "live_manifest": l.ManifestFile(live),
 		"probe": path.Join(l.ReleaseDir(id), reflinkProbe), "live_id": live,
@@ -68,19 +89,13 @@ func copyUnchanged(l layout.Layout, live, id string, hardlink bool, pick *manife
 		"dirs":  path.Join(l.ReleaseDir(id), copyDirsName),
 		"files": path.Join(l.ReleaseDir(id), copyFilesName),
 	}
+}
+
+// copyListed is the part of a copy script (with copyArgs) that copies the
+// entries listed in {{list}}, NUL-separated, from the live release, the
+// working directory, into the new one, and removes its work files.
+func copyListed(hardlink bool, tar string) string {
 	var b strings.Builder
-	b.WriteString("cd -- {{live}} || exit\n")
-	if pick == nil {
-		b.WriteString("{{list_in}} > {{list}} || exit\n")
-	} else {
-		// Plain names come from the live manifest's lines (what is
-		// between the first two double quotes), the others on stdin.
-		args["cond"], args["names"], args["lines"] = shell.Raw(pick.cond), path.Join(l.ReleaseDir(id), copyListName+".names"), pick.lines
-		b.WriteString(`LC_ALL=C awk '{{cond}} { i = index($0, "\""); s = substr($0, i + 1); print substr(s, 1, index(s, "\"") - 1) }' {{live_manifest}} > {{names}} || exit
-n=$(wc -l < {{names}}) && [ $n -eq {{lines}} ] || { echo "the live release's manifest changed during the deploy; deploy again" >&2; exit 1; }
-tr '\n' '\000' < {{names}} > {{list}} && rm -f -- {{names}} && {{list_in}} >> {{list}} || exit
-`)
-	}
 	// tarPipe copies the entries listed in the file {{list}} (GNU tar),
 	// failing with what it copies named when either tar fails.
 	tarPipe := func(list, what string) string {
@@ -118,7 +133,7 @@ fi
 `)
 	}
 	b.WriteString("rm -f -- {{list}} {{status}} {{dirs}} {{files}}")
-	return shell.Script(b.String(), args)
+	return b.String()
 }
 
 // manifestPick selects the unchanged entries from the lines of the live
@@ -128,9 +143,22 @@ fi
 // (source.PlainName), how many there are (lines), and the other names
 // (odd), which go on stdin.
 type manifestPick struct {
-	cond  string
-	lines int
-	odd   []string
+	ranges [][2]int
+	lines  int
+	odd    []string
+}
+
+// cond is the awk condition that selects the lines, numbered by nr (NR,
+// or FNR in a program that reads more than one file).
+func (p *manifestPick) cond(nr string) string {
+	var cond []string
+	for _, r := range p.ranges {
+		cond = append(cond, fmt.Sprintf("%s>=%d&&%s<=%d", nr, r[0], nr, r[1]))
+	}
+	if len(cond) == 0 {
+		return "0"
+	}
+	return strings.Join(cond, "||")
 }
 
 // maxPickRanges bounds the awk condition (a command line is at most
@@ -145,7 +173,6 @@ func pickFromManifest(order, paths []string) *manifestPick {
 	for _, p := range paths {
 		want[p] = true
 	}
-	var ranges [][2]int
 	pick := &manifestPick{}
 	for i, rel := range order {
 		if !want[rel] {
@@ -156,23 +183,15 @@ func pickFromManifest(order, paths []string) *manifestPick {
 			continue
 		}
 		line := i + 2 // line 1 is the header
-		if n := len(ranges); n > 0 && ranges[n-1][1] == line-1 {
-			ranges[n-1][1] = line
+		if n := len(pick.ranges); n > 0 && pick.ranges[n-1][1] == line-1 {
+			pick.ranges[n-1][1] = line
 		} else {
-			ranges = append(ranges, [2]int{line, line})
+			pick.ranges = append(pick.ranges, [2]int{line, line})
 		}
 		pick.lines++
 	}
-	if len(ranges) > maxPickRanges {
+	if len(pick.ranges) > maxPickRanges {
 		return nil
-	}
-	var cond []string
-	for _, r := range ranges {
-		cond = append(cond, fmt.Sprintf("NR>=%d&&NR<=%d", r[0], r[1]))
-	}
-	pick.cond = strings.Join(cond, "||")
-	if pick.cond == "" {
-		pick.cond = "0"
 	}
 	return pick
 }

@@ -15,8 +15,8 @@ func TestPickFromManifest(t *testing.T) {
 		t.Fatal("no pick")
 	}
 	// Lines start at 2: a=2 b=3 (c is odd) d=5 is not copied, e=6 g=8.
-	if want := "NR>=2&&NR<=3||NR>=6&&NR<=6||NR>=8&&NR<=8"; pick.cond != want {
-		t.Errorf("cond %q, want %q", pick.cond, want)
+	if want := "NR>=2&&NR<=3||NR>=6&&NR<=6||NR>=8&&NR<=8"; pick.cond("NR") != want {
+		t.Errorf("cond %q, want %q", pick.cond("NR"), want)
 	}
 	if pick.lines != 4 {
 		t.Errorf("lines %d, want 4", pick.lines)
@@ -24,7 +24,7 @@ func TestPickFromManifest(t *testing.T) {
 	if want := []string{"c \"q\"", "f\n"}; !slices.Equal(pick.odd, want) {
 		t.Errorf("odd %q, want %q", pick.odd, want)
 	}
-	if p := pickFromManifest(order, nil); p == nil || p.cond != "0" || p.lines != 0 {
+	if p := pickFromManifest(order, nil); p == nil || p.cond("NR") != "0" || p.lines != 0 {
 		t.Errorf("nothing to copy: %+v", p)
 	}
 	// Every other line: too many ranges for a command line.
@@ -41,9 +41,10 @@ func TestPickFromManifest(t *testing.T) {
 	}
 }
 
-// The copy's work files inside the new release are names no app may ship.
+// The copy's and the recycle's work files inside the new release are
+// names no app may ship.
 func TestCopyWorkFilesAreReserved(t *testing.T) {
-	for _, name := range []string{copyListName, copyListName + ".names", copyStatusName, copyDirsName, copyFilesName, reflinkProbe} {
+	for _, name := range []string{copyListName, copyListName + ".names", copyStatusName, copyDirsName, copyFilesName, reflinkProbe, recycleListing, recycleRemove, recycleNames} {
 		if !slices.Contains(source.Reserved, name) {
 			t.Errorf("%s is not in source.Reserved", name)
 		}

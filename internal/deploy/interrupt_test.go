@@ -47,7 +47,7 @@ func localStage(t *testing.T, dir string, ex host.Executor) Options {
 	cfg := &config.Config{
 		App: "demo", KeepReleases: 5, Symlink: "relative",
 		Layout: config.Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
-		Source: config.Source{Strategy: "upload", Path: filepath.Join(dir, "site"), Delta: true, Verify: "changed", Compress: "auto"},
+		Source: config.Source{Strategy: "upload", Path: filepath.Join(dir, "site"), Delta: true, Recycle: true, Verify: "changed", Compress: "auto"},
 	}
 	stage := &config.Stage{Name: "demo", DeployTo: filepath.Join(dir, "deploy"), Hosts: []config.Host{{Name: "local", Host: "local", Local: true}}}
 	cfg.Stages = []*config.Stage{stage}

@@ -9,15 +9,18 @@ import (
 
 // HostPlan is what a deploy would do on one host.
 type HostPlan struct {
-	Host       string   `json:"host"`
-	Live       string   `json:"live"`
-	Upload     string   `json:"upload"` // "full", "delta", "git export" or "none" (no_release)
-	Copy       int      `json:"copy"`   // entries copied on the host from the live release
-	Send       []string `json:"send"`   // entries sent (added or changed)
-	SendBytes  int64    `json:"send_bytes"`
-	Removed    int      `json:"removed"`
-	Hooks      []string `json:"hooks"` // in order, as "phase: command"
-	Cleanup    []string `json:"cleanup"`
+	Host      string   `json:"host"`
+	Live      string   `json:"live"`
+	Upload    string   `json:"upload"` // "full", "delta", "git export" or "none" (no_release)
+	Copy      int      `json:"copy"`   // entries copied on the host from the live release
+	Send      []string `json:"send"`   // entries sent (added or changed)
+	SendBytes int64    `json:"send_bytes"`
+	Removed   int      `json:"removed"`
+	Hooks     []string `json:"hooks"` // in order, as "phase: command"
+	Cleanup   []string `json:"cleanup"`
+	// Recycle is the release, among those cleanup would delete, whose
+	// directory the new release would reuse (source.recycle).
+	Recycle    string   `json:"recycle,omitempty"`
 	Locked     string   `json:"locked,omitempty"` // the holder, when a lock would refuse the deploy
 	Target     string   `json:"target,omitempty"` // a rollback's: the release the host would go back to
 	Warnings   []string `json:"warnings,omitempty"`

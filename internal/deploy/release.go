@@ -38,8 +38,10 @@ func (s chooseReleaseStep) RunFleet(_ context.Context, targets []*Target) error 
 // without -p fails if the directory exists: a release is never written
 // over. For a delta upload the unchanged entries are then copied from the
 // live release (reflinks where the file system has them, hard links with
-// source.hardlink; see copy.go); nothing else of the live release comes
-// along, so files the app wrote at run time and shared links stay behind.
+// source.hardlink; see copy.go), or the directory of the release cleanup
+// would delete is reused and brought up to date (recycle.go); nothing
+// else of the live release comes along, so files the app wrote at run
+// time and shared links stay behind.
 type createReleaseStep struct {
 	releaseHosts
 	d *deployRun
@@ -70,7 +72,11 @@ func (s createReleaseStep) build(t *Target, embed bool) (script string, stdin io
 		} else {
 			stdin = copyList(listed)
 		}
-		fill += " && (\n" + copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, plan.pick, t.State.Tar, listIn) + "\n)"
+		copy := copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, plan.pick, t.State.Tar, listIn)
+		if old := s.d.recycleCandidate(t); old != "" {
+			copy = recycleScript(l, old, t.State.Current, s.d.releaseID, plan.pick, t.State.Tar, listIn)
+		}
+		fill += " && (\n" + copy + "\n)"
 	}
 	return createReleaseScript(l, s.d.releaseID, fill), stdin, true
 }
@@ -111,8 +117,13 @@ func (s createReleaseStep) explain(ctx context.Context, t *Target, err error) er
 	return s.d.explainFailure(ctx, t, "creating release "+s.d.layout.ReleaseDir(s.d.releaseID), err)
 }
 
-// Plan: what the release is filled with is the upload's part of the plan.
-func (createReleaseStep) Plan(context.Context, *Target) error { return nil }
+// Plan notes the release whose directory the new one would reuse (see
+// recycle.go); what the release is filled with is the upload's part of
+// the plan.
+func (s createReleaseStep) Plan(_ context.Context, t *Target) error {
+	s.d.plan.host(t).Recycle = s.d.recycleCandidate(t)
+	return nil
+}
 
 // createReleaseScript makes release id's directory and runs fill in it.
 // Undo only reaches hosts where the step succeeded: where it fails (a

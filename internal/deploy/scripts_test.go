@@ -81,6 +81,9 @@ func everyScript(name string) map[string]string {
 					key += ", hard links"
 				}
 				scripts[key] = createReleaseScript(l, id, "true && (\n"+copyUnchanged(l, live, id, hardlink, p, tar, fromStdin)+"\n)")
+				if !hardlink && p != nil {
+					scripts["recycle, "+tar+" tar"] = createReleaseScript(l, id, "true && (\n"+recycleScript(l, "20261120000000", live, id, p, tar, fromStdin)+"\n)")
+				}
 			}
 		}
 	}

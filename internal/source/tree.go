@@ -209,10 +209,11 @@ type Extra struct {
 
 // Reserved names at the root of a release: slipway's own files travel in
 // the upload stream under these names and are moved out on the host.
-// The delta copy's work files (internal/deploy) are here too.
+// The delta copy's and the recycle's work files (internal/deploy) are here
+// too.
 var Reserved = []string{".slipway-manifest", ".slipway-manifest-patch", ".slipway-check", ".slipway-pack",
 	".slipway-copy-list", ".slipway-copy-list.names", ".slipway-copy-status", ".slipway-copy-dirs", ".slipway-copy-files",
-	".slipway-reflink-probe"}
+	".slipway-reflink-probe", ".slipway-recycle-listing", ".slipway-recycle-remove", ".slipway-recycle-names"}
 
 // WriteTarOf writes the given entries of the tree, then extra files, as a
 // tar stream. Owners are left out, so files belong to whoever extracts

@@ -1,0 +1,139 @@
+package deploy
+
+import (
+	"path"
+
+	"github.com/slipway-deploy/slipway/internal/layout"
+	"github.com/slipway-deploy/slipway/internal/shell"
+)
+
+// Recycling: a redeploy on a host whose history is full (keep_releases
+// releases) makes its new release, and then cleanup deletes the oldest.
+// Copying the live release costs the host an inode for every file of the
+// app, however small the change, and deleting the oldest costs as much
+// again. With source.recycle (the default), the new release is instead
+// the directory of the release cleanup would delete after this deploy,
+// renamed and brought up to date: a one-line change then costs the host
+// about that line, not the app.
+//
+// What makes a recycled release the same as a copy of the live one is the
+// manifests and the file system's change times:
+//
+//   - an entry stays only when the old release's manifest line for it
+//     (type, mode, size, SHA-256, name, link target) is the live one's,
+//     and it has not changed since the old release's manifest was written
+//     (its ctime, which no one can set back, is older): so an entry the
+//     app or a hook wrote, chmodded or replaced afterwards is taken from
+//     the live release again, like any other;
+//   - everything else in the old directory goes: files the app wrote at
+//     run time, shared links, names the manifests do not hold plainly;
+//     directories stay where something under them stays;
+//   - what is missing is copied from the live release by the same copier
+//     a copy would use, and the upload sends what changed, as always.
+//
+// It is only tried where it is safe and cheap, else the release is a copy
+// as before:
+//   - a delta whose unchanged entries the host picks from the live
+//     manifest (manifestPick), on a host with GNU tar (and its find, mv);
+//   - not with source.hardlink: there the files of every release share
+//     inodes, whose change times every new link moves;
+//   - the candidate went live (so it passed its verify), is not the live
+//     release or the rollback target, and the host confirms that its
+//     directory and manifest are there, that no process uses it (as
+//     cleanup checks), and that the deploy user owns every entry and can
+//     write every directory in it, so the removals cannot fail halfway.
+//
+// The cost of a failure: a deploy that fails after recycling leaves one
+// release fewer (the oldest, which its success would have deleted).
+
+// recycleCandidate is the release whose directory t's new release reuses,
+// "" for none: the oldest release that went live among those cleanup
+// would delete once this deploy's release is live.
+func (d *deployRun) recycleCandidate(t *Target) string {
+	src := d.opts.Config.Source
+	if !src.Recycle || src.Hardlink || t.State.Tar != tarGNU {
+		return ""
+	}
+	if plan := d.deltaPlan(t); plan == nil || plan.pick == nil || len(plan.delta.CopyTree) == 0 {
+		return ""
+	}
+	candidate := ""
+	for _, id := range PlanPrune(afterDeploy(t.State, d.releaseID), d.opts.Config.KeepReleases).Delete {
+		m := t.State.Meta[id]
+		if m == nil || neverLive(m.State) {
+			continue
+		}
+		if candidate == "" || id < candidate {
+			candidate = id
+		}
+	}
+	return candidate
+}
+
+// afterDeploy is st as it will be once release id went live on it.
+func afterDeploy(st *State, id string) *State {
+	after := *st
+	after.Releases = append(append([]string{}, st.Releases...), id)
+	after.Meta = map[string]*ReleaseMeta{id: {ID: id, State: StateDeployed}}
+	for k, v := range st.Meta {
+		after.Meta[k] = v
+	}
+	after.Current = id
+	return &after
+}
+
+// Work files of a recycle, inside the new release (reserved names, see
+// source.Reserved); the listing of the old directory leaves them out.
+const (
+	recycleListing = ".slipway-recycle-listing"
+	recycleRemove  = ".slipway-recycle-remove"
+	recycleNames   = ".slipway-recycle-names"
+)
+
+// recycleScript fills release id, just made empty, with the entries of the
+// live release that pick selects (and the odd names listIn writes): from
+// release old's directory, renamed to id and brought up to date (see
+// above), where the host allows it, else copied (copyUnchanged). Before
+// the rename nothing has changed; after it, a failure leaves a directory
+// the create step's script removes.
+func recycleScript(l layout.Layout, old, live, id string, pick *manifestPick, tar, listIn string) string {
+	a := copyArgs(l, live, id, listIn)
+	a["in_use"] = shell.Raw(inUseFunc)
+	a["old"], a["old_manifest"], a["old_history"] = l.ReleaseDir(old), l.ManifestFile(old), l.HistoryFile(old)
+	a["cond"], a["lines"] = shell.Raw(pick.cond("FNR")), pick.lines
+	a["listing"] = path.Join(l.ReleaseDir(id), recycleListing)
+	a["remove"] = path.Join(l.ReleaseDir(id), recycleRemove)
+	a["names"] = path.Join(l.ReleaseDir(id), recycleNames)
+	a["listing_name"], a["remove_name"], a["names_name"] = recycleListing, recycleRemove, recycleNames
+	a["copy"] = shell.Raw(copyUnchanged(l, live, id, false, pick, tar, listIn))
+	return shell.Script(`{{in_use}}o={{old}}
+if [ -d "$o" ] && [ ! -L "$o" ] && [ -f {{old_manifest}} ] && ! in_use "$o" && u=$(id -u) &&
+  f=$(find "$o" \( ! -user "$u" -o -type d ! -perm -u=rwx \) -print -quit 2>&1) && [ -z "$f" ] &&
+  m=$(find {{old_manifest}} -printf '%C@') && [ -n "$m" ]; then
+  mv -T -- "$o" {{release}} && rm -f -- {{old_history}} && cd -- {{release}} || exit
+  LC_ALL=C find . -mindepth 1 \( -name '*[! -~]*' -o -name '*["\\]*' \) -prune -print0 | xargs -0 -r rm -rf -- || exit
+  : > {{remove}} && : > {{names}} &&
+  LC_ALL=C find . -mindepth 1 -depth ! -path ./{{listing_name}} ! -path ./{{remove_name}} ! -path ./{{names_name}} -printf '%C@ %y %P\n' > {{listing}} || exit
+  LC_ALL=C awk -v m="$m" -v remove={{remove}} -v names={{names}} -v lines={{lines}} '
+    function name(s) { s = substr(s, index(s, "\"") + 1); return substr(s, 1, index(s, "\"") - 1) }
+    FILENAME == ARGV[1] { if ({{cond}}) { p = name($0); want[p] = $0; order[++n] = p } next }
+    FILENAME == ARGV[2] { if (FNR > 1) had[name($0)] = $0; next }
+    {
+      c = $1; y = $2; p = substr($0, length(c) + length(y) + 3)
+      if ((p in want) && (p in had) && had[p] == want[p] && substr(want[p], 1, 1) == y && c + 0 < m - 0.001) {
+        keep[p] = 1
+        for (q = p; match(q, /\/[^\/]*$/); ) { q = substr(q, 1, RSTART - 1); if (q in need) break; need[q] = 1 }
+      } else if (!(y == "d" && (p in need))) print p > remove
+    }
+    END {
+      if (n != lines) { print "the live release'"'"'s manifest changed during the deploy; deploy again" > "/dev/stderr"; exit 1 }
+      for (i = 1; i <= n; i++) if (!(order[i] in keep)) print order[i] > names
+    }' {{live_manifest}} {{old_manifest}} {{listing}} || exit
+  tr '\n' '\000' < {{remove}} | xargs -0 -r rm -rf -- || exit
+  tr '\n' '\000' < {{names}} > {{list}} && {{list_in}} >> {{list}} || exit
+  rm -f -- {{listing}} {{remove}} {{names}} {{old_manifest}} && cd -- {{live}} || exit
+  `+copyListed(false, tar)+`
+else
+  {{copy}}
+fi`, a)
+}

@@ -1,0 +1,242 @@
+package deploy
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/source"
+)
+
+// treeOf describes every entry under dir: type, mode, content or link
+// target, by path.
+func treeOf(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			out[rel] = "link " + target
+			return err
+		case d.IsDir():
+			out[rel] = fmt.Sprintf("dir %o", info.Mode().Perm())
+		default:
+			b, err := os.ReadFile(p)
+			out[rel] = fmt.Sprintf("file %o %x", info.Mode().Perm(), sha256.Sum256(b))
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	info, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Sys().(*syscall.Stat_t).Ino
+}
+
+// recycleSite is an app of many entries: nested directories (one with its
+// own mode), an executable, a symlink, and a name the manifest escapes.
+func recycleSite(t *testing.T, site string) {
+	t.Helper()
+	for i := range 60 {
+		writeFile(t, filepath.Join(site, fmt.Sprintf("src/mod%d/file%02d.php", i%6, i)), fmt.Sprintf("<?php // %d\n", i))
+	}
+	writeFile(t, filepath.Join(site, "bin/console"), "#!/bin/sh\n")
+	writeFile(t, filepath.Join(site, "private/keys.txt"), "k")
+	writeFile(t, filepath.Join(site, "odd \xff name\n.txt"), "odd")
+	writeFile(t, filepath.Join(site, "-dash"), "dash")
+	for p, mode := range map[string]os.FileMode{"bin/console": 0o755, "private": 0o750} {
+		if err := os.Chmod(filepath.Join(site, p), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("src/mod1", filepath.Join(site, "link")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRecycledReleaseIsTheNewTree: with a full history, the new release
+// is the oldest release's directory (the same inode), and whatever the
+// app did to that directory while it was kept (files written, changed in
+// place, chmodded, removed, a file replaced by a directory, a symlink
+// retargeted), the release is exactly the new tree, with the shared links
+// of a fresh one; the old release's metadata is gone with it.
+func TestRecycledReleaseIsTheNewTree(t *testing.T) {
+	dir := t.TempDir()
+	opts := localStage(t, dir, &host.Local{})
+	opts.Config.KeepReleases = 2
+	opts.Config.Shared.Dirs = []string{"storage"}
+	site := opts.Config.Source.Path
+	recycleSite(t, site)
+	releases := filepath.Join(dir, "deploy", "releases")
+
+	oldest := deployVersion(t, opts, "v1")
+	old := filepath.Join(releases, oldest)
+	// The app changes between the oldest release and the live one, and
+	// again for the new one.
+	writeFile(t, filepath.Join(site, "src/mod1/file07.php"), "<?php // changed for v2\n")
+	if err := os.Remove(filepath.Join(site, "src/mod1/file13.php")); err != nil {
+		t.Fatal(err)
+	}
+	deployVersion(t, opts, "v2")
+
+	// The app at work in its release while it was live, as seen now.
+	time.Sleep(20 * time.Millisecond)
+	writeFile(t, filepath.Join(old, "junk.txt"), "written at run time")
+	writeFile(t, filepath.Join(old, "cache/views/a.php"), "compiled")
+	writeFile(t, filepath.Join(old, "src/mod2/file02.php"), "changed in place") // unchanged in the app
+	if err := os.Chmod(filepath.Join(old, "src/mod3/file03.php"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(old, "src/mod4/file04.php")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(old, "src/mod5/file05.php")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(old, "src/mod5/file05.php/inside"), "a directory now")
+	if err := os.Remove(filepath.Join(old, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("src/mod2", filepath.Join(old, "link")); err != nil {
+		t.Fatal(err)
+	}
+	kept := inode(t, filepath.Join(old, "src/mod0/file00.php"))
+	oldDir := inode(t, old)
+
+	writeFile(t, filepath.Join(site, "src/new/added.php"), "<?php // added in v3\n")
+	if err := os.Chmod(filepath.Join(site, "private"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	// The plan says so.
+	writeFile(t, filepath.Join(site, "index.html"), "v3")
+	tree, err := source.Scan(site, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanDeploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plan.Hosts[0].Recycle; got != oldest {
+		t.Errorf("the plan would recycle %q, want %q", got, oldest)
+	}
+
+	id := deployVersion(t, opts, "v3")
+	release := filepath.Join(releases, id)
+	if inode(t, release) != oldDir {
+		t.Fatalf("release %s is a new directory, not %s's", id, oldest)
+	}
+	if inode(t, filepath.Join(release, "src/mod0/file00.php")) != kept {
+		t.Errorf("an unchanged file was copied again")
+	}
+	want := treeOf(t, site)
+	got := treeOf(t, release)
+	if got["storage"] != "link ../../shared/storage" {
+		t.Errorf("storage is %q, want the shared link", got["storage"])
+	}
+	delete(got, "storage")
+	delete(got, "REVISION")
+	for p, w := range want {
+		if got[p] != w {
+			t.Errorf("%s: %q, want %q", p, got[p], w)
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			t.Errorf("%s: left in the release", p)
+		}
+	}
+	for _, gone := range []string{old, filepath.Join(dir, "deploy", ".slipway", "releases", oldest+".json"), filepath.Join(dir, "deploy", ".slipway", "manifests", oldest)} {
+		if _, err := os.Lstat(gone); err == nil {
+			t.Errorf("%s is still there", gone)
+		}
+	}
+	for _, f := range []string{recycleListing, recycleRemove, recycleNames, copyListName} {
+		if _, err := os.Lstat(filepath.Join(release, f)); err == nil {
+			t.Errorf("work file %s left in the release", f)
+		}
+	}
+}
+
+// TestRecycleFallsBackToACopy: a candidate a process still uses, or that
+// holds an entry the deploy user does not own, is left alone (cleanup
+// deals with it as before) and the release is a copy; so is every
+// release with source.recycle off.
+func TestRecycleFallsBackToACopy(t *testing.T) {
+	for _, c := range []string{"in use", "not ours", "recycle off"} {
+		t.Run(c, func(t *testing.T) {
+			if c == "not ours" && os.Geteuid() != 0 {
+				t.Fatal("needs root, to give a file to another user")
+			}
+			dir := t.TempDir()
+			opts := localStage(t, dir, &host.Local{})
+			opts.Config.KeepReleases = 1
+			opts.Config.Source.Recycle = c != "recycle off"
+			recycleSite(t, opts.Config.Source.Path)
+			releases := filepath.Join(dir, "deploy", "releases")
+			oldest := deployVersion(t, opts, "v1")
+			old := filepath.Join(releases, oldest)
+			deployVersion(t, opts, "v2")
+			oldDir := inode(t, old)
+			switch c {
+			case "in use":
+				cmd := exec.Command("sleep", "60")
+				cmd.Dir = old
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			case "not ours":
+				if err := os.Lchown(filepath.Join(old, "private/keys.txt"), 65534, 65534); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id := deployVersion(t, opts, "v3")
+			if inode(t, filepath.Join(releases, id)) == oldDir {
+				t.Fatalf("%s recycled", oldest)
+			}
+			want := treeOf(t, opts.Config.Source.Path)
+			got := treeOf(t, filepath.Join(releases, id))
+			delete(got, "REVISION")
+			if len(got) != len(want) {
+				t.Errorf("%d entries in the release, want %d", len(got), len(want))
+			}
+			for p, w := range want {
+				if got[p] != w {
+					t.Errorf("%s: %q, want %q", p, got[p], w)
+				}
+			}
+			_, err := os.Lstat(old)
+			if stays := c == "in use"; (err == nil) != stays {
+				t.Errorf("%s there: %v, want %v (cleanup keeps a release in use, and deletes the others)", oldest, err == nil, stays)
+			}
+		})
+	}
+}
