@@ -296,13 +296,15 @@ func TestRedeployRecyclesTheOldestRelease(t *testing.T) {
 		t.Skip("delta-specific; this run forces full uploads")
 	}
 	p := newProject(t, 2, testutil.Options{})
-	p.config("keep_releases: 2\n")
+	p.config("keep_releases: 3\n")
 	writeBigApp(p, 200, 2<<10)
 	p.mustRun("deploy", "production")
 	oldest := p.fleetLive()
 	p.writeApp("v2")
 	writeBigApp(p, 200, 2<<10)
 	p.write("app/src/changed.php", "<?php // v2\n")
+	p.mustRun("deploy", "production")
+	p.write("app/src/changed.php", "<?php // v2.1\n")
 	p.mustRun("deploy", "production")
 
 	oldDirs := map[string]uint64{}
@@ -332,8 +334,8 @@ func TestRedeployRecyclesTheOldestRelease(t *testing.T) {
 		if ino := info.Sys().(*syscall.Stat_t).Ino; ino != oldDirs[h.Name] {
 			t.Errorf("%s: release %s is a new directory, not %s's", h.Name, id, oldest)
 		}
-		if rs := releases(t, h); slices.Contains(rs, oldest) || len(rs) != 2 {
-			t.Errorf("%s: releases %v, want the last two", h.Name, rs)
+		if rs := releases(t, h); slices.Contains(rs, oldest) || len(rs) != 3 {
+			t.Errorf("%s: releases %v, want the last three", h.Name, rs)
 		}
 	}
 	p.servesTheApp("after a recycle")

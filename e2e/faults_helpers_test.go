@@ -230,6 +230,9 @@ func faultConfig(beforeSwitch []string, extra string) string {
 	b.WriteString("  after_switch:\n    - echo after switch on $SLIPWAY_HOST\n")
 	b.WriteString("  after_rollback:\n    - echo after rollback on $SLIPWAY_HOST\n")
 	b.WriteString("health:\n  command: test -s BEFORE_SWITCH\n")
+	// A full history from the third deploy on: deploys recycle the
+	// release cleanup would delete (source.recycle), as on a fleet in use.
+	b.WriteString("keep_releases: 3\n")
 	b.WriteString(extra)
 	return b.String()
 }
@@ -259,6 +262,19 @@ type hostState struct {
 	releases  []string // release directories
 	tempLinks []string // switch links left beside current
 	locked    bool
+}
+
+// keptReleases says whether a failed run left a host's releases as they
+// were, but for the one its recycle took (internal/deploy/recycle.go): the
+// oldest, which its success would have deleted, and never the live
+// release or the rollback target (with keep_releases 3, the faults'
+// setting, the oldest of three or more).
+func keptReleases(before, after hostState) bool {
+	if slices.Equal(before.releases, after.releases) {
+		return true
+	}
+	rs := before.releases
+	return len(rs) >= 3 && rs[0] != before.live && slices.Equal(rs[1:], after.releases)
 }
 
 func (f *faultFleet) state(h *testutil.Host) hostState {

@@ -37,14 +37,18 @@ import (
 //     manifest (manifestPick), on a host with GNU tar (and its find, mv);
 //   - not with source.hardlink: there the files of every release share
 //     inodes, whose change times every new link moves;
-//   - the candidate went live (so it passed its verify), is not the live
-//     release or the rollback target, and the host confirms that its
+//   - the candidate went live (so it passed its verify), is neither the
+//     live release nor the rollback target, before this deploy or after
+//     it (so recycling needs keep_releases of 3 or more), and the host
+//     confirms that its
 //     directory and manifest are there, that no process uses it (as
 //     cleanup checks), and that the deploy user owns every entry and can
 //     write every directory in it, so the removals cannot fail halfway.
 //
 // The cost of a failure: a deploy that fails after recycling leaves one
-// release fewer (the oldest, which its success would have deleted).
+// release fewer (the oldest, which its success would have deleted), and
+// the deploys after it copy until one goes live, so that a streak of
+// failures costs one release, not the history.
 
 // recycleCandidate is the release whose directory t's new release reuses,
 // "" for none: the oldest release that went live among those cleanup
@@ -57,14 +61,36 @@ func (d *deployRun) recycleCandidate(t *Target) string {
 	if plan := d.deltaPlan(t); plan == nil || plan.pick == nil || len(plan.delta.CopyTree) == 0 {
 		return ""
 	}
+	return recycleChoice(t.State, d.releaseID, d.opts.Config.KeepReleases)
+}
+
+// recycleChoice is the release of st whose directory release id reuses,
+// "" for none (see recycleCandidate).
+func recycleChoice(st *State, id string, keep int) string {
+	// After a failure (its release recorded failed or interrupted, or
+	// left preparing by a killed run), the next deploy copies: a streak
+	// of failed deploys costs the history at most the one release the
+	// first of them recycled.
+	newest := ""
+	for rid := range st.Meta {
+		if rid > newest {
+			newest = rid
+		}
+	}
+	if m := st.Meta[newest]; m == nil || neverLive(m.State) {
+		return ""
+	}
 	candidate := ""
-	for _, id := range PlanPrune(afterDeploy(t.State, d.releaseID), d.opts.Config.KeepReleases).Delete {
-		m := t.State.Meta[id]
-		if m == nil || neverLive(m.State) {
+	for _, rid := range PlanPrune(afterDeploy(st, id), keep).Delete {
+		m := st.Meta[rid]
+		// Never the release a rollback would go back to now: should this
+		// deploy fail, it must still be there (with keep_releases 2 or
+		// less, that is the one cleanup would delete).
+		if m == nil || neverLive(m.State) || rid == st.RollbackTarget() {
 			continue
 		}
-		if candidate == "" || id < candidate {
-			candidate = id
+		if candidate == "" || rid < candidate {
+			candidate = rid
 		}
 	}
 	return candidate

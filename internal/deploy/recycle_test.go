@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/source"
 )
@@ -89,7 +90,7 @@ func recycleSite(t *testing.T, site string) {
 func TestRecycledReleaseIsTheNewTree(t *testing.T) {
 	dir := t.TempDir()
 	opts := localStage(t, dir, &host.Local{})
-	opts.Config.KeepReleases = 2
+	opts.Config.KeepReleases = 3
 	opts.Config.Shared.Dirs = []string{"storage"}
 	site := opts.Config.Source.Path
 	recycleSite(t, site)
@@ -104,6 +105,7 @@ func TestRecycledReleaseIsTheNewTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	deployVersion(t, opts, "v2")
+	deployVersion(t, opts, "v2.1")
 
 	// The app at work in its release while it was live, as seen now.
 	time.Sleep(20 * time.Millisecond)
@@ -188,22 +190,30 @@ func TestRecycledReleaseIsTheNewTree(t *testing.T) {
 // TestRecycleFallsBackToACopy: a candidate a process still uses, or that
 // holds an entry the deploy user does not own, is left alone (cleanup
 // deals with it as before) and the release is a copy; so is every
-// release with source.recycle off.
+// release with source.recycle off, and with keep_releases 2, where the
+// release cleanup deletes is the rollback target while the deploy runs.
 func TestRecycleFallsBackToACopy(t *testing.T) {
-	for _, c := range []string{"in use", "not ours", "recycle off"} {
+	for _, c := range []string{"in use", "not ours", "recycle off", "keep 2"} {
 		t.Run(c, func(t *testing.T) {
 			if c == "not ours" && os.Geteuid() != 0 {
 				t.Fatal("needs root, to give a file to another user")
 			}
 			dir := t.TempDir()
 			opts := localStage(t, dir, &host.Local{})
-			opts.Config.KeepReleases = 1
+			opts.Config.KeepReleases = 3
 			opts.Config.Source.Recycle = c != "recycle off"
 			recycleSite(t, opts.Config.Source.Path)
 			releases := filepath.Join(dir, "deploy", "releases")
 			oldest := deployVersion(t, opts, "v1")
 			old := filepath.Join(releases, oldest)
 			deployVersion(t, opts, "v2")
+			if c == "keep 2" {
+				// The release cleanup would delete is the rollback
+				// target until the new release is live.
+				opts.Config.KeepReleases = 2
+			} else {
+				deployVersion(t, opts, "v2.1")
+			}
 			oldDir := inode(t, old)
 			switch c {
 			case "in use":
@@ -236,6 +246,92 @@ func TestRecycleFallsBackToACopy(t *testing.T) {
 			_, err := os.Lstat(old)
 			if stays := c == "in use"; (err == nil) != stays {
 				t.Errorf("%s there: %v, want %v (cleanup keeps a release in use, and deletes the others)", oldest, err == nil, stays)
+			}
+		})
+	}
+}
+
+// TestRecycleAfterAFailure: a deploy that fails after recycling leaves one
+// release fewer, the oldest, and never the rollback target; once a deploy
+// went live again, the next recycles again.
+func TestRecycleAfterAFailure(t *testing.T) {
+	dir := t.TempDir()
+	opts := localStage(t, dir, &host.Local{})
+	opts.Config.KeepReleases = 3
+	recycleSite(t, opts.Config.Source.Path)
+	releases := filepath.Join(dir, "deploy", "releases")
+	v1 := deployVersion(t, opts, "v1")
+	v2 := deployVersion(t, opts, "v2")
+	v3 := deployVersion(t, opts, "v3")
+
+	opts.Config.Hooks.BeforeSwitch = []config.Hook{{Run: "false"}}
+	writeFile(t, filepath.Join(opts.Config.Source.Path, "index.html"), "v4")
+	tree, err := source.Scan(opts.Config.Source.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest}); err == nil {
+		t.Fatal("the deploy with a failing before_switch hook succeeded")
+	}
+	if _, err := os.Lstat(filepath.Join(releases, v1)); err == nil {
+		t.Errorf("%s is still there: the failed deploy did not recycle it", v1)
+	}
+	for _, id := range []string{v2, v3} {
+		if _, err := os.Lstat(filepath.Join(releases, id)); err != nil {
+			t.Errorf("the failed deploy took %s: %v", id, err)
+		}
+	}
+	opts.Config.Hooks.BeforeSwitch = nil
+
+	deployVersion(t, opts, "v5")
+	before := inode(t, filepath.Join(releases, v2))
+	v6 := deployVersion(t, opts, "v6")
+	if inode(t, filepath.Join(releases, v6)) != before {
+		t.Errorf("the deploy after a success did not recycle %s", v2)
+	}
+}
+
+// TestRecycleChoice: the release cleanup would delete once the new one is
+// live, the oldest that went live, never the rollback target of now, and
+// none while the newest release of the host did not go live.
+func TestRecycleChoice(t *testing.T) {
+	meta := func(states ...string) map[string]*ReleaseMeta {
+		m := map[string]*ReleaseMeta{}
+		for i, st := range states {
+			id := fmt.Sprintf("%02d", i+1)
+			m[id] = &ReleaseMeta{ID: id, State: st}
+		}
+		return m
+	}
+	ids := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("%02d", i+1))
+		}
+		return out
+	}
+	d, rb, f := StateDeployed, StateRolledBack, StateFailed
+	for _, c := range []struct {
+		name     string
+		releases []string
+		meta     map[string]*ReleaseMeta
+		current  string
+		keep     int
+		want     string
+	}{
+		{"a full history", ids(3), meta(d, d, d), "03", 3, "01"},
+		{"more than a full history (a release was in use)", ids(4), meta(d, d, d, d), "04", 3, "01"},
+		{"a history not yet full", ids(2), meta(d, d), "02", 3, ""},
+		{"keep 2: the one cleanup deletes is the rollback target", ids(2), meta(d, d), "02", 2, ""},
+		{"keep 1", ids(2), meta(d, d), "02", 1, ""},
+		{"the last deploy failed, its release gone", ids(4), meta(d, d, d, d, f), "04", 3, ""},
+		{"rolled back: the live one is older", ids(4), meta(d, d, d, rb), "03", 3, "01"},
+		{"only a failed release to delete", ids(3), meta(f, d, d), "03", 3, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := &State{Releases: c.releases, Meta: c.meta, Current: c.current}
+			if got := recycleChoice(st, "99", c.keep); got != c.want {
+				t.Errorf("recycle %q, want %q", got, c.want)
 			}
 		})
 	}
