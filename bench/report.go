@@ -429,6 +429,11 @@ shows under *kernel* in the table below.)
   to a git repository on this machine: a working clone (root's) and a bare repository owned by
   the deploy user, which the hosts can read.
 - **A one-file change**: one line of %s (%s), committed and pushed before each redeploy.
+- **A full history**: after the cold deploy, each tool deploys `+"`keep_releases`"+` more builds
+  (not measured) before the measured redeploys, so that these are the redeploys a team makes every
+  day: Capistrano's cleanup deletes the oldest release in each, slipway reuses its directory for
+  the new release (`+"`source.recycle`"+`, on by default). The floor deploys them too, and deletes
+  nothing.
 - **slipway**: %s, built by `+"`go build ./cmd/slipway`"+` (testutil.Slipway) from the checkout as
   it is, and run as `+"`slipway -c slipway.yml deploy production`"+` and `+"`slipway -c slipway.yml rollback production`"+`,
   default `+"`--parallel`"+` (`+strconv.Itoa(cli.DefaultParallel)+`), config: `+"`strategy: upload`"+` with `+"`source.repo`"+` set to the working clone

@@ -16,6 +16,10 @@ import (
 // The workloads, in the order the reports list them.
 var workloads = []string{"cold", "redeploy", "rollback"}
 
+// keepReleases is both tools' keep_releases; the measured redeploys find
+// that many releases on every host (see run).
+const keepReleases = 5
+
 var workloadTitle = map[string]string{
 	"cold":     "cold deploy (empty hosts)",
 	"redeploy": "redeploy after a one-file change",
@@ -85,7 +89,7 @@ func (b *bench) slipwayToolConfig(deployTo, name, source, extra string) tool {
 	}
 	config := fmt.Sprintf(`app: shop
 deploy_to: %s
-keep_releases: 5
+keep_releases: %d
 source:
   strategy: upload
   repo: %s
@@ -95,7 +99,7 @@ source:
 %sstages:
   production:
     hosts:
-%s`, deployTo, b.app.work, source, extra, hosts.String())
+%s`, deployTo, keepReleases, b.app.work, source, extra, hosts.String())
 	path := filepath.Join(b.confDir, "slipway"+strings.ReplaceAll(deployTo, "/", "-")+name+".yml")
 	must(b.sc, os.WriteFile(path, []byte(config), 0o644))
 	return tool{
@@ -132,7 +136,7 @@ set :application, "shop"
 set :repo_url, %q
 set :branch, "main"
 set :deploy_to, %q
-set :keep_releases, 5
+set :keep_releases, %d
 append :linked_dirs, "storage"
 # Every host sees this machine's /tmp; the deploy user's home is each
 # host's own, so the git wrapper goes there.
@@ -146,7 +150,7 @@ set :ssh_options, {
   user_known_hosts_file: %q,
   global_known_hosts_file: "/dev/null",
 }
-`, "file://"+b.app.bare, deployTo, filepath.Join(deployUser.HomeDir, ".capistrano-tmp"),
+`, "file://"+b.app.bare, deployTo, keepReleases, filepath.Join(deployUser.HomeDir, ".capistrano-tmp"),
 			filepath.Join(ssh, "config"), b.rsaKey, filepath.Join(ssh, "known_hosts")),
 	}
 	var servers strings.Builder
@@ -185,6 +189,19 @@ func (b *bench) run(reps int, tools ...tool) fleetResult {
 			b.expectLive(t.name, t.deployTo, b.app.build)
 			res.add(t.name, "cold", s)
 			logf("  %s", s)
+		}
+	}
+	// A full history, as on a fleet in use: keepReleases deploys, not
+	// measured, so that every measured redeploy is the one a team makes
+	// every day, whose cleanup deletes the oldest release (Capistrano)
+	// or whose new release reuses its directory (slipway's
+	// source.recycle). The floor deploys them too, and deletes nothing.
+	for i := range keepReleases {
+		b.app.change()
+		for _, t := range tools {
+			logf("%d hosts, %d files: %s deploy %d/%d to fill the history", len(b.fleet.Hosts), b.app.spec.Files, t.name, i+1, keepReleases)
+			t.deploy()
+			b.expectLive(t.name, t.deployTo, b.app.build)
 		}
 	}
 	live := b.app.build // the build every tool serves

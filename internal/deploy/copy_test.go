@@ -44,7 +44,7 @@ func TestPickFromManifest(t *testing.T) {
 // The copy's and the recycle's work files inside the new release are
 // names no app may ship.
 func TestCopyWorkFilesAreReserved(t *testing.T) {
-	for _, name := range []string{copyListName, copyListName + ".names", copyStatusName, copyDirsName, copyFilesName, reflinkProbe, recycleListing, recycleRemove, recycleNames} {
+	for _, name := range []string{copyListName, copyListName + ".names", copyStatusName, copyDirsName, copyFilesName, reflinkProbe, recycleListing, recycleRemove, recycleNames, recycleOdd} {
 		if !slices.Contains(source.Reserved, name) {
 			t.Errorf("%s is not in source.Reserved", name)
 		}

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"path"
 
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
@@ -109,11 +108,13 @@ func afterDeploy(st *State, id string) *State {
 }
 
 // Work files of a recycle, inside the new release (reserved names, see
-// source.Reserved); the listing of the old directory leaves them out.
+// source.Reserved), made before the old directory takes its place; the
+// listing is of the old directory, so they are in none.
 const (
 	recycleListing = ".slipway-recycle-listing"
 	recycleRemove  = ".slipway-recycle-remove"
 	recycleNames   = ".slipway-recycle-names"
+	recycleOdd     = ".slipway-recycle-odd"
 )
 
 // recycleScript fills release id, just made empty, with the entries of the
@@ -122,34 +123,39 @@ const (
 // above), where the host allows it, else copied (copyUnchanged). Before
 // the rename nothing has changed; after it, a failure leaves a directory
 // the create step's script removes.
+//
+// The listing of the old directory has a line per entry, its fields
+// separated by double quotes, which no plain name holds (the others are
+// listed apart, and removed): path, parent, type, change time. The name
+// in a manifest line is its second such field: an escaped name's holds a
+// backslash, so it is no plain path.
 func recycleScript(l layout.Layout, old, live, id string, pick *manifestPick, tar, listIn string) string {
 	a := copyArgs(l, live, id, listIn)
 	a["in_use"] = shell.Raw(inUseFunc)
 	a["old"], a["old_manifest"], a["old_history"] = l.ReleaseDir(old), l.ManifestFile(old), l.HistoryFile(old)
 	a["cond"], a["lines"] = shell.Raw(pick.cond("FNR")), pick.lines
-	a["listing"] = path.Join(l.ReleaseDir(id), recycleListing)
-	a["remove"] = path.Join(l.ReleaseDir(id), recycleRemove)
-	a["names"] = path.Join(l.ReleaseDir(id), recycleNames)
-	a["listing_name"], a["remove_name"], a["names_name"] = recycleListing, recycleRemove, recycleNames
+	// The work files, made in the old directory before it moves: named
+	// relative to it, then to the new release.
+	a["listing"], a["remove"], a["names"], a["odd"] = "./"+recycleListing, "./"+recycleRemove, "./"+recycleNames, "./"+recycleOdd
 	a["copy"] = shell.Raw(copyUnchanged(l, live, id, false, pick, tar, listIn))
 	return shell.Script(`{{in_use}}o={{old}}
 if [ -d "$o" ] && [ ! -L "$o" ] && [ -f {{old_manifest}} ] && ! in_use "$o" && u=$(id -u) &&
-  f=$(find "$o" \( ! -user "$u" -o -type d ! -perm -u=rwx \) -print -quit 2>&1) && [ -z "$f" ] &&
-  m=$(find {{old_manifest}} -printf '%C@') && [ -n "$m" ]; then
+  m=$(find {{old_manifest}} -printf '%C@') && [ -n "$m" ] &&
+  f=$(find "$o" -maxdepth 0 \( ! -user "$u" -o ! -perm -u=rwx \) -print 2>&1) && [ -z "$f" ] &&
+  (cd -- "$o" && : > {{remove}} && : > {{names}} && : > {{odd}} &&
+    LC_ALL=C find . -mindepth 1 -depth ! -path {{listing}} ! -path {{remove}} ! -path {{names}} ! -path {{odd}} \( \( \( ! -user "$u" -o -type d ! -perm -u=rwx \) -printf 'foreign\n' -quit \) -o \
+      \( \( -path '*[! -~]*' -o -path '*["\\]*' \) -fprint0 {{odd}} \) -o -printf '%P"%h"%y"%C@\n' \) > {{listing}} 2>/dev/null &&
+    ! grep -qx foreign {{listing}} || { rm -f -- {{listing}} {{remove}} {{names}} {{odd}}; exit 1; }); then
   mv -T -- "$o" {{release}} && rm -f -- {{old_history}} && cd -- {{release}} || exit
-  LC_ALL=C find . -mindepth 1 \( -name '*[! -~]*' -o -name '*["\\]*' \) -prune -print0 | xargs -0 -r rm -rf -- || exit
-  : > {{remove}} && : > {{names}} &&
-  LC_ALL=C find . -mindepth 1 -depth ! -path ./{{listing_name}} ! -path ./{{remove_name}} ! -path ./{{names_name}} -printf '%C@ %y %P\n' > {{listing}} || exit
-  LC_ALL=C awk -v m="$m" -v remove={{remove}} -v names={{names}} -v lines={{lines}} '
-    function name(s) { s = substr(s, index(s, "\"") + 1); return substr(s, 1, index(s, "\"") - 1) }
-    FILENAME == ARGV[1] { if ({{cond}}) { p = name($0); want[p] = $0; order[++n] = p } next }
-    FILENAME == ARGV[2] { if (FNR > 1) had[name($0)] = $0; next }
+  xargs -0 -r rm -rf -- < {{odd}} || exit
+  LC_ALL=C awk -F '"' -v m="$m" -v remove={{remove}} -v names={{names}} -v lines={{lines}} '
+    FILENAME == ARGV[1] { if ({{cond}}) { want[$2] = $0; order[++n] = $2 } next }
+    FILENAME == ARGV[2] { if (FNR > 1) had[$2] = $0; next }
     {
-      c = $1; y = $2; p = substr($0, length(c) + length(y) + 3)
-      if ((p in want) && (p in had) && had[p] == want[p] && substr(want[p], 1, 1) == y && c + 0 < m - 0.001) {
-        keep[p] = 1
-        for (q = p; match(q, /\/[^\/]*$/); ) { q = substr(q, 1, RSTART - 1); if (q in need) break; need[q] = 1 }
-      } else if (!(y == "d" && (p in need))) print p > remove
+      p = $1
+      if ((p in want) && (p in had) && had[p] == want[p] && substr(want[p], 1, 1) == $3 && $4 + 0 < m - 0.001) keep[p] = 1
+      else if (!($3 == "d" && (p in need))) { print p > remove; next }
+      if ($2 != ".") need[substr($2, 3)] = 1
     }
     END {
       if (n != lines) { print "the live release'"'"'s manifest changed during the deploy; deploy again" > "/dev/stderr"; exit 1 }
@@ -157,7 +163,7 @@ if [ -d "$o" ] && [ ! -L "$o" ] && [ -f {{old_manifest}} ] && ! in_use "$o" && u
     }' {{live_manifest}} {{old_manifest}} {{listing}} || exit
   tr '\n' '\000' < {{remove}} | xargs -0 -r rm -rf -- || exit
   tr '\n' '\000' < {{names}} > {{list}} && {{list_in}} >> {{list}} || exit
-  rm -f -- {{listing}} {{remove}} {{names}} {{old_manifest}} && cd -- {{live}} || exit
+  rm -f -- {{listing}} {{remove}} {{names}} {{odd}} {{old_manifest}} && cd -- {{live}} || exit
   `+copyListed(false, tar)+`
 else
   {{copy}}

@@ -180,7 +180,7 @@ func TestRecycledReleaseIsTheNewTree(t *testing.T) {
 			t.Errorf("%s is still there", gone)
 		}
 	}
-	for _, f := range []string{recycleListing, recycleRemove, recycleNames, copyListName} {
+	for _, f := range []string{recycleListing, recycleRemove, recycleNames, recycleOdd, copyListName} {
 		if _, err := os.Lstat(filepath.Join(release, f)); err == nil {
 			t.Errorf("work file %s left in the release", f)
 		}

@@ -213,7 +213,7 @@ type Extra struct {
 // too.
 var Reserved = []string{".slipway-manifest", ".slipway-manifest-patch", ".slipway-check", ".slipway-pack",
 	".slipway-copy-list", ".slipway-copy-list.names", ".slipway-copy-status", ".slipway-copy-dirs", ".slipway-copy-files",
-	".slipway-reflink-probe", ".slipway-recycle-listing", ".slipway-recycle-remove", ".slipway-recycle-names"}
+	".slipway-reflink-probe", ".slipway-recycle-listing", ".slipway-recycle-remove", ".slipway-recycle-names", ".slipway-recycle-odd"}
 
 // WriteTarOf writes the given entries of the tree, then extra files, as a
 // tar stream. Owners are left out, so files belong to whoever extracts
