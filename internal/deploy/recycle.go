@@ -1,7 +1,6 @@
 package deploy
 
 import (
-
 	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
