@@ -20,9 +20,11 @@ import (
 //   - an entry stays only when the old release's manifest line for it
 //     (type, mode, size, SHA-256, name, link target) is the live one's,
 //     and it has not changed since the old release's manifest was written
-//     (its ctime, which no one can set back, is older): so an entry the
-//     app or a hook wrote, chmodded or replaced afterwards is taken from
-//     the live release again, like any other;
+//     (its ctime, which no one can set back, is older than the
+//     manifest's by more than a millisecond: anything within one tick of
+//     the clock counts as changed): so an entry the app or a hook wrote,
+//     chmodded or replaced afterwards is taken from the live release
+//     again, like any other;
 //   - everything else in the old directory goes: files the app wrote at
 //     run time, shared links, names the manifests do not hold plainly;
 //     directories stay where something under them stays;
@@ -38,10 +40,10 @@ import (
 //   - the candidate went live (so it passed its verify), is neither the
 //     live release nor the rollback target, before this deploy or after
 //     it (so recycling needs keep_releases of 3 or more), and the host
-//     confirms that its
-//     directory and manifest are there, that no process uses it (as
-//     cleanup checks), and that the deploy user owns every entry and can
-//     write every directory in it, so the removals cannot fail halfway.
+//     confirms that its directory and manifest are there, that no process
+//     uses it (as cleanup checks), and that the deploy user owns every
+//     entry and can write every directory in it, so the removals cannot
+//     fail halfway.
 //
 // The cost of a failure: a deploy that fails after recycling leaves one
 // release fewer (the oldest, which its success would have deleted), and
