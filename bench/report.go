@@ -430,8 +430,9 @@ shows under *kernel* in the table below.)
   the deploy user, which the hosts can read.
 - **A one-file change**: one line of %s (%s), committed and pushed before each redeploy.
 - **A full history**: after the cold deploy, each tool deploys `+"`keep_releases`"+` more builds
-  (not measured) before the measured redeploys, so that these are the redeploys a team makes every
-  day: Capistrano's cleanup deletes the oldest release in each, slipway reuses its directory for
+  (not measured) before the measured redeploys, and one more after each measured rollback (the
+  release rolled back from counts for neither tool's `+"`keep_releases`"+`), so that every measured
+  redeploy is one a team makes every day: Capistrano's cleanup deletes the oldest release in each, slipway reuses its directory for
   the new release (`+"`source.recycle`"+`, on by default). The floor deploys them too, and deletes
   nothing.
 - **slipway**: %s, built by `+"`go build ./cmd/slipway`"+` (testutil.Slipway) from the checkout as

@@ -170,9 +170,10 @@ set :ssh_options, {
 }
 
 // run measures tools on the fleet, reps times each: cold deploys on
-// emptied hosts, then rounds of (one-file change, deploy, rollback), each
-// round starting from the release of the cold deploy, live again after
-// the previous round's rollback. The order of the tools alternates from
+// emptied hosts, then, once each tool has deployed keep_releases more
+// builds (a full history), rounds of (one-file change, deploy, rollback),
+// each round after the first starting with one more build deployed, so
+// that every measured redeploy finds the history full. The order of the tools alternates from
 // one repetition to the next, so that neither always runs on a warmer page
 // cache.
 func (b *bench) run(reps int, tools ...tool) fleetResult {
@@ -196,16 +197,25 @@ func (b *bench) run(reps int, tools ...tool) fleetResult {
 	// every day, whose cleanup deletes the oldest release (Capistrano)
 	// or whose new release reuses its directory (slipway's
 	// source.recycle). The floor deploys them too, and deletes nothing.
-	for i := range keepReleases {
-		b.app.change()
-		for _, t := range tools {
-			logf("%d hosts, %d files: %s deploy %d/%d to fill the history", len(b.fleet.Hosts), b.app.spec.Files, t.name, i+1, keepReleases)
-			t.deploy()
-			b.expectLive(t.name, t.deployTo, b.app.build)
+	fill := func(n int, why string) {
+		for i := range n {
+			b.app.change()
+			for _, t := range tools {
+				logf("%d hosts, %d files: %s deploy %d/%d %s", len(b.fleet.Hosts), b.app.spec.Files, t.name, i+1, n, why)
+				t.deploy()
+				b.expectLive(t.name, t.deployTo, b.app.build)
+			}
 		}
 	}
-	live := b.app.build // the build every tool serves
+	fill(keepReleases, "to fill the history")
 	for i := range reps {
+		if i > 0 {
+			// The release rolled back from counts for neither tool's
+			// keep_releases: one more build makes the history full
+			// again.
+			fill(1, "after the rollback, to fill the history again")
+		}
+		live := b.app.build // the build every tool serves
 		b.app.change()
 		for _, t := range ordered(i) {
 			logf("%d hosts, %d files: %s redeploy %d/%d", len(b.fleet.Hosts), b.app.spec.Files, t.name, i+1, reps)

@@ -336,3 +336,36 @@ func TestRecycleChoice(t *testing.T) {
 		})
 	}
 }
+
+// TestRecycleAfterARollback: the rounds of a fleet in use (deploy, roll
+// back, deploy again) keep recycling where cleanup would delete: the
+// release rolled back from stays in history and counts for no
+// keep_releases, so the deploy after a rollback recycles only once the
+// deployed releases exceed keep_releases again.
+func TestRecycleAfterARollback(t *testing.T) {
+	dir := t.TempDir()
+	opts := localStage(t, dir, &host.Local{})
+	opts.Config.KeepReleases = 3
+	recycleSite(t, opts.Config.Source.Path)
+	releases := filepath.Join(dir, "deploy", "releases")
+	var deployed []string // went live and not rolled back from, oldest first
+	for _, v := range []string{"v1", "v2", "v3"} {
+		deployed = append(deployed, deployVersion(t, opts, v))
+	}
+	for round := range 3 {
+		// Back to a full history, then the deploy rolled back from.
+		if round > 0 {
+			deployed = append(deployed, deployVersion(t, opts, fmt.Sprintf("fill %d", round)))
+		}
+		oldest := deployed[0]
+		before := inode(t, filepath.Join(releases, oldest))
+		id := deployVersion(t, opts, fmt.Sprintf("round %d", round))
+		if inode(t, filepath.Join(releases, id)) != before {
+			t.Errorf("round %d: %s did not recycle %s", round+1, id, oldest)
+		}
+		deployed = deployed[1:]
+		if _, err := Rollback(context.Background(), opts, RollbackOptions{}); err != nil {
+			t.Fatalf("round %d: rollback: %v", round+1, err)
+		}
+	}
+}
