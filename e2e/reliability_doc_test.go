@@ -153,8 +153,11 @@ func reliabilityDoc(rows []matrixRow, classes []struct{ name, intro string }) st
 const docIntro = `Every fault hits a real deploy (or rollback) of the slipway binary against real OpenSSH
 servers: three hosts on loopback, each in its own mount namespace with its own ~/srv~. The
 stage has shared data (~storage/~, ~.env~), a ~before_switch~ hook that writes the release id
-into the release, ~after_switch~ and ~after_rollback~ hooks, and a health check. Right after
-every fault the suite checks on every host:
+into the release, ~after_switch~ and ~after_rollback~ hooks, and a health check. It keeps three
+releases (~keep_releases: 3~), so from its third deploy on every deploy makes its release in the
+directory of the release cleanup would delete (~source.recycle~): a run that fails after that
+leaves that one release fewer, never the live release or the rollback target, and the checks
+allow exactly that. Right after every fault the suite checks on every host:
 
 - ~current~ is a symlink to ~releases/<id>~ that resolves to a complete release: the one live
   before, byte for byte as it was, or the new one with every shipped file byte for byte, the
