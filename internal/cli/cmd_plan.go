@@ -68,7 +68,7 @@ func printPlan(w io.Writer, opts deploy.Options, plan *deploy.Plan) {
 		}
 		switch h.Upload {
 		case "delta":
-			fmt.Fprintf(w, "  upload: delta: %d sent (%s), %d copied on the host, %d removed\n", len(h.Send), ui.HumanBytes(h.SendBytes), h.Copy, h.Removed)
+			fmt.Fprintf(w, "  upload: delta: %d sent (%s), %d unchanged on the host, %d removed\n", len(h.Send), ui.HumanBytes(h.SendBytes), h.Copy, h.Removed)
 		case "full":
 			fmt.Fprintf(w, "  upload: full: %d entries (%s)", len(h.Send), ui.HumanBytes(h.SendBytes))
 			if !h.ManifestOK && h.Live != "" {

@@ -40,7 +40,7 @@ type Event struct {
 type UploadStats struct {
 	Delta   bool  // only the changes were sent
 	Entries int   // entries sent
-	Copied  int   // delta: entries copied on the host from the live release
+	Copied  int   // delta: unchanged entries, copied on the host from the live release or kept in a recycled one
 	Removed int   // delta: entries of the live release left out
 	Bytes   int64 // bytes on the wire
 	// Compression is how the stream was compressed: "gzip", "zstd", or

@@ -12,7 +12,7 @@ type HostPlan struct {
 	Host      string   `json:"host"`
 	Live      string   `json:"live"`
 	Upload    string   `json:"upload"` // "full", "delta", "git export" or "none" (no_release)
-	Copy      int      `json:"copy"`   // entries copied on the host from the live release
+	Copy      int      `json:"copy"`   // unchanged entries, copied on the host from the live release or kept in a recycled one
 	Send      []string `json:"send"`   // entries sent (added or changed)
 	SendBytes int64    `json:"send_bytes"`
 	Removed   int      `json:"removed"`

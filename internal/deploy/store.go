@@ -280,7 +280,7 @@ func (s storeUploadStep) Run(ctx context.Context, t *Target) error {
 	}
 	kind := "full"
 	if u.plan != nil {
-		kind = fmt.Sprintf("delta (%d copied on the host, %d removed)", len(u.plan.delta.Copy), u.plan.delta.Removed)
+		kind = fmt.Sprintf("delta (%d unchanged on the host, %d removed)", len(u.plan.delta.Copy), u.plan.delta.Removed)
 	}
 	d.emit(Event{Kind: Info, Host: t.Name(), Step: "upload", Bytes: sent.n.Load(),
 		Line: fmt.Sprintf("%s upload from the artifact store: %d entries, pack %s of %d bytes downloaded by the host with %s", kind, len(u.files), short(p.sum), p.size, t.State.Fetcher)})

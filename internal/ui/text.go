@@ -90,7 +90,7 @@ func infoLine(e deploy.Event) string {
 	if !u.Delta {
 		return fmt.Sprintf("full upload: %d entries, %s sent%s", u.Entries, HumanBytes(u.Bytes), how)
 	}
-	return fmt.Sprintf("delta upload: %d copied on the host, %d sent, %d removed, %s sent%s", u.Copied, u.Entries, u.Removed, HumanBytes(u.Bytes), how)
+	return fmt.Sprintf("delta upload: %d unchanged on the host, %d sent, %d removed, %s sent%s", u.Copied, u.Entries, u.Removed, HumanBytes(u.Bytes), how)
 }
 
 // HumanBytes prints a byte count the way people read it.
