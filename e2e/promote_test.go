@@ -78,36 +78,7 @@ func (p *promotion) liveOn(hosts []*testutil.Host) string {
 // content (or link target), by path.
 func releaseTree(t *testing.T, h *testutil.Host) map[string]string {
 	t.Helper()
-	root := h.Path(deployTo + "/releases/" + live(t, h))
-	tree := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == root {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			tree[rel] = "link " + target
-			return err
-		case d.IsDir():
-			tree[rel] = fmt.Sprintf("dir %o", info.Mode().Perm())
-		default:
-			data, err := os.ReadFile(p)
-			sum := sha256.Sum256(data)
-			tree[rel] = fmt.Sprintf("file %o %s", info.Mode().Perm(), hex.EncodeToString(sum[:]))
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tree
+	return testutil.Tree(t, h.Path(deployTo+"/releases/"+live(t, h)))
 }
 
 // sameTrees asserts the live releases of hosts hold the same entries,

@@ -2,9 +2,7 @@ package deploy
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,41 +13,8 @@ import (
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/source"
+	"github.com/slipway-deploy/slipway/internal/testutil"
 )
-
-// treeOf describes every entry under dir: type, mode, content or link
-// target, by path.
-func treeOf(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			out[rel] = "link " + target
-			return err
-		case d.IsDir():
-			out[rel] = fmt.Sprintf("dir %o", info.Mode().Perm())
-		default:
-			b, err := os.ReadFile(p)
-			out[rel] = fmt.Sprintf("file %o %x", info.Mode().Perm(), sha256.Sum256(b))
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 func inode(t *testing.T, p string) uint64 {
 	t.Helper()
@@ -58,6 +23,17 @@ func inode(t *testing.T, p string) uint64 {
 		t.Fatal(err)
 	}
 	return info.Sys().(*syscall.Stat_t).Ino
+}
+
+// recycleStage is a local stage keeping 3 releases of recycleSite, and its
+// releases directory.
+func recycleStage(t *testing.T) (Options, string) {
+	t.Helper()
+	dir := t.TempDir()
+	opts := localStage(t, dir, &host.Local{})
+	opts.Config.KeepReleases = 3
+	recycleSite(t, opts.Config.Source.Path)
+	return opts, filepath.Join(dir, "deploy", "releases")
 }
 
 // recycleSite is an app of many entries: nested directories (one with its
@@ -158,8 +134,8 @@ func TestRecycledReleaseIsTheNewTree(t *testing.T) {
 	if inode(t, filepath.Join(release, "src/mod0/file00.php")) != kept {
 		t.Errorf("an unchanged file was copied again")
 	}
-	want := treeOf(t, site)
-	got := treeOf(t, release)
+	want := testutil.Tree(t, site)
+	got := testutil.Tree(t, release)
 	if got["storage"] != "link ../../shared/storage" {
 		t.Errorf("storage is %q, want the shared link", got["storage"])
 	}
@@ -232,8 +208,8 @@ func TestRecycleFallsBackToACopy(t *testing.T) {
 			if inode(t, filepath.Join(releases, id)) == oldDir {
 				t.Fatalf("%s recycled", oldest)
 			}
-			want := treeOf(t, opts.Config.Source.Path)
-			got := treeOf(t, filepath.Join(releases, id))
+			want := testutil.Tree(t, opts.Config.Source.Path)
+			got := testutil.Tree(t, filepath.Join(releases, id))
 			delete(got, "REVISION")
 			if len(got) != len(want) {
 				t.Errorf("%d entries in the release, want %d", len(got), len(want))
@@ -255,11 +231,7 @@ func TestRecycleFallsBackToACopy(t *testing.T) {
 // release fewer, the oldest, and never the rollback target; once a deploy
 // went live again, the next recycles again.
 func TestRecycleAfterAFailure(t *testing.T) {
-	dir := t.TempDir()
-	opts := localStage(t, dir, &host.Local{})
-	opts.Config.KeepReleases = 3
-	recycleSite(t, opts.Config.Source.Path)
-	releases := filepath.Join(dir, "deploy", "releases")
+	opts, releases := recycleStage(t)
 	v1 := deployVersion(t, opts, "v1")
 	v2 := deployVersion(t, opts, "v2")
 	v3 := deployVersion(t, opts, "v3")
@@ -343,11 +315,7 @@ func TestRecycleChoice(t *testing.T) {
 // keep_releases, so the deploy after a rollback recycles only once the
 // deployed releases exceed keep_releases again.
 func TestRecycleAfterARollback(t *testing.T) {
-	dir := t.TempDir()
-	opts := localStage(t, dir, &host.Local{})
-	opts.Config.KeepReleases = 3
-	recycleSite(t, opts.Config.Source.Path)
-	releases := filepath.Join(dir, "deploy", "releases")
+	opts, releases := recycleStage(t)
 	var deployed []string // went live and not rolled back from, oldest first
 	for _, v := range []string{"v1", "v2", "v3"} {
 		deployed = append(deployed, deployVersion(t, opts, v))
