@@ -72,9 +72,11 @@ func (s createReleaseStep) build(t *Target, embed bool) (script string, stdin io
 		} else {
 			stdin = copyList(listed)
 		}
-		copy := copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, plan.pick, t.State.Tar, listIn)
+		var copy string
 		if old := s.d.recycleCandidate(t); old != "" {
 			copy = recycleScript(l, old, t.State.Current, s.d.releaseID, plan.pick, t.State.Tar, listIn)
+		} else {
+			copy = copyUnchanged(l, t.State.Current, s.d.releaseID, s.d.opts.Config.Source.Hardlink, plan.pick, t.State.Tar, listIn)
 		}
 		fill += " && (\n" + copy + "\n)"
 	}
