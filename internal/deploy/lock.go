@@ -140,6 +140,12 @@ const (
 // looks again for the owner of a lock that has none yet.
 const ownerWaitTries = 30
 
+// goneTries is how often the lock script tries again when its mkdir failed
+// and no lock is there: each time, another run released a lock (or slipway
+// unlock removed it) in between, so the count is bounded by the runs that
+// race; a mkdir that fails for want of permission fails every time.
+const goneTries = 20
+
 // acquireScript takes the lock. The owner file is written under another
 // name and renamed into place, so a reader sees no owner or the whole of
 // it, never half. A run that finds a lock just made, its owner not yet in
@@ -150,7 +156,9 @@ const ownerWaitTries = 30
 // at all (no permission) is a failure with mkdir's reason, never taken
 // for someone else's lock; a lock that was there when mkdir failed and is
 // gone the moment after (released, or removed by slipway unlock) is tried
-// again. From the mkdir until the owner is in place the
+// again, as is a deploy directory made by another run and removed again
+// by its release (it had made it on a fresh host) between this run's
+// mkdir -p and its mkdir of the lock. From the mkdir until the owner is in place the
 // script ignores the signals that stop a cancelled command (until SIGKILL,
 // seconds later): stopped in between, it would leave a lock without an
 // owner, which no run could tell from a live one.
@@ -158,7 +166,6 @@ func acquireScript(l layout.Layout, owner []byte, token string) string {
 	return shell.Script(`umask 022
 [ -d {{deploy_to}} ] || echo {{created_deploy_to}}
 [ -d {{meta}} ] || echo {{created_meta}}
-mkdir -p -- {{meta}} || exit
 tries=0 gone=0
 while :; do
 trap '' TERM INT HUP
@@ -176,11 +183,11 @@ if why=$(mkdir -p -- {{meta}} && mkdir -- {{lock}} 2>&1); then
   # which waits for that owner. Else (a full disk): remove the lock made,
   # and say why.
   if [ ! -d {{lock}} ]; then
-    gone=$((gone + 1)); [ "$gone" -le 3 ] && continue
+    gone=$((gone + 1)); [ "$gone" -le {{gone}} ] && continue
   elif [ -s {{file}} ]; then
     head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}
   elif [ ! -e {{tmp}} ]; then
-    gone=$((gone + 1)); [ "$gone" -le 3 ] && continue
+    gone=$((gone + 1)); [ "$gone" -le {{gone}} ] && continue
   else
     rm -rf -- {{lock}}
   fi
@@ -188,7 +195,7 @@ if why=$(mkdir -p -- {{meta}} && mkdir -- {{lock}} 2>&1); then
 fi
 trap - TERM INT HUP
 if [ ! -d {{lock}} ]; then
-  gone=$((gone + 1)); [ "$gone" -le 3 ] && continue
+  gone=$((gone + 1)); [ "$gone" -le {{gone}} ] && continue
   echo "$why" >&2; exit 1
 fi
 if [ -s {{file}} ] || [ "$tries" -ge {{tries}} ]; then head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}; fi
@@ -197,7 +204,7 @@ done`, shell.Args{
 		"deploy_to": l.DeployTo, "created_deploy_to": createdDeployTo, "created_meta": createdMeta,
 		"meta": l.MetaDir(), "lock": l.LockDir(), "owner": string(owner),
 		"tmp": l.LockOwnerFile() + "." + token + ".tmp", "file": l.LockOwnerFile(),
-		"tries": ownerWaitTries, "locked": lockedStatus,
+		"tries": ownerWaitTries, "gone": goneTries, "locked": lockedStatus,
 	})
 }
 

@@ -3,7 +3,9 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +79,56 @@ func TestAcquireRace(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(l.LockDir()); err != nil || len(entries) != 1 || entries[0].Name() != "owner.json" {
 		t.Errorf("lock directory holds %v (%v), want only owner.json", entries, err)
+	}
+}
+
+// TestAcquireOnAFreshHostWhileOthersRelease: on a host with no deploy
+// directory, runs that lose the race for the lock release it at once and
+// remove the directories they made (as a run that stops before it made a
+// release does). A run whose mkdir -p meets such a removal, of the deploy
+// directory it had just found there, tries again rather than failing:
+// here another goroutine makes and removes the two directories every
+// 50 µs while the run takes the lock, again and again.
+func TestAcquireOnAFreshHostWhileOthersRelease(t *testing.T) {
+	l := layout.Layout{DeployTo: filepath.Join(t.TempDir(), "srv", "app")}
+	if err := os.MkdirAll(filepath.Dir(l.DeployTo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	churned := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				churned <- n
+				return
+			default:
+			}
+			if os.Mkdir(l.DeployTo, 0o755) == nil && os.Mkdir(l.MetaDir(), 0o755) == nil {
+				n++
+			}
+			time.Sleep(50 * time.Microsecond)
+			if os.Remove(l.MetaDir()) == nil {
+				_ = os.Remove(l.DeployTo)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	ex := host.NewLocal()
+	for r := range 150 {
+		owner := LockOwner{User: "u", Machine: "m", PID: 1000, Command: "deploy production", Token: fmt.Sprintf("tok%d", r)}
+		if _, err := acquire(context.Background(), ex, l, owner, ""); err != nil {
+			t.Errorf("take %d: %v", r, err)
+			continue
+		}
+		if _, err := ex.Exec(context.Background(), host.Command{Script: releaseScript(l, owner.Token, nil)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if n := <-churned; n == 0 {
+		t.Error("the directories were never made and removed beside the runs")
 	}
 }
 
