@@ -3,8 +3,8 @@ package deploy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +14,7 @@ import (
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
 	"github.com/slipway-deploy/slipway/internal/layout"
+	"github.com/slipway-deploy/slipway/internal/shell"
 )
 
 func TestLockStale(t *testing.T) {
@@ -85,50 +86,47 @@ func TestAcquireRace(t *testing.T) {
 // TestAcquireOnAFreshHostWhileOthersRelease: on a host with no deploy
 // directory, runs that lose the race for the lock release it at once and
 // remove the directories they made (as a run that stops before it made a
-// release does). A run whose mkdir -p meets such a removal, of the deploy
-// directory it had just found there, tries again rather than failing:
-// here another goroutine makes and removes the two directories every
-// 50 µs while the run takes the lock, again and again.
+// release does). A run whose mkdir meets such a removal, of the deploy
+// directory it had just found there, fails with "No such file or
+// directory"; it must try again, not fail the deploy. Here mkdir is a
+// wrapper that, the first few times it is asked for slipway's directory
+// or the lock, removes both directories and fails as the real one then
+// does, more often than any one release could.
 func TestAcquireOnAFreshHostWhileOthersRelease(t *testing.T) {
-	l := layout.Layout{DeployTo: filepath.Join(t.TempDir(), "srv", "app")}
-	if err := os.MkdirAll(filepath.Dir(l.DeployTo), 0o755); err != nil {
+	dir := t.TempDir()
+	l := layout.Layout{DeployTo: filepath.Join(dir, "srv", "app")}
+	realMkdir, err := exec.LookPath("mkdir")
+	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	churned := make(chan int)
-	go func() {
-		n := 0
-		for {
-			select {
-			case <-stop:
-				churned <- n
-				return
-			default:
-			}
-			if os.Mkdir(l.DeployTo, 0o755) == nil && os.Mkdir(l.MetaDir(), 0o755) == nil {
-				n++
-			}
-			time.Sleep(50 * time.Microsecond)
-			if os.Remove(l.MetaDir()) == nil {
-				_ = os.Remove(l.DeployTo)
-			}
-			time.Sleep(50 * time.Microsecond)
-		}
-	}()
-	ex := host.NewLocal()
-	for r := range 150 {
-		owner := LockOwner{User: "u", Machine: "m", PID: 1000, Command: "deploy production", Token: fmt.Sprintf("tok%d", r)}
-		if _, err := acquire(context.Background(), ex, l, owner, ""); err != nil {
-			t.Errorf("take %d: %v", r, err)
-			continue
-		}
-		if _, err := ex.Exec(context.Background(), host.Command{Script: releaseScript(l, owner.Token, nil)}); err != nil {
-			t.Fatal(err)
-		}
+	bin, count := filepath.Join(dir, "bin"), filepath.Join(dir, "removed")
+	wrapper := shell.Script(`#!/bin/sh
+for last; do :; done
+if { [ "$last" = {{meta}} ] || [ "$last" = {{lock}} ]; } && [ "$(wc -c < {{count}})" -lt {{times}} ]; then
+  printf x >> {{count}}
+  rmdir {{meta}} {{deploy_to}} 2>/dev/null
+  echo "mkdir: cannot create directory '$last': No such file or directory" >&2
+  exit 1
+fi
+exec {{mkdir}} "$@"
+`, shell.Args{"meta": l.MetaDir(), "lock": l.LockDir(), "deploy_to": l.DeployTo, "count": count, "times": 8, "mkdir": realMkdir})
+	writeFile(t, filepath.Join(bin, "mkdir"), wrapper)
+	writeFile(t, count, "")
+	if err := os.Chmod(filepath.Join(bin, "mkdir"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	close(stop)
-	if n := <-churned; n == 0 {
-		t.Error("the directories were never made and removed beside the runs")
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if err := os.MkdirAll(l.MetaDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acquire(context.Background(), host.NewLocal(), l, LockOwner{User: "u", Machine: "m", Token: "t1"}, ""); err != nil {
+		t.Fatalf("the lock was not taken: %v", err)
+	}
+	if removed, _ := os.ReadFile(count); len(removed) != 8 {
+		t.Errorf("the directories were removed %d times, want 8", len(removed))
+	}
+	if owner, err := os.ReadFile(l.LockOwnerFile()); err != nil || !strings.Contains(string(owner), `"token":"t1"`) {
+		t.Errorf("the lock's owner: %q, %v; want the run's", owner, err)
 	}
 }
 
