@@ -69,14 +69,23 @@ func TestHostOptions(t *testing.T) {
 	}
 
 	// A job left running is in its host's PID namespace and no other's,
-	// and once it ends the host's init reaps it: no zombie is left.
-	f.Hosts[0].Run(t, "setsid sleep 1 </dev/null >/dev/null 2>&1 &")
+	// and once it ends the host's init reaps it: no zombie is left. The
+	// job runs until it is killed, so a busy machine cannot end it before
+	// it is looked for.
+	f.Hosts[0].Run(t, "setsid sleep 600 </dev/null >/dev/null 2>&1 &")
+	var job []string
+	for deadline := time.Now().Add(10 * time.Second); len(job) == 0 && time.Now().Before(deadline); {
+		if job = strings.Fields(f.Hosts[0].Run(t, "pgrep -x sleep || true")); len(job) == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if len(job) == 0 {
+		t.Fatalf("host1 does not see its own job")
+	}
 	if got := f.Hosts[1].Run(t, "pgrep -x sleep || true"); got != "" {
 		t.Errorf("host2 sees host1's job: pgrep -x sleep = %q", got)
 	}
-	if got := f.Hosts[0].Run(t, "pgrep -x sleep || true"); got == "" {
-		t.Errorf("host1 does not see its own job")
-	}
+	f.Hosts[0].Run(t, "kill "+strings.Join(job, " "))
 	deadline := time.Now().Add(10 * time.Second)
 	for f.Hosts[0].Run(t, "ps -eo stat=,comm= | grep sleep || true") != "" {
 		if time.Now().After(deadline) {
