@@ -99,7 +99,7 @@ func TestAcquireOnAFreshHostWhileOthersRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin, count := filepath.Join(dir, "bin"), filepath.Join(dir, "removed")
+	count := filepath.Join(dir, "removed")
 	wrapper := shell.Script(`#!/bin/sh
 for last; do :; done
 if { [ "$last" = {{meta}} ] || [ "$last" = {{lock}} ]; } && [ "$(wc -c < {{count}})" -lt {{times}} ]; then
@@ -110,12 +110,8 @@ if { [ "$last" = {{meta}} ] || [ "$last" = {{lock}} ]; } && [ "$(wc -c < {{count
 fi
 exec {{mkdir}} "$@"
 `, shell.Args{"meta": l.MetaDir(), "lock": l.LockDir(), "deploy_to": l.DeployTo, "count": count, "times": 8, "mkdir": realMkdir})
-	writeFile(t, filepath.Join(bin, "mkdir"), wrapper)
 	writeFile(t, count, "")
-	if err := os.Chmod(filepath.Join(bin, "mkdir"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	shimOnPath(t, "mkdir", wrapper)
 	if err := os.MkdirAll(l.MetaDir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
