@@ -215,21 +215,21 @@ type inspectAsk struct {
 
 // recordsAwk prints a record line for each file it is given: a release's
 // metadata ("meta NAME ..."), the lock's owner ("lock ...") or a refreshed
-// expiry ("lock-expires TOKEN ..."), with the file's first 64 KiB on the
-// line, its newlines made spaces, so no file can start a record of its
-// own. One awk for all of them, where a head and a tr per file cost a
+// expiry ("lock-expires TOKEN ..."), with the file's beginning on the
+// line (maxRecordFile, the awk's max), its newlines made spaces, so no
+// file can start a record of its own. One awk for all of them, where a head and a tr per file cost a
 // host two processes for each release it keeps; a host without awk
 // reads them that way.
 const recordsAwk = `BEGIN {
   for (i = 1; i < ARGC; i++) {
     f = ARGV[i]; s = ""
-    while (length(s) < 65536 && (getline line < f) > 0) s = s line " "
+    while (length(s) < max && (getline line < f) > 0) s = s line " "
     close(f)
     n = f; sub(/.*\//, "", n)
     if (f ~ /\/lock\/owner\.json$/) printf "lock "
     else if (f ~ /\/lock\/expires\./) { sub(/^expires\./, "", n); printf "lock-expires %s ", n }
     else printf "meta %s ", n
-    print substr(s, 1, 65536)
+    print substr(s, 1, max)
   }
 }`
 
@@ -243,7 +243,7 @@ func inspectScript(l layout.Layout, ask inspectAsk) string {
 	args := shell.Args{
 		"deploy_to": l.DeployTo, "current": l.Current, "releases": l.Releases, "meta": layout.MetaDir,
 		"id_glob": shell.Raw(strings.Repeat("[0-9]", len(layout.ReleaseIDFormat))),
-		"records": recordsAwk,
+		"records": recordsAwk, "max": maxRecordFile,
 	}
 	// What the host has comes first: it holds for a host without the
 	// deploy directory too (a plan of a first deploy).
@@ -265,8 +265,8 @@ set --
 for f in {{meta}}/releases/*.json; do [ -f "$f" ] && set -- "$@" "$f"; done
 if [ -f {{meta}}/lock/owner.json ]; then set -- "$@" {{meta}}/lock/owner.json; elif [ -d {{meta}}/lock ]; then echo 'lock {}'; fi
 for f in {{meta}}/lock/expires.*; do case $f in *.tmp) ;; *) [ -f "$f" ] && set -- "$@" "$f";; esac; done
-if [ $# -eq 0 ]; then :; elif command -v awk >/dev/null 2>&1; then awk {{records}} "$@"
-else for f; do case $f in */lock/owner.json) printf 'lock ';; */lock/expires.*) printf 'lock-expires %s ' "${f##*/expires.}";; *) printf 'meta %s ' "${f##*/}";; esac; head -c 65536 -- "$f" | tr '\n' ' '; echo; done; fi
+if [ $# -eq 0 ]; then :; elif command -v awk >/dev/null 2>&1; then awk -v max={{max}} {{records}} "$@"
+else for f; do case $f in */lock/owner.json) printf 'lock ';; */lock/expires.*) printf 'lock-expires %s ' "${f##*/expires.}";; *) printf 'meta %s ' "${f##*/}";; esac; head -c {{max}} -- "$f" | tr '\n' ' '; echo; done; fi
 `, args)
 	for _, f := range ask.sharedFiles {
 		script += shell.Script(`[ -e {{path}} ] || printf 'missing-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.Shared + "/" + f, "name": f})

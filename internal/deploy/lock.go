@@ -158,10 +158,10 @@ const goneTries = 20
 // gone the moment after (released, or removed by slipway unlock) is tried
 // again, as is a deploy directory made by another run and removed again
 // by its release (it had made it on a fresh host) between this run's
-// mkdir -p and its mkdir of the lock. From the mkdir until the owner is in place the
-// script ignores the signals that stop a cancelled command (until SIGKILL,
-// seconds later): stopped in between, it would leave a lock without an
-// owner, which no run could tell from a live one.
+// mkdir -p and its mkdir of the lock. From the mkdir until the owner is in
+// place the script ignores the signals that stop a cancelled command
+// (until SIGKILL, seconds later): stopped in between, it would leave a
+// lock without an owner, which no run could tell from a live one.
 func acquireScript(l layout.Layout, owner []byte, token string) string {
 	return shell.Script(`umask 022
 [ -d {{deploy_to}} ] || echo {{created_deploy_to}}
@@ -185,7 +185,7 @@ if why=$(mkdir -p -- {{meta}} && mkdir -- {{lock}} 2>&1); then
   if [ ! -d {{lock}} ]; then
     gone=$((gone + 1)); [ "$gone" -le {{gone}} ] && continue
   elif [ -s {{file}} ]; then
-    head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}
+    head -c {{max}} -- {{file}} 2>/dev/null; exit {{locked}}
   elif [ ! -e {{tmp}} ]; then
     gone=$((gone + 1)); [ "$gone" -le {{gone}} ] && continue
   else
@@ -198,13 +198,13 @@ if [ ! -d {{lock}} ]; then
   gone=$((gone + 1)); [ "$gone" -le {{gone}} ] && continue
   echo "$why" >&2; exit 1
 fi
-if [ -s {{file}} ] || [ "$tries" -ge {{tries}} ]; then head -c 65536 -- {{file}} 2>/dev/null; exit {{locked}}; fi
+if [ -s {{file}} ] || [ "$tries" -ge {{tries}} ]; then head -c {{max}} -- {{file}} 2>/dev/null; exit {{locked}}; fi
 tries=$((tries + 1)); sleep 0.1 2>/dev/null || sleep 1
 done`, shell.Args{
 		"deploy_to": l.DeployTo, "created_deploy_to": createdDeployTo, "created_meta": createdMeta,
 		"meta": l.MetaDir(), "lock": l.LockDir(), "owner": string(owner),
 		"tmp": l.LockOwnerFile() + "." + token + ".tmp", "file": l.LockOwnerFile(),
-		"tries": ownerWaitTries, "gone": goneTries, "locked": lockedStatus,
+		"tries": ownerWaitTries, "gone": goneTries, "locked": lockedStatus, "max": maxRecordFile,
 	})
 }
 

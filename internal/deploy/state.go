@@ -109,6 +109,11 @@ const (
 // the file (permissions): it differs from every real copy.
 const sumUnreadable = "?"
 
+// maxRecordFile bounds what of a small host file (a release's metadata,
+// the lock's owner or expiry) a script prints: a record line stays well
+// within the longest line parseState reads.
+const maxRecordFile = 64 << 10
+
 // maxManifest bounds the live manifest read from a host (about 500,000
 // entries): a larger file is cut, fails to parse, and a full upload is made.
 const maxManifest = 64 << 20
