@@ -280,10 +280,10 @@ func measureAll(p plan) (res *results, err error) {
 // p.storeHosts, with one S3 server for all.
 func measureStore(root *scope, p plan, res *results, app *appRepo, quiet *quietWait) *storeResult {
 	s3 := testutil.StartS3(root)
-	out := newStoreResult(p.storeHosts, p.reps)
+	out := newStoreResult(p.storeHosts, p.reps, p.fileSystem)
 	for _, n := range p.storeHosts {
 		func() {
-			b := newBench(n, app, res.slipwayBin, quiet, "")
+			b := newBench(n, app, res.slipwayBin, quiet, p.fileSystem)
 			defer b.close()
 			b.storeCompare(s3, p.reps, out)
 		}()

@@ -41,9 +41,10 @@ const (
 
 // storeResult is what the comparison measured.
 type storeResult struct {
-	hosts   []int
-	reps    int
-	samples map[string][]sample // by storeKey
+	hosts      []int
+	reps       int
+	fileSystem string              // of every host, as newBench takes it
+	samples    map[string][]sample // by storeKey
 	// toStore is, for each sample of the store, what slipway sent to the
 	// store (the rest of its bytes went to the hosts over SSH).
 	toStore map[string][]int64
@@ -53,19 +54,22 @@ func storeKey(hosts int, mode, workload string) string {
 	return fmt.Sprintf("%d %s %s", hosts, mode, workload)
 }
 
-func newStoreResult(hosts []int, reps int) *storeResult {
-	return &storeResult{hosts: hosts, reps: reps, samples: map[string][]sample{}, toStore: map[string][]int64{}}
+func newStoreResult(hosts []int, reps int, fileSystem string) *storeResult {
+	return &storeResult{hosts: hosts, reps: reps, fileSystem: fileSystem, samples: map[string][]sample{}, toStore: map[string][]int64{}}
 }
 
 func (r *storeResult) get(hosts int, mode, workload string) []sample {
 	return r.samples[storeKey(hosts, mode, workload)]
 }
 
-// storeCompare measures push and store on b's fleet, reps times each: a
-// cold deploy on emptied hosts, then a one-file change redeployed, the
-// order of the two ways alternating. Each repetition uses a prefix of its
-// own in the bucket, so its cold deploy uploads its pack (a prefix used
-// before would hold it already, and the deploy would upload nothing).
+// storeCompare measures push and store on b's fleet, reps times each: cold
+// deploys on emptied hosts, then, once each way has deployed keepReleases
+// more builds (a full history, as on a fleet in use, so that every
+// redeploy reuses the oldest release's directory: source.recycle), reps
+// redeploys of a one-file change; the order of the two ways alternates.
+// Each cold deploy uses a prefix of its own in the bucket, so it uploads
+// its pack (a prefix used before would hold it already, and the deploy
+// would upload nothing); the history and the redeploys share one more.
 func (b *bench) storeCompare(s3 *testutil.S3, reps int, res *storeResult) {
 	n := len(b.fleet.Hosts)
 	u, err := url.Parse(s3.Endpoint)
@@ -84,35 +88,48 @@ func (b *bench) storeCompare(s3 *testutil.S3, reps int, res *storeResult) {
 	defer b.setUplink(nil)
 
 	storeEndpoint := fmt.Sprintf("http://127.0.0.1:%d", toStore.port())
-	for i := range reps {
-		// compress: auto both ways, as a user has it: zstd for the
-		// pushed streams and the packs alike, since these hosts have
-		// zstd and GNU tar.
-		tools := map[string]tool{
+	deployTo := map[string]string{"push": pushDeployTo, "store": storeDeployTo}
+	// tools are the two ways, the store's under prefix: compress: auto
+	// both ways, as a user has it: zstd for the pushed streams and the
+	// packs alike, since these hosts have zstd and GNU tar.
+	tools := func(prefix string) map[string]tool {
+		return map[string]tool{
 			"push": b.slipwayToolConfig(pushDeployTo, "push", "", ""),
 			"store": b.slipwayToolConfig(storeDeployTo, "store", "", fmt.Sprintf(
-				"artifacts:\n  store: s3://%s/bench-%d-%d\n  endpoint: %s\n  hosts_endpoint: %s\n  region: us-east-1\n",
-				s3.Bucket, n, i+1, storeEndpoint, s3.Endpoint)),
+				"artifacts:\n  store: s3://%s/%s\n  endpoint: %s\n  hosts_endpoint: %s\n  region: us-east-1\n",
+				s3.Bucket, prefix, storeEndpoint, s3.Endpoint)),
 		}
-		deployTo := map[string]string{"push": pushDeployTo, "store": storeDeployTo}
-		measure := func(workload string) {
-			for _, mode := range inTurn(i, storeModes) {
-				logf("%d hosts: %s %s over %s, %d/%d", n, mode, workload, storeLink.name, i+1, reps)
-				before := toStore.snapshot()
-				s := tools[mode].deploy()
-				b.expectLive(mode, deployTo[mode], b.app.build)
-				key := storeKey(n, mode, workload)
-				res.samples[key] = append(res.samples[key], s)
-				res.toStore[key] = append(res.toStore[key], toStore.snapshot().sub(before).up)
-				logf("  %s", s)
-			}
+	}
+	measure := func(ways map[string]tool, workload string, i int) {
+		for _, mode := range inTurn(i, storeModes) {
+			logf("%d hosts: %s %s over %s, %d/%d", n, mode, workload, storeLink.name, i+1, reps)
+			before := toStore.snapshot()
+			s := ways[mode].deploy()
+			b.expectLive(mode, deployTo[mode], b.app.build)
+			key := storeKey(n, mode, workload)
+			res.samples[key] = append(res.samples[key], s)
+			res.toStore[key] = append(res.toStore[key], toStore.snapshot().sub(before).up)
+			logf("  %s", s)
 		}
+	}
+	for i := range reps {
 		b.wipe(pushDeployTo)
 		b.wipe(storeDeployTo)
 		must(b.sc, os.RemoveAll(filepath.Join(b.home, ".cache")))
-		measure("cold")
+		measure(tools(fmt.Sprintf("bench-%d-%d", n, i+1)), "cold", i)
+	}
+	ways := tools(fmt.Sprintf("bench-%d-history", n))
+	for i := range keepReleases {
 		b.app.change()
-		measure("redeploy")
+		for _, mode := range storeModes {
+			logf("%d hosts: %s deploy %d/%d over %s, to fill the history", n, mode, i+1, keepReleases, storeLink.name)
+			ways[mode].deploy()
+			b.expectLive(mode, deployTo[mode], b.app.build)
+		}
+	}
+	for i := range reps {
+		b.app.change()
+		measure(ways, "redeploy", i)
 	}
 }
 
@@ -153,7 +170,10 @@ Measured by %s on %s (the run took %s), on the machine described at the end of t
 
 slipway pushing every host its upload over SSH, against slipway uploading each pack once to an
 S3 store that the hosts download from (`+"`artifacts: {store: s3://…, endpoint: …, hosts_endpoint: …}`"+`),
-on the same fleets, with the same app (%s files, %s) and the same one-file change. The deploying
+on the same fleets (every host on %s), with the same app (%s files, %s). A cold deploy starts on
+emptied hosts; a redeploy sends a one-file change to hosts whose history is full (keep_releases
+%d), as on a fleet in use, so its new release reuses the directory of the oldest
+(`+"`source.recycle`"+`, the default) instead of copying the live one. The deploying
 machine's uplink is a %s that the benchmark's relays pace: it carries slipway's SSH connections
 **and** its uploads to the store. The store is SeaweedFS %s (`+"`weed mini`"+`, the end-to-end tests'
 S3 server) on loopback; the hosts download from it directly, not through that uplink, as
@@ -166,7 +186,7 @@ went to the store.
 | hosts | workload | push: time | push: client sent | store: time | store: client sent | of which to the store | CPU: hosts, push | CPU: hosts, store | CPU: the S3 server |
 |---|---|---|---|---|---|---|---|---|---|
 `, storeBegin, run, r.started.Format("2006-01-02 15:04 MST"), r.took.Round(time.Second), cores(),
-		count(r.app.files), size(float64(r.app.bytes)), storeLink.name, testutil.SeaweedFSVersion, s.reps, r.storeQuiet())
+		fileSystemName(s.fileSystem), count(r.app.files), size(float64(r.app.bytes)), keepReleases, storeLink.name, testutil.SeaweedFSVersion, s.reps, r.storeQuiet())
 	for _, w := range storeWorkloads {
 		for _, n := range s.hosts {
 			push, store := s.get(n, "push", w), s.get(n, "store", w)
@@ -283,7 +303,7 @@ the larger fleet's time grows with the sum of the hosts' work, as the "least tim
 shows. %s Real servers do that work in parallel, each on its own CPU and disk; there, what the
 fleet size still adds is slipway's own work per host and the round trips of its steps (see the
 plan for 1,000 hosts below). The redeploy is a few kB either way: its time is the hosts' own steps
-(copying the live release, verifying, switching).
+(bringing the oldest release's directory up to date, verifying, switching) and their round trips.
 `, size(float64(median(s.toStore[storeKey(big, "store", "cold")]))),
 		size(float64(median(s.toStore[storeKey(big, "store", "redeploy")]))),
 		size(pushSent), big, small, big, size(redeploySSH), big,

@@ -136,14 +136,18 @@ func rttName(rtt time.Duration) string {
 	return rtt.String()
 }
 
-func (w *wanResult) fileSystemName() string {
-	switch w.fileSystem {
+func (w *wanResult) fileSystemName() string { return fileSystemName(w.fileSystem) }
+
+// fileSystemName says where every host's files are, for fileSystem as
+// newBench takes it.
+func fileSystemName(fileSystem string) string {
+	switch fileSystem {
 	case "xfs":
 		return "its own XFS (with reflinks)"
 	case "":
 		return "one shared directory tree of this machine's file system"
 	}
-	return "its own " + w.fileSystem
+	return "its own " + fileSystem
 }
 
 // Markers of the WAN section of benchmarks.md, so that `make bench-wan`
