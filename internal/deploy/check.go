@@ -86,7 +86,7 @@ func (r *run) checkHost(ctx context.Context, t *Target, rep *CheckReport) error 
 	if t.Host.NoRelease {
 		return nil
 	}
-	inspect := inspectStep{r: r, forSwitch: true}
+	inspect := inspectStep{r: r, forSwitch: true, flavour: true}
 	if err := inspect.read(ctx, t); err != nil {
 		return fmt.Errorf("reading %s: %w", r.layout.DeployTo, err)
 	}

@@ -153,7 +153,7 @@ func newDeployRun(ctx context.Context, opts Options, src Source) *deployRun {
 // switches them.
 func (d *deployRun) steps() []Step {
 	cfg := d.opts.Config
-	inspect := inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, sharedDirs: cfg.Shared.Dirs, forSwitch: true, manifest: d.delta(), fetcher: d.viaStore()}
+	inspect := inspectStep{r: d.run, sharedFiles: cfg.Shared.Files, sharedDirs: cfg.Shared.Dirs, forSwitch: true, flavour: true, manifest: d.delta(), fetcher: d.viaStore()}
 	steps := []Step{perHost(connectStep{r: d.run})}
 	steps = append(steps, lockSteps(d.run, &inspect)...)
 	steps = append(steps, perHost(inspect), fleetWide(driftStep{d}))

@@ -40,6 +40,9 @@ type inspectStep struct {
 	// fetcher also asks which download tool the host has (curl, wget),
 	// for a deploy through the artifact store.
 	fetcher bool
+	// flavour also asks which tar the host has and whether it has zstd,
+	// for a run that makes a release (a rollback makes none).
+	flavour bool
 }
 
 func (inspectStep) Name() string { return "inspect" }
@@ -51,7 +54,8 @@ func (s inspectStep) script() string {
 			tools = append(tools, t.name)
 		}
 	}
-	return inspectScript(s.r.layout, inspectAsk{sharedFiles: s.sharedFiles, seedDirs: s.sharedDirs, manifest: s.manifest, tools: tools, fetcher: s.fetcher}) + sharedSumsScript(s.r.layout, s.sums)
+	return inspectScript(s.r.layout, inspectAsk{sharedFiles: s.sharedFiles, seedDirs: s.sharedDirs, manifest: s.manifest,
+		tools: tools, flavour: s.flavour, fetcher: s.fetcher}) + sharedSumsScript(s.r.layout, s.sums)
 }
 
 // sharedSumsScript prints a record `shared-sum NAME SHA` for each of
@@ -209,7 +213,8 @@ type inspectAsk struct {
 	sharedFiles []string // which are missing
 	seedDirs    []string // which shared directories are missing or empty
 	manifest    bool     // the live manifest's checksum and size
-	tools       []string // which are missing, and the tar flavour
+	tools       []string // which are missing
+	flavour     bool     // which tar (GNU, BusyBox, another), and whether zstd is there
 	fetcher     bool     // curl, else wget, else none: what downloads from the artifact store
 }
 
@@ -236,9 +241,10 @@ const recordsAwk = `BEGIN {
 // inspectScript reads everything a run needs to know about a host in one
 // round trip. It prints one record per line; release names are filtered to
 // release ids by the shell, so odd directory names cannot fake records.
-// With tools, it also says which of them are missing, which tar the host
-// has (GNU, BusyBox or another): the scripts that follow use the flags
-// that one knows; and whether it has zstd, for the upload's stream.
+// With tools, it also says which of them are missing; with flavour,
+// which tar the host has (GNU, BusyBox or another): the scripts that
+// follow use the flags that one knows; and whether it has zstd, for the
+// upload's stream.
 func inspectScript(l layout.Layout, ask inspectAsk) string {
 	args := shell.Args{
 		"deploy_to": l.DeployTo, "current": l.Current, "releases": l.Releases, "meta": layout.MetaDir,
@@ -248,18 +254,20 @@ func inspectScript(l layout.Layout, ask inspectAsk) string {
 	// What the host has comes first: it holds for a host without the
 	// deploy directory too (a plan of a first deploy).
 	var script string
-	tools := ask.tools
-	if len(tools) > 0 {
+	if len(ask.tools) > 0 {
 		script += shell.Script(`for t in {{tools}}; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done
-case $(tar --version 2>&1 | head -n 1) in *GNU*) echo 'tar gnu';; *busybox*|*BusyBox*) echo 'tar busybox';; *) echo 'tar other';; esac
+`, shell.Args{"tools": ask.tools})
+	}
+	if ask.flavour {
+		script += `case $(tar --version 2>&1 | head -n 1) in *GNU*) echo 'tar gnu';; *busybox*|*BusyBox*) echo 'tar busybox';; *) echo 'tar other';; esac
 if command -v zstd >/dev/null 2>&1; then echo zstd; fi
-`, shell.Args{"tools": tools})
+`
 	}
 	if ask.fetcher {
 		script += "if command -v curl >/dev/null 2>&1; then echo 'fetch curl'; elif command -v wget >/dev/null 2>&1; then echo 'fetch wget'; else echo 'fetch none'; fi\n"
 	}
 	script += shell.Script(`cd -- {{deploy_to}} 2>/dev/null || { echo absent; exit 0; }
-if [ -L {{current}} ]; then printf 'current %s\n' "$(readlink -- {{current}})"; elif [ -e {{current}} ]; then echo current-not-link; fi
+cur=; if [ -L {{current}} ]; then cur=$(readlink -- {{current}}); printf 'current %s\n' "$cur"; elif [ -e {{current}} ]; then echo current-not-link; fi
 for r in {{releases}}/*; do [ -d "$r" ] && [ ! -L "$r" ] || continue; n=${r##*/}; case $n in {{id_glob}}) echo "release $n";; esac; done
 set --
 for f in {{meta}}/releases/*.json; do [ -f "$f" ] && set -- "$@" "$f"; done
@@ -277,9 +285,9 @@ else for f; do case $f in */lock/owner.json) printf 'lock ';; */lock/expires.*) 
 	if ask.manifest {
 		// The live release's manifest by its checksum and size only: the
 		// hosts of a fleet normally hold the same one, which manifestStep
-		// then fetches from one of them.
-		script += shell.Script(`if cur=$(readlink -- {{current}} 2>/dev/null); then id=${cur##*/}; case $id in {{id_glob}}) m={{meta}}/manifests/$id; if [ -f "$m" ] && sum=$(sha256sum < "$m") && size=$(wc -c < "$m"); then printf 'manifest %s %s\n' "${sum%% *}" $size; fi;; esac; fi`+"\n",
-			shell.Args{"current": l.Current, "meta": layout.MetaDir, "id_glob": args["id_glob"]})
+		// then fetches from one of them. cur is current's target, read above.
+		script += shell.Script(`if [ -n "$cur" ]; then id=${cur##*/}; case $id in {{id_glob}}) m={{meta}}/manifests/$id; if [ -f "$m" ] && sum=$(sha256sum < "$m") && size=$(wc -c < "$m"); then printf 'manifest %s %s\n' "${sum%% *}" $size; fi;; esac; fi`+"\n",
+			shell.Args{"meta": layout.MetaDir, "id_glob": args["id_glob"]})
 	}
 	return script
 }

@@ -241,12 +241,14 @@ func shimOnPath(t *testing.T, name, script string) {
 func TestLockGoneAsMkdirFails(t *testing.T) {
 	dir := t.TempDir()
 	l := localStage(t, dir, nil).Layout()
-	// The first mkdir of the lock fails as if another run's lock were
-	// there, and that lock is gone by the time the script looks.
-	once := filepath.Join(dir, "raced")
+	// The mkdirs of the lock fail as if another run's lock were there
+	// (the script's first try makes it twice: once alone, once after
+	// making its parent), and that lock is gone by the time the script
+	// looks.
+	raced := filepath.Join(dir, "raced")
 	shimOnPath(t, "mkdir", `#!/bin/sh
-if [ "$1" = -- ] && [ "$2" = '`+l.LockDir()+`' ] && [ ! -e '`+once+`' ]; then
-  : > '`+once+`'
+if [ "$1" = -- ] && [ "$2" = '`+l.LockDir()+`' ] && [ ! -e '`+raced+`2' ]; then
+  if [ -e '`+raced+`1' ]; then : > '`+raced+`2'; else : > '`+raced+`1'; fi
   echo "mkdir: cannot create directory '$2': File exists" >&2
   exit 1
 fi
@@ -255,7 +257,7 @@ exec /bin/mkdir "$@"
 	if _, err := acquire(context.Background(), &host.Local{}, l, LockOwner{User: "ci", Token: "t1"}, ""); err != nil {
 		t.Fatalf("acquire: %v", err)
 	}
-	if _, err := os.Stat(once); err != nil {
+	if _, err := os.Stat(raced + "2"); err != nil {
 		t.Fatal("the race was not staged")
 	}
 	if owner, err := os.ReadFile(l.LockOwnerFile()); err != nil || !strings.Contains(string(owner), `"token":"t1"`) {

@@ -169,7 +169,7 @@ func acquireScript(l layout.Layout, owner []byte, token string) string {
 tries=0 gone=0
 while :; do
 trap '' TERM INT HUP
-if why=$(mkdir -p -- {{meta}} && mkdir -- {{lock}} 2>&1); then
+if why=$(mkdir -- {{lock}} 2>/dev/null || { mkdir -p -- {{meta}} && mkdir -- {{lock}}; } 2>&1); then
   if why=$( { printf '%s\n' {{owner}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}}; } 2>&1); then
     trap - TERM INT HUP
     break
@@ -232,9 +232,11 @@ func refreshScript(l layout.Layout, token string, expires time.Time) string {
 
 // releaseScript removes the lock, if it is still the one with token (a
 // run that lost its lock leaves the new holder's alone, and says nothing),
-// then the directories made, which rmdir removes only while empty.
+// then the directories made, which rmdir removes only while empty. It
+// reads the owner file (one line) as the fence does, with builtins.
 func releaseScript(l layout.Layout, token string, made []string) string {
-	script := shell.Script(`if grep -qsF -- {{token}} {{file}}; then rm -rf -- {{lock}}; fi`, shell.Args{
+	script := shell.Script(`slipway_lock=; { IFS= read -r slipway_lock < {{file}}; } 2>/dev/null
+case $slipway_lock in *{{token}}*) rm -rf -- {{lock}};; esac`, shell.Args{
 		"token": tokenField(token), "file": l.LockOwnerFile(), "lock": l.LockDir(),
 	})
 	if len(made) > 0 {

@@ -172,7 +172,7 @@ func writeMetaScript(l layout.Layout, m *ReleaseMeta) string {
 		panic(err) // ReleaseMeta always marshals
 	}
 	file := l.HistoryFile(m.ID)
-	return shell.Script(`mkdir -p -- {{dir}} && printf '%s\n' {{body}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}}`, shell.Args{
+	return shell.Script(`{ [ -d {{dir}} ] || mkdir -p -- {{dir}}; } && printf '%s\n' {{body}} | cat > {{tmp}} && mv -f -- {{tmp}} {{file}}`, shell.Args{
 		"dir": l.HistoryDir(), "body": string(body), "tmp": file + ".tmp", "file": file,
 	})
 }

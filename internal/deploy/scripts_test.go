@@ -42,7 +42,7 @@ func everyScript(name string) map[string]string {
 		"acquire":                     acquireScript(l, owner, "0123abcd"),
 		"refresh lock":                refreshScript(l, "0123abcd", time.Now()),
 		"release lock":                releaseScript(l, "0123abcd", []string{l.MetaDir(), l.DeployTo}),
-		"inspect":                     inspectScript(l, inspectAsk{sharedFiles: []string{name, "config/" + name}, seedDirs: []string{name}, manifest: true, tools: []string{"tar", name}}),
+		"inspect":                     inspectScript(l, inspectAsk{sharedFiles: []string{name, "config/" + name}, seedDirs: []string{name}, manifest: true, tools: []string{"tar", name}, flavour: true}),
 		"inspect, no manifest":        inspectScript(l, inspectAsk{}),
 		"inspect, fetcher":            inspectScript(l, inspectAsk{fetcher: true}),
 		"download pack, curl":         downloadPackScript(l, id, fetchCurl, strings.Repeat("ab", 32)),
