@@ -179,13 +179,16 @@ func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) (err er
 	if alone {
 		markers.ended = leadPhase
 	}
-	carried := false
+	// The members before the lead ride in its first command, those after
+	// it in the first command that gets past the lead's own script: when
+	// that script fails, nothing after it ran, and a lead that then does
+	// its work another way (the artifact store's upload falling back to a
+	// push) carries them in its next command.
+	preCarried, postCarried := false, false
 	exec := func(ctx context.Context, cmd host.Command) (host.Result, error) {
-		if carried {
-			// The members ride in the lead's first command only.
+		if postCarried {
 			return t.Exec.Exec(ctx, cmd)
 		}
-		carried = true
 		var own bytes.Buffer
 		collect := cmd.Stdout == nil
 		markers.out = cmd.Stdout
@@ -193,25 +196,34 @@ func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) (err er
 			markers.out = &own
 		}
 		var script bytes.Buffer
-		script.Write(pre.Bytes())
+		if !preCarried {
+			script.Write(pre.Bytes())
+			preCarried = true
+		}
 		writeFolded(&script, cmd.Script, leadPhase)
 		script.Write(post.Bytes())
 		cmd.Script, cmd.Stdout = script.String(), markers
+		markers.reset()
 		res, err := t.Exec.Exec(ctx, cmd)
 		markers.flush()
 		if collect {
 			res.Stdout = own.Bytes()
 		}
+		postCarried = true
 		if err != nil {
 			// A script's exit is the phase's it stopped in; any other
 			// failure (the connection's, the input's) is the command's,
 			// the lead's, unless the lead's part was over.
 			var exit *host.ExitError
-			if failed := markers.failed(err, !errors.As(err, &exit), leadPhase); failed.phase != leadPhase {
+			failed := markers.failed(err, !errors.As(err, &exit), leadPhase)
+			if failed.phase != leadPhase {
 				// Another member's failure: the lead must not take it
 				// for its own.
 				return res, failed
 			}
+			// Stopped in the lead's own script: the members after it
+			// have not run.
+			postCarried = false
 		}
 		return res, err
 	}
@@ -328,6 +340,13 @@ func (m *phaseMarkers) failed(err error, atLeast bool, least int) *phaseError {
 		m.err = &phaseError{phase: min(phase, m.last), err: err}
 	}
 	return m.err
+}
+
+// reset forgets the failure of an earlier command, as another starts.
+func (m *phaseMarkers) reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.err = nil
 }
 
 func (m *phaseMarkers) failure() *phaseError {

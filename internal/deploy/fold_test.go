@@ -139,6 +139,64 @@ func TestFold(t *testing.T) {
 	}
 }
 
+// leadAgainFake is a lead whose first command fails in its own script,
+// and which then does its work with a second command (as the artifact
+// store's upload falls back to a push).
+type leadAgainFake struct {
+	releaseHosts
+	second string
+}
+
+func (leadAgainFake) Name() string { return "lead" }
+func (l leadAgainFake) Run(ctx context.Context, t *Target) error {
+	return l.runVia(ctx, t, t.Exec.Exec)
+}
+func (l leadAgainFake) runVia(ctx context.Context, t *Target, exec execFunc) error {
+	_, err := exec(ctx, host.Command{Script: "exit 75"})
+	var exit *host.ExitError
+	if !errors.As(err, &exit) || exit.Code != 75 {
+		return fmt.Errorf("the first command: %v, want exit status 75", err)
+	}
+	_, err = exec(ctx, host.Command{Script: l.second})
+	return err
+}
+
+// TestFoldLeadTriesAgain: when the lead's first command stops in the
+// lead's own script, the members after it have not run, and ride in the
+// lead's next command, once; those before it do not run again. A failure
+// in that next command is the failing member's.
+func TestFoldLeadTriesAgain(t *testing.T) {
+	for _, tt := range []struct {
+		name, post2, steps, fails, ran string
+	}{
+		{"all succeed", "echo post2 >> $LOG", "started pre, done pre, started lead, done lead, started post1, done post1, started post2, done post2", "", "pre lead post1 post2"},
+		{"a member fails then", "exit 3", "started pre, done pre, started lead, done lead, started post1, done post1, started post2, failed post2", "h: post2: command exited with status 3", "pre lead post1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "log")
+			t.Setenv("LOG", log)
+			var finished []string
+			var ev events
+			step := fold(
+				[]scripted{scriptedFake{name: "pre", body: "echo pre >> $LOG", finished: &finished}},
+				leadAgainFake{second: "echo lead >> $LOG"},
+				[]scripted{scriptedFake{name: "post1", body: "echo post1 >> $LOG", finished: &finished}, scriptedFake{name: "post2", body: tt.post2, finished: &finished}})
+			target := &Target{Host: config.Host{Name: "h"}, Exec: host.NewLocal()}
+			err := (&Runner{Parallel: 1, Events: &ev}).Run(context.Background(), []Step{perHost(step)}, []*Target{target})
+			if got := ev.steps(); got != tt.steps {
+				t.Errorf("events:\n got %s\nwant %s", got, tt.steps)
+			}
+			if tt.fails == "" && err != nil || tt.fails != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.fails)) {
+				t.Errorf("err = %v, want %q", err, tt.fails)
+			}
+			data, _ := os.ReadFile(log)
+			if got := strings.Join(strings.Fields(string(data)), " "); got != tt.ran {
+				t.Errorf("scripts run on the host: %q, want %q", got, tt.ran)
+			}
+		})
+	}
+}
+
 // TestFoldUndo: a member that cannot ride along on a host runs on its
 // own there, in its place; a fold that fails after its first phase is
 // undone on that host (its first members did their work), one that fails

@@ -247,6 +247,14 @@ type storeUploadStep struct {
 func (storeUploadStep) Name() string { return "upload" }
 
 func (s storeUploadStep) Run(ctx context.Context, t *Target) error {
+	return s.runVia(ctx, t, t.Exec.Exec)
+}
+
+// runVia downloads and extracts t's pack in one command, with exec, which
+// may carry the scripts of the steps folded into the upload's round trip
+// (fold.go); a host that cannot download it is pushed its upload, by the
+// same exec.
+func (s storeUploadStep) runVia(ctx context.Context, t *Target, exec execFunc) error {
 	d := s.st.d
 	push := uploadStep{d: d}
 	u := push.content(t)
@@ -255,27 +263,24 @@ func (s storeUploadStep) Run(ctx context.Context, t *Target) error {
 		if why != "" {
 			d.warn(t, "%s: pushing its upload over SSH instead", why)
 		}
-		return push.Run(ctx, t)
+		return push.runVia(ctx, t, exec)
 	}
 	url, err := s.st.store.PresignGet(ctx, p.sum, presignTTL)
 	if err != nil {
 		d.warn(t, "no download URL for its pack: %v; pushing its upload over SSH instead", err)
-		return push.Run(ctx, t)
-	}
-	script := downloadPackScript(d.layout, d.releaseID, t.State.Fetcher, p.sum)
-	sent := &countingReader{r: strings.NewReader(url + "\n")}
-	_, err = t.Exec.Exec(ctx, host.Command{Script: script, Stdin: sent})
-	var exit *host.ExitError
-	if errors.As(err, &exit) && (exit.Code == fetchFailedStatus || exit.Code == packMismatchStatus) && ctx.Err() == nil {
-		d.warn(t, "could not download its pack from %s: %s; pushing its upload over SSH instead", s.st.store.Location(), host.Tail(exit.Stderr, 3))
-		return push.Run(ctx, t)
-	}
-	if err != nil {
-		return err
+		return push.runVia(ctx, t, exec)
 	}
 	args := d.uploadArgs(t, u, p.compression)
 	args.archive = path.Join(d.layout.ReleaseDir(d.releaseID), packName)
-	if _, err := t.Exec.Exec(ctx, host.Command{Script: uploadScript(args)}); err != nil {
+	script := downloadPackScript(d.layout, d.releaseID, t.State.Fetcher, p.sum) + extractPackScript(args)
+	sent := &countingReader{r: strings.NewReader(url + "\n")}
+	_, err = exec(ctx, host.Command{Script: script, Stdin: sent})
+	var exit *host.ExitError
+	if errors.As(err, &exit) && (exit.Code == fetchFailedStatus || exit.Code == packMismatchStatus) && ctx.Err() == nil {
+		d.warn(t, "could not download its pack from %s: %s; pushing its upload over SSH instead", s.st.store.Location(), host.Tail(exit.Stderr, 3))
+		return push.runVia(ctx, t, exec)
+	}
+	if err != nil {
 		return err
 	}
 	kind := "full"
@@ -285,6 +290,15 @@ func (s storeUploadStep) Run(ctx context.Context, t *Target) error {
 	d.emit(Event{Kind: Info, Host: t.Name(), Step: "upload", Bytes: sent.n.Load(),
 		Line: fmt.Sprintf("%s upload from the artifact store: %d entries, pack %s of %d bytes downloaded by the host with %s", kind, len(u.files), short(p.sum), p.size, t.State.Fetcher)})
 	return nil
+}
+
+// extractPackScript extracts the downloaded pack as a push's upload would
+// its stream (uploadScript), after downloadPackScript in the same
+// command: should it fail with one of the statuses that make a host fall
+// back to a push, it exits 1 instead, since by then the pack was there.
+func extractPackScript(args uploadArgs) string {
+	return fmt.Sprintf("(\n%s\n) || { s=$?; case $s in %d|%d) exit 1;; esac; exit $s; }\n",
+		uploadScript(args), fetchFailedStatus, packMismatchStatus)
 }
 
 // Plan is the push's plan, with what would make the host pushed.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/slipway-deploy/slipway/internal/config"
@@ -206,4 +207,96 @@ func (l *eventLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
+}
+
+// countingExec counts the commands a run sends a host.
+type countingExec struct {
+	host.Executor
+	n atomic.Int64
+}
+
+func (c *countingExec) Query(ctx context.Context, cmd host.Command) (host.Result, error) {
+	c.n.Add(1)
+	return c.Executor.Query(ctx, cmd)
+}
+
+func (c *countingExec) Exec(ctx context.Context, cmd host.Command) (host.Result, error) {
+	c.n.Add(1)
+	return c.Executor.Exec(ctx, cmd)
+}
+
+// TestStoreUploadFolds: through the store, the creation of the release,
+// the pack's download and extraction, and the steps after it up to the
+// switch (shared links, the sync) are one command on a host, as a push's
+// are; a host whose download fails is pushed its upload in one more
+// command, which carries those steps, so its release is linked, synced
+// and switched all the same.
+func TestStoreUploadFolds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts an S3 server")
+	}
+	s3 := testutil.StartS3(t)
+	for _, kv := range s3.Env() {
+		name, value, _ := strings.Cut(kv, "=")
+		t.Setenv(name, value)
+	}
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	dir := t.TempDir()
+	site := filepath.Join(dir, "site")
+	writeFile(t, filepath.Join(site, "index.html"), "v1")
+	deploy := func(name string, artifacts *config.Artifacts) (string, *eventLog, int64) {
+		t.Helper()
+		cfg := &config.Config{
+			App: "demo", KeepReleases: 5, Symlink: "relative",
+			Layout:    config.Layout{Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"},
+			Source:    config.Source{Strategy: "upload", Path: site, Delta: true, Verify: "changed", Compress: "auto"},
+			Shared:    config.Shared{Dirs: []string{"storage"}},
+			Artifacts: artifacts,
+		}
+		stage := &config.Stage{Name: "demo", DeployTo: filepath.Join(dir, name), Hosts: []config.Host{{Name: "local", Host: "local", Local: true}}}
+		cfg.Stages = []*config.Stage{stage}
+		ex := &countingExec{Executor: host.NewLocal()}
+		log := &eventLog{}
+		opts := Options{Config: cfg, Stage: stage, Hosts: stage.Hosts, Parallel: 1, Events: log,
+			Dial: func(context.Context, config.Host) (host.Executor, error) { return ex, nil }}
+		tree, err := source.Scan(site, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, log)
+		}
+		live, err := os.Readlink(filepath.Join(dir, name, "current"))
+		if err != nil || filepath.Base(live) != res.ReleaseID {
+			t.Errorf("%s: current -> %q (%v), want release %s", name, live, err, res.ReleaseID)
+		}
+		if target, err := os.Readlink(filepath.Join(dir, name, "releases", res.ReleaseID, "storage")); err != nil || target != "../../shared/storage" {
+			t.Errorf("%s: the release's storage -> %q (%v), want the shared directory", name, target, err)
+		}
+		return res.ReleaseID, log, ex.n.Load()
+	}
+	store := func(prefix string) *config.Artifacts {
+		return &config.Artifacts{Bucket: s3.Bucket, Prefix: prefix, Endpoint: s3.Endpoint, Region: "us-east-1"}
+	}
+
+	_, _, pushed := deploy("pushed", nil)
+	_, log, stored := deploy("stored", store("fold"))
+	if !log.has("full upload from the artifact store") {
+		t.Fatalf("the host did not download its pack:\n%s", log)
+	}
+	if stored != pushed {
+		t.Errorf("commands sent to the host: %d through the store, %d for a push; want as many", stored, pushed)
+	}
+
+	// A download that fails (curl cannot connect): the push carries the
+	// steps after the upload.
+	shimOnPath(t, "curl", "#!/bin/sh\necho 'curl: (7) Failed to connect' >&2\nexit 7\n")
+	_, log, fellBack := deploy("fellback", store("fallback"))
+	if !log.has("could not download its pack") {
+		t.Fatalf("no fallback to a push:\n%s", log)
+	}
+	if fellBack != pushed+1 {
+		t.Errorf("commands sent to the host that fell back to a push: %d, want %d (a push's and the failed download)", fellBack, pushed+1)
+	}
 }
