@@ -39,6 +39,18 @@ type watchedRun struct {
 	killed bool // the test sent it SIGKILL
 }
 
+// count is how many of the run's events of type typ have a message
+// holding s.
+func (w watchedRun) count(typ, s string) int {
+	n := 0
+	for _, e := range w.events {
+		if e.Type == typ && strings.Contains(e.Message, s) {
+			n++
+		}
+	}
+	return n
+}
+
 // finished is the run's run_finished event, or nil (a killed run has none).
 func (w watchedRun) finished() *ui.JSONEvent {
 	for i := len(w.events) - 1; i >= 0; i-- {

@@ -34,6 +34,7 @@ func TestFaultInjection(t *testing.T) {
 	t.Run("Disk", func(t *testing.T) { faultDisk(t, add) })
 	t.Run("Interrupt", func(t *testing.T) { faultInterrupt(t, add) })
 	t.Run("Lock", func(t *testing.T) { faultLock(t, add) })
+	t.Run("Store", func(t *testing.T) { faultStore(t, add) })
 	writeReliabilityDoc(t, rows)
 }
 
@@ -175,6 +176,78 @@ func faultKill(t *testing.T, add func(matrixRow)) {
 		add(row)
 	})
 }
+
+// faultStore runs the deploy's kill points again with the artifact store
+// on (artifacts.store, a real S3 server), whose steps (store packs, the
+// hosts' download in the upload) are among them; then it takes the store
+// away from the hosts after this machine uploaded the pack: every host
+// falls back to a push and the deploy goes live all the same.
+func faultStore(t *testing.T, add func(matrixRow)) {
+	s3 := testutil.StartS3(t)
+	// The hosts reach the store through a relay the test can close; this
+	// machine reaches it directly.
+	hostsWay := s3.Relay(t)
+	f := newFaultFleet(t)
+	f.project = f.withEnv(s3.Env()...)
+	stage := faultConfig(nil, storeConfig(s3, "faults", s3.Endpoint, hostsWay.Endpoint))
+	f.config(stage)
+	f.seed()
+
+	f.nextVersion()
+	run := f.runWatched(nil, "deploy", "production", "--json")
+	if n := run.count("info", "upload from the artifact store"); n != len(f.fleet.Hosts) {
+		t.Fatalf("%d of %d hosts downloaded from the store:\n%s", n, len(f.fleet.Hosts), run.result)
+	}
+	deploySteps := killPoints(t, run)
+	for _, want := range []string{"`store packs` started", "`upload` started", "`upload` done on the first host", "`link shared` started", "`sync` started"} {
+		if !slices.Contains(labels(deploySteps), want) {
+			t.Fatalf("a deploy through the store has no %s; its steps: %v", want, labels(deploySteps))
+		}
+	}
+	f.nextVersion()
+	f.mustRun("deploy", "production")
+
+	for _, kp := range deploySteps {
+		t.Run("deploy "+kp.label, func(t *testing.T) {
+			add(f.forTest(t).killDeploy(storeKillClass, kp))
+		})
+	}
+
+	t.Run("store lost to the hosts", func(t *testing.T) {
+		f := f.forTest(t)
+		before := f.states()
+		f.nextVersion()
+		run := f.runWatched(func(e ui.JSONEvent, _ func()) {
+			if e.Type == "step_started" && e.Step == "store packs" {
+				hostsWay.Stop()
+			}
+		}, "deploy", "production", "--json")
+		t.Logf("the deploy whose hosts lost the store: exit %d\n%s", run.code, run.stderr)
+		if run.code != 0 {
+			t.Errorf("the deploy failed; want every host pushed its upload instead:\n%s", run.result)
+		}
+		if n := run.count("warning", "could not download its pack"); n != len(f.fleet.Hosts) {
+			t.Errorf("%d of %d hosts said they could not download their pack:\n%s", n, len(f.fleet.Hosts), run.result)
+		}
+		live := f.state(f.fleet.Hosts[0]).live
+		f.checkAfterFault(fleetWide(map[string]func(*testutil.Host) map[string]string{
+			live: func(h *testutil.Host) map[string]string { return f.wantTree(h, live) },
+		}))
+		f.checkRecovered(before)
+		outcome := fmt.Sprintf("exit %d", run.code)
+		if fin := run.finished(); fin != nil {
+			outcome += " (" + fin.Outcome + ")"
+		}
+		outcome += "; a warning per host: could not download its pack, pushing its upload over SSH instead"
+		after := f.states()
+		desc := describe(f.fleet.Hosts, after, map[string]string{live: "the new release"}, allReleases(before))
+		add(matrixRow{class: storeKillClass, where: "the hosts' way to the store closed as `store packs` starts (this machine uploads the pack; no host can download it)",
+			run: outcome, after: desc, recovery: "none needed", verdict: verdict(t)})
+	})
+}
+
+// storeKillClass is the matrix's section of faultStore.
+const storeKillClass = "Artifact store"
 
 // killDeploy deploys the next version, SIGKILLs slipway at kp, checks the
 // fleet, and recovers by running the same deploy again.

@@ -35,6 +35,11 @@ var faultClasses = []struct{ name, intro string }{
 		"run on, as on a real network loss). The moment is pinned by freezing the session (SIGSTOP) before the cut " +
 		"where it matters, so the fault lands mid-upload, inside a hook, and between the other hosts' switch and " +
 		"host2's. Recovery: the same deploy again."},
+	{"Artifact store", "The stage of the sections above with `artifacts.store`: a SeaweedFS S3 server on loopback, " +
+		"which this machine uploads the packs to and the hosts download them from (through a relay of the suite's). " +
+		"First SIGKILL at every step of `deploy production --json`, as in the first section, the store's steps " +
+		"(`store packs`, and the hosts' download inside `upload`) among them. Recovery: the same deploy again. Then " +
+		"the relay is closed as `store packs` starts: this machine uploads the pack, and no host can download it."},
 	{"Full disk", "host2's deploy path is a 4 MiB tmpfs, mounted inside host2 only. Recovery: a deploy of a " +
 		"version that fits (the operator freed space where the disk was full before the deploy)."},
 	{"Interrupted deploy (SSH)", "e2e/interrupts_test.go. slipway runs `deploy production --json` on the three hosts, " +

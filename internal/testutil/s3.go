@@ -268,6 +268,10 @@ func (s *S3) Relay(t testing.TB) *Relay {
 // Sent is how many bytes clients have sent through the relay.
 func (r *Relay) Sent() int64 { return r.up.Load() }
 
+// Stop closes the relay's port: a client that connects from now on is
+// refused, as by a store that went away.
+func (r *Relay) Stop() { _ = r.listener.Close() }
+
 func (r *Relay) accept() {
 	for {
 		client, err := r.listener.Accept()
