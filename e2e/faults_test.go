@@ -127,7 +127,7 @@ func faultKill(t *testing.T, add func(matrixRow)) {
 			t.Fatalf("a deploy has no %s; its steps: %v", want, labels(deploySteps))
 		}
 	}
-	for _, want := range []string{"`lock` started", "`prepare switch` started", "`switch` started", "`record` started"} {
+	for _, want := range []string{"`lock` started", "`switch` started", "`record` started"} {
 		if !slices.Contains(labels(rollbackSteps), want) {
 			t.Fatalf("a rollback has no %s; its steps: %v", want, labels(rollbackSteps))
 		}

@@ -84,15 +84,16 @@ func TestRoundTrips(t *testing.T) {
 // server's KEXINIT comes with, the key exchange, new keys and service,
 // then auth none, key query, signature) to the unlock, as measured on 2
 // loopback hosts: handshake 6, lock and inspect 2 (the first command
-// waits for its channel), then one per command: rollback's prepare,
-// switch, and record with the unlock; a redeploy's manifest, upload with
+// waits for its channel), then one per command: rollback's switch (with
+// the mark of the release left), and record with the unlock; a
+// redeploy's manifest, upload with
 // create, link shared and sync folded in (two: its input waits for sshd
 // to open the session's window), rollout (rename, read back), and record
-// with cleanup and the unlock. With the TCP connect's, a rollback is 12.
+// with cleanup and the unlock. With the TCP connect's, a rollback is 11.
 // One more is allowed: on a loaded machine a command may find the
 // channel opened ahead of it not yet confirmed, and count the wait.
 const (
-	rollbackTripBudget = 11 + 1
+	rollbackTripBudget = 10 + 1
 	redeployTripBudget = 14 + 1
 	handshakeTrips     = 6
 )

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
 
@@ -79,10 +80,7 @@ func (rb *rollbackRun) steps() []Step {
 	if rb.WithMigrations {
 		steps = append(steps, perHost(reverseMigrationsStep{rb: rb}))
 	}
-	steps = append(steps,
-		perHost(rollbackPrepareStep{rb: rb}),
-		perHost(rollbackSwitchStep{rb: rb}),
-	)
+	steps = append(steps, perHost(rollbackSwitchStep{rb: rb}))
 	steps = append(steps, opcacheResetSteps(rb.run)...)
 	for _, hook := range afterRollbackHooks(rb.run) {
 		steps = append(steps, perHost(hook))
@@ -153,44 +151,6 @@ func (s agreeStep) RunFleet(_ context.Context, targets []*Target) error {
 	return nil
 }
 
-type rollbackPrepareStep struct {
-	releaseHosts
-	rb *rollbackRun
-}
-
-func (rollbackPrepareStep) Name() string { return "prepare switch" }
-
-func (rollbackPrepareStep) Plan(context.Context, *Target) error { return nil }
-
-// Run prepares the switch and marks the release rolled back from, before
-// the switch: a rollback that dies after its switch, before its record
-// step, must not leave that release looking like one to go back to. If the
-// rollback stops before its switch, Undo marks it deployed again (as does
-// the next run that finds it live, see inspectStep).
-func (s rollbackPrepareStep) Run(ctx context.Context, t *Target) error {
-	m := t.State.Meta[t.State.Previous]
-	if m == nil || m.State != StateDeployed {
-		return nil
-	}
-	marked := *m
-	marked.State, marked.RolledBack = StateRolledBack, s.rb.opts.Now().UTC()
-	if _, err := t.Exec.Exec(ctx, host.Command{Script: writeMetaScript(s.rb.layout, &marked)}); err != nil {
-		return err
-	}
-	*m = marked
-	return nil
-}
-
-func (s rollbackPrepareStep) Undo(ctx context.Context, t *Target) error {
-	script := "rm -f -- " + shell.Quote(s.rb.layout.LockedSwitchLink(t.State.SwitchTo))
-	if m := t.State.Meta[t.State.Previous]; m != nil && m.State == StateRolledBack {
-		m.State, m.RolledBack = StateDeployed, time.Time{}
-		script += " && " + writeMetaScript(s.rb.layout, m)
-	}
-	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
-	return err
-}
-
 type rollbackSwitchStep struct {
 	releaseHosts
 	rb *rollbackRun
@@ -201,17 +161,62 @@ func (rollbackSwitchStep) Name() string { return "switch" }
 func (rollbackSwitchStep) Plan(context.Context, *Target) error { return nil }
 func (rollbackSwitchStep) Commits() bool                       { return true }
 
-// Run switches t. Once begun, the switch is not abandoned on an interrupt,
-// as in a deploy's rollout: the rename and the read-back that confirms it
-// go through, so a host that switched is known and reported as switched.
+// Run switches t, in one command that first marks the release rolled back
+// from: a rollback that dies after its switch, before its record step,
+// must not leave that release looking like one to go back to. Should the
+// switch itself fail, the same command marks it deployed again (as does
+// the next run that finds it live with the mark, see inspectStep). Once
+// begun, the switch is not abandoned on an interrupt, as in a deploy's
+// rollout: the rename and the read-back that confirms it go through, so a
+// host that switched is known and reported as switched.
 func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
-	if err := lockedSwitch(context.WithoutCancel(ctx), t.Exec, s.rb.layout, t.State.SwitchTo); err != nil {
-		s.rb.switchFailed.Store(true)
-		return err
+	l, to := s.rb.layout, t.State.SwitchTo
+	var mark, unmark string
+	m := t.State.Meta[t.State.Previous]
+	marked := m
+	if m != nil && m.State == StateDeployed {
+		c := *m
+		c.State, c.RolledBack = StateRolledBack, s.rb.opts.Now().UTC()
+		marked, mark, unmark = &c, writeMetaScript(l, &c), writeMetaScript(l, m)
 	}
-	t.State.Current = t.State.SwitchTo
+	res, err := t.Exec.Exec(context.WithoutCancel(ctx), host.Command{Script: markedSwitchScript(l, to, mark, unmark)})
+	if err == nil {
+		_, err = readSwitch(res.Stdout, l, to)
+	}
+	if err != nil {
+		s.rb.switchFailed.Store(true)
+		return fmt.Errorf("switching %s to release %s: %w", l.CurrentLink(), to, err)
+	}
+	if marked != m {
+		*m = *marked
+	}
+	t.State.Current = to
 	s.rb.switched.Store(true)
 	return nil
+}
+
+// markedSwitchScript is lockedSwitchScript with the script mark before it
+// and unmark run should the rename not happen ("" for none of either).
+func markedSwitchScript(l layout.Layout, id, mark, unmark string) string {
+	if mark == "" {
+		return lockedSwitchScript(l, id)
+	}
+	rename := prepareSwitchScript(l, l.LockedSwitchLink(id), id, false) + shell.Script(` && mv -f -T -- {{link}} {{current}}`,
+		shell.Args{"link": l.LockedSwitchLink(id), "current": l.CurrentLink()})
+	return "{ " + mark + "; } || exit\n{ " + rename + "; } || { s=$?; " + unmark + "; exit $s; }\n" + verifySwitchScript(l)
+}
+
+// unmarkRolledBack marks the release t left deployed again, once t is
+// back on it, and removes the switch link (in the lock, which goes with
+// it anyway).
+func (s rollbackSwitchStep) unmarkRolledBack(ctx context.Context, t *Target) error {
+	script := "rm -f -- " + shell.Quote(s.rb.layout.LockedSwitchLink(t.State.SwitchTo))
+	if m := t.State.Meta[t.State.Previous]; m != nil && m.State == StateRolledBack {
+		m.State, m.RolledBack = StateDeployed, time.Time{}
+		script += " && " + writeMetaScript(s.rb.layout, m)
+	}
+	_, err := t.Exec.Exec(ctx, host.Command{Script: script})
+	return err
 }
 
 // Finish switches t back to the release it left when the switch failed
@@ -235,8 +240,8 @@ func (s rollbackSwitchStep) Finish(ctx context.Context, t *Target) error {
 	t.State.Current = left
 	t.rolledBack = true
 	// The release left is live again: marked deployed, as when the
-	// rollback stops before its switch.
-	return rollbackPrepareStep{rb: s.rb}.Undo(ctx, t)
+	// switch fails.
+	return s.unmarkRolledBack(ctx, t)
 }
 
 // rollbackRecordStep marks the release rolled back from and logs the

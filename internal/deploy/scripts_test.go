@@ -53,6 +53,7 @@ func everyScript(name string) map[string]string {
 		"prepare switch":              prepareSwitchScript(l, l.LockedSwitchLink(id), id, true),
 		"prepare switch back":         prepareSwitchScript(l, l.SwitchTempLink(live), live, false),
 		"locked switch":               lockedSwitchScript(l, id),
+		"locked switch, marking":      markedSwitchScript(l, id, writeMetaScript(l, meta), writeMetaScript(l, meta)),
 		"switch back, retaken":        switchBackFromScript(l, id, live),
 		"switch back, retaken, first": switchBackFromScript(l, id, ""),
 		"verify switch":               verifySwitchScript(l),
