@@ -84,11 +84,11 @@ func TestDownloadPackScript(t *testing.T) {
 	}
 }
 
-// TestDeployThroughStore deploys a directory to this machine through a
-// real S3 server (SeaweedFS, built once per machine): each pack is
-// uploaded once, a deploy of a tree the store has already uploads nothing,
-// and the release is the one a push makes.
-func TestDeployThroughStore(t *testing.T) {
+// startStore starts a real S3 server for t, with its credentials in the
+// environment (and no session token from outside), or skips t with
+// -short.
+func startStore(t *testing.T) *testutil.S3 {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: starts an S3 server")
 	}
@@ -98,6 +98,15 @@ func TestDeployThroughStore(t *testing.T) {
 		t.Setenv(name, value)
 	}
 	t.Setenv("AWS_SESSION_TOKEN", "")
+	return s3
+}
+
+// TestDeployThroughStore deploys a directory to this machine through a
+// real S3 server (SeaweedFS, built once per machine): each pack is
+// uploaded once, a deploy of a tree the store has already uploads nothing,
+// and the release is the one a push makes.
+func TestDeployThroughStore(t *testing.T) {
+	s3 := startStore(t)
 	dir := t.TempDir()
 	site := filepath.Join(dir, "site")
 	writeFile(t, filepath.Join(site, "index.html"), "v1")
@@ -232,15 +241,7 @@ func (c *countingExec) Exec(ctx context.Context, cmd host.Command) (host.Result,
 // command, which carries those steps, so its release is linked, synced
 // and switched all the same.
 func TestStoreUploadFolds(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: starts an S3 server")
-	}
-	s3 := testutil.StartS3(t)
-	for _, kv := range s3.Env() {
-		name, value, _ := strings.Cut(kv, "=")
-		t.Setenv(name, value)
-	}
-	t.Setenv("AWS_SESSION_TOKEN", "")
+	s3 := startStore(t)
 	dir := t.TempDir()
 	site := filepath.Join(dir, "site")
 	writeFile(t, filepath.Join(site, "index.html"), "v1")
