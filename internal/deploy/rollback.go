@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/host"
-	"github.com/slipway-deploy/slipway/internal/layout"
 	"github.com/slipway-deploy/slipway/internal/shell"
 )
 
@@ -173,11 +172,12 @@ func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
 	l, to := s.rb.layout, t.State.SwitchTo
 	var mark, unmark string
 	m := t.State.Meta[t.State.Previous]
-	marked := m
-	if m != nil && m.State == StateDeployed {
-		c := *m
-		c.State, c.RolledBack = StateRolledBack, s.rb.opts.Now().UTC()
-		marked, mark, unmark = &c, writeMetaScript(l, &c), writeMetaScript(l, m)
+	toMark := m != nil && m.State == StateDeployed
+	var marked ReleaseMeta
+	if toMark {
+		marked = *m
+		marked.State, marked.RolledBack = StateRolledBack, s.rb.opts.Now().UTC()
+		mark, unmark = writeMetaScript(l, &marked), writeMetaScript(l, m)
 	}
 	res, err := t.Exec.Exec(context.WithoutCancel(ctx), host.Command{Script: markedSwitchScript(l, to, mark, unmark)})
 	if err == nil {
@@ -187,23 +187,12 @@ func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
 		s.rb.switchFailed.Store(true)
 		return fmt.Errorf("switching %s to release %s: %w", l.CurrentLink(), to, err)
 	}
-	if marked != m {
-		*m = *marked
+	if toMark {
+		*m = marked
 	}
 	t.State.Current = to
 	s.rb.switched.Store(true)
 	return nil
-}
-
-// markedSwitchScript is lockedSwitchScript with the script mark before it
-// and unmark run should the rename not happen ("" for none of either).
-func markedSwitchScript(l layout.Layout, id, mark, unmark string) string {
-	if mark == "" {
-		return lockedSwitchScript(l, id)
-	}
-	rename := prepareSwitchScript(l, l.LockedSwitchLink(id), id, false) + shell.Script(` && mv -f -T -- {{link}} {{current}}`,
-		shell.Args{"link": l.LockedSwitchLink(id), "current": l.CurrentLink()})
-	return "{ " + mark + "; } || exit\n{ " + rename + "; } || { s=$?; " + unmark + "; exit $s; }\n" + verifySwitchScript(l)
 }
 
 // unmarkRolledBack marks the release t left deployed again, once t is

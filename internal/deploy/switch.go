@@ -110,9 +110,19 @@ func lockedSwitch(ctx context.Context, ex host.Executor, l layout.Layout, id str
 	return err
 }
 
-func lockedSwitchScript(l layout.Layout, id string) string {
-	return prepareSwitchScript(l, l.LockedSwitchLink(id), id, false) + shell.Script(` && mv -f -T -- {{link}} {{current}} || exit
-`, shell.Args{"link": l.LockedSwitchLink(id), "current": l.CurrentLink()}) + verifySwitchScript(l)
+func lockedSwitchScript(l layout.Layout, id string) string { return markedSwitchScript(l, id, "", "") }
+
+// markedSwitchScript is lockedSwitchScript with the script mark run
+// before the switch and unmark should the rename not happen ("" for
+// neither): a rollback marks the release it leaves in its switch's
+// command.
+func markedSwitchScript(l layout.Layout, id, mark, unmark string) string {
+	rename := prepareSwitchScript(l, l.LockedSwitchLink(id), id, false) + shell.Script(` && mv -f -T -- {{link}} {{current}}`,
+		shell.Args{"link": l.LockedSwitchLink(id), "current": l.CurrentLink()})
+	if mark == "" {
+		return rename + " || exit\n" + verifySwitchScript(l)
+	}
+	return "{ " + mark + "; } || exit\n{ " + rename + "; } || { s=$?; " + unmark + "; exit $s; }\n" + verifySwitchScript(l)
 }
 
 // switchBack points current at previous again with the same atomic switch;
