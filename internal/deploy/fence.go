@@ -29,10 +29,16 @@ const lostMessage = "slipway: this run no longer holds the deploy lock"
 // It uses shell builtins only: it costs no process. (The switch is fenced
 // by the lock directory itself: see switch.go.)
 func fenceScript(l layout.Layout, token string) string {
-	return shell.Script(`{ IFS= read -r slipway_lock < {{file}}; } 2>/dev/null
-case $slipway_lock in *{{token}}*) ;; *) echo {{lost}} >&2; exit {{status}};; esac`, shell.Args{
-		"file": l.LockOwnerFile(), "token": tokenField(token), "lost": lostMessage, "status": lostStatus,
+	return readOwnerScript(l) + shell.Script(`case $slipway_lock in *{{token}}*) ;; *) echo {{lost}} >&2; exit {{status}};; esac`, shell.Args{
+		"token": tokenField(token), "lost": lostMessage, "status": lostStatus,
 	})
+}
+
+// readOwnerScript reads the lock's owner file (one line) into
+// $slipway_lock with builtins, empty where there is none: the fence and
+// the lock's release then look for their run's token in it.
+func readOwnerScript(l layout.Layout) string {
+	return shell.Script(`slipway_lock=; { IFS= read -r slipway_lock < {{file}}; } 2>/dev/null`, shell.Args{"file": l.LockOwnerFile()}) + "\n"
 }
 
 // tokenField is how token appears in the owner file.

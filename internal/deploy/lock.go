@@ -233,11 +233,10 @@ func refreshScript(l layout.Layout, token string, expires time.Time) string {
 // releaseScript removes the lock, if it is still the one with token (a
 // run that lost its lock leaves the new holder's alone, and says nothing),
 // then the directories made, which rmdir removes only while empty. It
-// reads the owner file (one line) as the fence does, with builtins.
+// reads the owner file as the fence does (readOwnerScript).
 func releaseScript(l layout.Layout, token string, made []string) string {
-	script := shell.Script(`slipway_lock=; { IFS= read -r slipway_lock < {{file}}; } 2>/dev/null
-case $slipway_lock in *{{token}}*) rm -rf -- {{lock}};; esac`, shell.Args{
-		"token": tokenField(token), "file": l.LockOwnerFile(), "lock": l.LockDir(),
+	script := readOwnerScript(l) + shell.Script(`case $slipway_lock in *{{token}}*) rm -rf -- {{lock}};; esac`, shell.Args{
+		"token": tokenField(token), "lock": l.LockDir(),
 	})
 	if len(made) > 0 {
 		script += shell.Script("\nrmdir -- {{made}} 2>/dev/null || true", shell.Args{"made": made})

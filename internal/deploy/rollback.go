@@ -179,13 +179,9 @@ func (s rollbackSwitchStep) Run(ctx context.Context, t *Target) error {
 		marked.State, marked.RolledBack = StateRolledBack, s.rb.opts.Now().UTC()
 		mark, unmark = writeMetaScript(l, &marked), writeMetaScript(l, m)
 	}
-	res, err := t.Exec.Exec(context.WithoutCancel(ctx), host.Command{Script: markedSwitchScript(l, to, mark, unmark)})
-	if err == nil {
-		_, err = readSwitch(res.Stdout, l, to)
-	}
-	if err != nil {
+	if err := markedSwitch(context.WithoutCancel(ctx), t.Exec, l, to, mark, unmark); err != nil {
 		s.rb.switchFailed.Store(true)
-		return fmt.Errorf("switching %s to release %s: %w", l.CurrentLink(), to, err)
+		return err
 	}
 	if toMark {
 		*m = marked
@@ -247,7 +243,9 @@ func (rollbackRecordStep) Plan(context.Context, *Target) error { return nil }
 func (s rollbackRecordStep) Run(ctx context.Context, t *Target) error {
 	l := s.rb.layout
 	script := appendLogScript(l, fmt.Sprintf("%s rolled back to release %s", s.rb.owner.User, t.State.Current))
-	if m, ok := t.State.Meta[t.State.Previous]; ok {
+	// The switch's command marked the release left where it was
+	// recorded deployed; any other record of it is marked here.
+	if m, ok := t.State.Meta[t.State.Previous]; ok && m.State != StateRolledBack {
 		m.State = StateRolledBack
 		m.RolledBack = s.rb.opts.Now().UTC()
 		script = writeMetaScript(l, m) + " && " + script

@@ -102,7 +102,12 @@ func Switch(ctx context.Context, ex host.Executor, l layout.Layout, id string) e
 // verifying take three; a deploy's rollout, which fires many hosts'
 // renames at one moment, prepares instead (prepareSwitchStep).
 func lockedSwitch(ctx context.Context, ex host.Executor, l layout.Layout, id string) error {
-	res, err := ex.Exec(ctx, host.Command{Script: lockedSwitchScript(l, id)})
+	return markedSwitch(ctx, ex, l, id, "", "")
+}
+
+// markedSwitch is lockedSwitch with the scripts of markedSwitchScript.
+func markedSwitch(ctx context.Context, ex host.Executor, l layout.Layout, id, mark, unmark string) error {
+	res, err := ex.Exec(ctx, host.Command{Script: markedSwitchScript(l, id, mark, unmark)})
 	if err != nil {
 		return fmt.Errorf("switching %s to release %s: %w", l.CurrentLink(), id, err)
 	}
