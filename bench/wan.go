@@ -136,8 +136,6 @@ func rttName(rtt time.Duration) string {
 	return rtt.String()
 }
 
-func (w *wanResult) fileSystemName() string { return fileSystemName(w.fileSystem) }
-
 // fileSystemName says where every host's files are, for fileSystem as
 // newBench takes it.
 func fileSystemName(fileSystem string) string {
@@ -176,7 +174,7 @@ func (r *results) wanMD() string {
 		what = "`make bench-wan` (this section alone)"
 	}
 	fmt.Fprintf(&b, "Measured by %s on %s (the run took %s). %d hosts, each with %s as /srv, medians of %d run(s) each",
-		what, r.started.Format("2006-01-02 15:04 MST"), r.took.Round(time.Second), w.hosts, w.fileSystemName(), w.reps)
+		what, r.started.Format("2006-01-02 15:04 MST"), r.took.Round(time.Second), w.hosts, fileSystemName(w.fileSystem), w.reps)
 	if w.reps < 3 {
 		b.WriteString(" (**fewer than the 3 runs issue 15 asks for: not the benchmark's figures**)")
 	}
@@ -328,7 +326,7 @@ on this machine whatever the tool: a goal below it cannot be met here.
 
 | workload | %d hosts | %d hosts | ratio | goal | met? | 1,000 hosts: the line | 1,000 hosts: the line + %.0f waves of --parallel %d | floor: %d hosts | floor: %d hosts | floor: ratio |
 |---|---|---|---|---|---|---|---|---|---|---|
-`, big.hosts, small.hosts, w.fileSystemName(), wanRTT, cli.DefaultParallel, waves-1, wanRTT,
+`, big.hosts, small.hosts, fileSystemName(w.fileSystem), wanRTT, cli.DefaultParallel, waves-1, wanRTT,
 		small.hosts, big.hosts, waves, cli.DefaultParallel, small.hosts, big.hosts)
 	for _, wl := range workloads {
 		t0, t1 := medianWall(small.get("slipway", wl)), medianWall(big.get("slipway", wl))
@@ -401,7 +399,7 @@ func (r *results) wanThousandHosts() string {
 		parts = append(parts, fmt.Sprintf("%s about %s (%s with the waves of `--parallel %d`)", strings.ToLower(workloadTitle[wl]), secs(p.line), secs(p.withWaves), cli.DefaultParallel))
 	}
 	return fmt.Sprintf("- **At %s round-trip time** ([benchmarks.md](benchmarks.md), issue 15's section: hosts each on %s, %d and %d hosts), on the line through the two fleets, 1,000 hosts would take: %s.\n",
-		w.wanRTT(), w.fileSystemName(), w.hosts, w.scale.hosts, strings.Join(parts, "; "))
+		w.wanRTT(), fileSystemName(w.fileSystem), w.hosts, w.scale.hosts, strings.Join(parts, "; "))
 }
 
 // stepProfile is one step of slipway's run, over the hosts.

@@ -51,6 +51,16 @@ func (w watchedRun) count(typ, s string) int {
 	return n
 }
 
+// outcome is how the run ended, for the matrix: its exit status and, where
+// it finished, its outcome.
+func (w watchedRun) outcome() string {
+	s := fmt.Sprintf("exit %d", w.code)
+	if fin := w.finished(); fin != nil {
+		s += " (" + fin.Outcome + ")"
+	}
+	return s
+}
+
 // finished is the run's run_finished event, or nil (a killed run has none).
 func (w watchedRun) finished() *ui.JSONEvent {
 	for i := len(w.events) - 1; i >= 0; i-- {

@@ -234,11 +234,7 @@ func faultStore(t *testing.T, add func(matrixRow)) {
 			live: func(h *testutil.Host) map[string]string { return f.wantTree(h, live) },
 		}))
 		f.checkRecovered(before)
-		outcome := fmt.Sprintf("exit %d", run.code)
-		if fin := run.finished(); fin != nil {
-			outcome += " (" + fin.Outcome + ")"
-		}
-		outcome += "; a warning per host: could not download its pack, pushing its upload over SSH instead"
+		outcome := run.outcome() + "; a warning per host: could not download its pack, pushing its upload over SSH instead"
 		after := f.states()
 		desc := describe(f.fleet.Hosts, after, map[string]string{live: "the new release"}, allReleases(before))
 		add(matrixRow{class: storeKillClass, where: "the hosts' way to the store closed as `store packs` starts (this machine uploads the pack; no host can download it)",
@@ -508,11 +504,7 @@ func (f *faultFleet) networkCase(class, where string, run watchedRun, before map
 		}
 	}
 	f.checkAfterFault(fleetWide(allowed))
-	outcome := fmt.Sprintf("exit %d", run.code)
-	if fin := run.finished(); fin != nil {
-		outcome += " (" + fin.Outcome + ")"
-	}
-	outcome += "; the error names `" + names + "`"
+	outcome := run.outcome() + "; the error names `" + names + "`"
 	desc := describe(f.fleet.Hosts, after, map[string]string{old: "the previous release"}, allReleases(before))
 	recovery := f.recover(after)
 	f.checkRecovered(after)
