@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +90,16 @@ func startAgent(t *testing.T, key string) string {
 		_ = agent.Process.Kill()
 		_ = agent.Wait()
 	})
-	waitFor(t, time.Minute, "ssh-agent listening", func() bool { _, err := os.Stat(sock); return err == nil })
+	// The socket exists from ssh-agent's bind, before its listen: wait
+	// for a connection to be accepted, not for the file.
+	waitFor(t, time.Minute, "ssh-agent listening", func() bool {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
 	add := exec.Command("ssh-add", key)
 	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
 	if out, err := add.CombinedOutput(); err != nil {
