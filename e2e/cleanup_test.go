@@ -81,7 +81,7 @@ func TestCleanupNeverBreaksRunningWork(t *testing.T) {
 // does not see host1's processes and deletes its X. All hosts clean up at
 // once (no --parallel 1).
 func TestCleanupKeepsAReleaseOnlyOnTheHostWhereItIsInUse(t *testing.T) {
-	p := newProject(t, 2, testutil.Options{PIDNamespaces: true})
+	p := newProject(t, 2, testutil.Options{})
 	p.config("keep_releases: 1\n")
 	busy, idle := p.fleet.Hosts[0], p.fleet.Hosts[1]
 	p.mustRun("deploy", "production")

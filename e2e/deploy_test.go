@@ -246,7 +246,7 @@ func TestCleanupKeepsNAndNeverTheLiveOne(t *testing.T) {
 	// Each host has a PID namespace of its own, as a real server has: one
 	// host's rm -rf of releases/X (its open directory fds) is not a
 	// process using X on another host, so all hosts clean up at once.
-	p := newProject(t, 3, testutil.Options{PIDNamespaces: true})
+	p := newProject(t, 3, testutil.Options{})
 	p.config("keep_releases: 2\n")
 	var ids []string
 	for i := 0; i < 4; i++ {

@@ -93,7 +93,7 @@ func newFaultFleet(t *testing.T) *faultFleet {
 	// Each host has its own process table, as real servers do: cleanup
 	// on one host must not see another's rm -rf of the same release path
 	// (ids are the same fleet-wide) as a process using the release.
-	return &faultFleet{project: newProject(t, 3, testutil.Options{PIDNamespaces: true}), roots: map[string]string{}, version: new(int)}
+	return &faultFleet{project: newProject(t, 3, testutil.Options{}), roots: map[string]string{}, version: new(int)}
 }
 
 // liveTrees records the content of the release each host serves.

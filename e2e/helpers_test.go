@@ -39,6 +39,12 @@ func (p *project) withEnv(env ...string) *project {
 
 func newProject(t *testing.T, hosts int, opts testutil.Options) *project {
 	t.Helper()
+	// Every host sees only its own processes, as real servers do. Sharing
+	// this machine's, a host's cleanup and recycling would take another
+	// host's (or another test's) process in releases/X, the same path
+	// with the same release id, for one using its own releases/X, keep
+	// that release, and fail the test by the timing of the hosts.
+	opts.PIDNamespaces = true
 	fleet := testutil.StartFleet(t, hosts, opts)
 	p := &project{t: t, fleet: fleet, dir: t.TempDir(), bin: testutil.Slipway(t)}
 	p.writeApp("v1")

@@ -63,7 +63,7 @@ func TestLoginShellsTcshFishDash(t *testing.T) {
 func TestBusyBoxHostDeploysLikeAGNUHost(t *testing.T) {
 	// PID namespaces: the job started on the BusyBox host below is not
 	// one the GNU host's cleanup sees.
-	p := newProject(t, 2, testutil.Options{PIDNamespaces: true, Hosts: []testutil.HostOptions{{}, {BusyBox: true}}})
+	p := newProject(t, 2, testutil.Options{Hosts: []testutil.HostOptions{{}, {BusyBox: true}}})
 	gnu, busybox := p.fleet.Hosts[0], p.fleet.Hosts[1]
 	// The BusyBox host really runs BusyBox in its sessions: its tar is
 	// BusyBox's ("tar (busybox) 1.35.0").

@@ -228,6 +228,13 @@ func (f foldStep) RunPhases(ctx context.Context, t *Target, next func()) (err er
 		return res, err
 	}
 	err = f.lead.runVia(ctx, t, exec)
+	if err == nil && (!preCarried && pre.Len() > 0 || !postCarried && post.Len() > 0) {
+		// The lead ended well without a command that carried every
+		// member (it had nothing to send, or made light of its own
+		// script's failure, as cleanup does): those left run now, in
+		// a command of their own, rather than be reported done unrun.
+		_, err = exec(ctx, host.Command{Script: ":"})
+	}
 	// A failure in a member before the lead is that member's, whatever
 	// the lead made of it.
 	failed := markers.failure()
@@ -269,7 +276,9 @@ func (f foldStep) explain(ctx context.Context, t *Target, err error) error {
 
 // writeFolded writes script as phase i of a folded command: in a subshell
 // of its own (its cd, umask and exit stay in it), the command stopping
-// with its status if it fails, then the phase's marker.
+// with its status if it fails, then the phase's marker. The subshell's
+// status is tested, so set -e does nothing in it: a member's script
+// exits on its own failures.
 func writeFolded(b *bytes.Buffer, script string, i int) {
 	fmt.Fprintf(b, "(\n%s\n) || exit\necho %s%d\n", script, phaseMarker, i)
 }

@@ -35,18 +35,34 @@ func (linkSharedStep) done(context.Context, *Target) error { return nil }
 
 func (linkSharedStep) Plan(context.Context, *Target) error { return nil }
 
+// seedTempPrefix names the directory beside a shared directory that its
+// seed is copied into before it moves in: a copy that fails (a full
+// disk, a run killed) leaves the shared directory empty, so the next
+// deploy seeds it again, instead of a part of the seed that no deploy
+// would complete.
+const seedTempPrefix = ".slipway-seed-"
+
+// linkSharedScript seeds the shared directories that need it and links
+// the shared paths into the release. It stops at the first command that
+// fails, with its status, by an explicit exit after each: not by set -e,
+// which a shell ignores in a subshell whose status is tested, as a folded
+// script's is (fold.go), and in every command of an && list but the last.
 func linkSharedScript(l layout.Layout, id string, dirs, files []string) string {
 	release := l.ReleaseDir(id)
 	var b strings.Builder
-	b.WriteString("set -e\numask 022\n")
+	b.WriteString("umask 022\n")
 	// The shared directory's own modes stay as setup made them (writable
 	// for the web server): only what is inside it is copied.
 	for _, dir := range dirs {
-		b.WriteString(shell.Script(`if [ ! -e {{shared}} ] && [ ! -L {{shared}} ]; then mkdir -p -- {{parent}} && mkdir -- {{shared}}; fi
+		b.WriteString(shell.Script(`if [ ! -e {{shared}} ] && [ ! -L {{shared}} ]; then mkdir -p -- {{parent}} && mkdir -- {{shared}} || exit; fi
 if [ -d {{seed}} ] && [ ! -L {{seed}} ] && [ -d {{shared}} ] && [ -z "$(ls -A -- {{shared}})" ]; then
-  for f in {{seed}}/* {{seed}}/.[!.]* {{seed}}/..?*; do if [ -e "$f" ] || [ -L "$f" ]; then cp -Rp -- "$f" {{shared}}/; fi; done
+  rm -rf -- {{temp}} && mkdir -- {{temp}} || exit
+  for f in {{seed}}/* {{seed}}/.[!.]* {{seed}}/..?*; do if [ -e "$f" ] || [ -L "$f" ]; then cp -Rp -- "$f" {{temp}}/ || { s=$?; rm -rf -- {{temp}}; exit $s; }; fi; done
+  for f in {{temp}}/* {{temp}}/.[!.]* {{temp}}/..?*; do if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" {{shared}}/ || exit; fi; done
+  rmdir -- {{temp}} || exit
 fi`+"\n", shell.Args{
 			"shared": l.SharedPath(dir), "parent": path.Dir(l.SharedPath(dir)), "seed": path.Join(release, dir),
+			"temp": path.Join(path.Dir(l.SharedPath(dir)), seedTempPrefix+path.Base(dir)),
 		}))
 		b.WriteString(linkScript(l, release, dir))
 	}
@@ -72,7 +88,7 @@ func (d *deployRun) sharedShipping(t *Target) (keepOut []string) {
 // linkScript replaces rel in the release with a link to its shared copy.
 func linkScript(l layout.Layout, release, rel string) string {
 	inRelease := path.Join(release, rel)
-	return shell.Script("rm -rf -- {{path}}\nmkdir -p -- {{parent}}\nln -s -- {{target}} {{path}}\n", shell.Args{
+	return shell.Script("rm -rf -- {{path}} || exit\nmkdir -p -- {{parent}} || exit\nln -s -- {{target}} {{path}} || exit\n", shell.Args{
 		"path": inRelease, "parent": path.Dir(inRelease), "target": l.SharedLinkTarget(rel),
 	})
 }

@@ -275,8 +275,11 @@ func (s storeUploadStep) runVia(ctx context.Context, t *Target, exec execFunc) e
 	script := downloadPackScript(d.layout, d.releaseID, t.State.Fetcher, p.sum) + extractPackScript(args)
 	sent := &countingReader{r: strings.NewReader(url + "\n")}
 	_, err = exec(ctx, host.Command{Script: script, Stdin: sent})
+	// Only the download's own statuses make a push: not a folded step's
+	// that exits with the same number (a *phaseError).
 	var exit *host.ExitError
-	if errors.As(err, &exit) && (exit.Code == fetchFailedStatus || exit.Code == packMismatchStatus) && ctx.Err() == nil {
+	var member *phaseError
+	if errors.As(err, &exit) && (exit.Code == fetchFailedStatus || exit.Code == packMismatchStatus) && !errors.As(err, &member) && ctx.Err() == nil {
 		d.warn(t, "could not download its pack from %s: %s; pushing its upload over SSH instead", s.st.store.Location(), host.Tail(exit.Stderr, 3))
 		return push.runVia(ctx, t, exec)
 	}

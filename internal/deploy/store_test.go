@@ -245,7 +245,7 @@ func TestStoreUploadFolds(t *testing.T) {
 	dir := t.TempDir()
 	site := filepath.Join(dir, "site")
 	writeFile(t, filepath.Join(site, "index.html"), "v1")
-	deploy := func(name string, artifacts *config.Artifacts) (string, *eventLog, int64) {
+	try := func(name string, artifacts *config.Artifacts) (*Result, *eventLog, int64, error) {
 		t.Helper()
 		cfg := &config.Config{
 			App: "demo", KeepReleases: 5, Symlink: "relative",
@@ -265,6 +265,11 @@ func TestStoreUploadFolds(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+		return res, log, ex.n.Load(), err
+	}
+	deploy := func(name string, artifacts *config.Artifacts) (string, *eventLog, int64) {
+		t.Helper()
+		res, log, n, err := try(name, artifacts)
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", name, err, log)
 		}
@@ -275,7 +280,7 @@ func TestStoreUploadFolds(t *testing.T) {
 		if target, err := os.Readlink(filepath.Join(dir, name, "releases", res.ReleaseID, "storage")); err != nil || target != "../../shared/storage" {
 			t.Errorf("%s: the release's storage -> %q (%v), want the shared directory", name, target, err)
 		}
-		return res.ReleaseID, log, ex.n.Load()
+		return res.ReleaseID, log, n
 	}
 	store := func(prefix string) *config.Artifacts {
 		return &config.Artifacts{Bucket: s3.Bucket, Prefix: prefix, Endpoint: s3.Endpoint, Region: "us-east-1"}
@@ -299,5 +304,18 @@ func TestStoreUploadFolds(t *testing.T) {
 	}
 	if fellBack != pushed+1 {
 		t.Errorf("commands sent to the host that fell back to a push: %d, want %d (a push's and the failed download)", fellBack, pushed+1)
+	}
+
+	// A step folded after the download that fails with the status of a
+	// failed download (ln exiting 75) fails the deploy: it is no reason
+	// to push the upload.
+	shimOnPath(t, "curl", "#!/bin/sh\nexec /usr/bin/curl \"$@\"\n")
+	shimOnPath(t, "ln", "#!/bin/sh\necho 'ln: failed' >&2\nexit 75\n")
+	_, log, _, err := try("member", store("member"))
+	if err == nil {
+		t.Fatal("the deploy succeeded with its shared link failing")
+	}
+	if log.has("could not download its pack") {
+		t.Errorf("a folded step's exit 75 taken for a failed download:\n%s", log)
 	}
 }
