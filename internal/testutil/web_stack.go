@@ -164,9 +164,16 @@ func requireFront(t testing.TB, server Server) string {
 }
 
 // inHost runs path with args in h's mount namespace: nsenter execs it, so
-// the process started is the server itself.
+// the process started is the server itself, whose signals (a reload) reach
+// it. With a PID namespace, --no-fork keeps it so, as for sshd's listener:
+// the server stays in this machine's PID namespace, and the workers it
+// forks are in the host's, where a cleanup on the host sees them.
 func inHost(h *Host, path string, args ...string) (string, []string) {
-	return "nsenter", slices.Concat(h.nsenterArgs(), []string{"--", path}, args)
+	ns := h.nsenterArgs()
+	if h.pidFile != nil {
+		ns = append(ns, "--no-fork")
+	}
+	return "nsenter", slices.Concat(ns, []string{"--", path}, args)
 }
 
 // startFPM starts php-fpm with the pool of a stack and waits until it
