@@ -148,6 +148,7 @@ type checkNeeds struct {
 	sudo        bool     // cleanup.sudo: sudo -n rm must work
 	webUser     string   // writable.mode acl: the user granted access must exist
 	sharedFiles []string // must exist before a deploy
+	sharedDirs  []string // must be directories where they exist
 	liveSize    bool     // a new release costs about the live one's size (no hard links)
 	repo        bool     // strategy git: the mirror is a layout directory too
 }
@@ -157,6 +158,7 @@ func needsOf(cfg *config.Config) checkNeeds {
 		tools:       baseTools,
 		sudo:        cfg.Cleanup.Sudo,
 		sharedFiles: cfg.Shared.Files,
+		sharedDirs:  cfg.Shared.Dirs,
 		liveSize:    !cfg.Source.Hardlink,
 		repo:        cfg.Source.Strategy == "git",
 	}
@@ -217,6 +219,9 @@ df -Pk -- "$f" 2>/dev/null | awk 'NR==2 {print "free-kb " $4}'
 	for _, f := range n.sharedFiles {
 		script += shell.Script(`[ -e {{path}} ] || printf 'missing-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.SharedPath(f), "name": f})
 	}
+	for _, d := range n.sharedDirs {
+		script += shell.Script(`if { [ -e {{path}} ] || [ -L {{path}} ]; } && [ ! -d {{path}} ]; then printf 'bad-shared %s\n' {{name}}; fi`+"\n", shell.Args{"path": l.SharedPath(d), "name": d})
+	}
 	if n.sudo {
 		script += `if command -v sudo >/dev/null 2>&1 && ! why=$(sudo -n rm --version 2>&1 >/dev/null); then printf 'sudo-refused %s %s\n' "$(command -v rm)" "$(printf '%s' "$why" | head -n 1)"; fi` + "\n"
 	}
@@ -236,9 +241,10 @@ type hostFacts struct {
 	notWritable    []string
 	notDir         []string
 	missingShared  []string
-	freeKB, liveKB int64  // -1 when unknown
-	sudoRm         string // the rm sudo refused to run (cleanup.sudo)
-	sudoRefused    string // and what sudo said
+	badShared      []string // shared directories there but no directories
+	freeKB, liveKB int64    // -1 when unknown
+	sudoRm         string   // the rm sudo refused to run (cleanup.sudo)
+	sudoRefused    string   // and what sudo said
 	noWebUser      bool
 }
 
@@ -259,6 +265,8 @@ func parseFacts(out []byte) *hostFacts {
 			f.notDir = append(f.notDir, rest)
 		case "missing-shared":
 			f.missingShared = append(f.missingShared, rest)
+		case "bad-shared":
+			f.badShared = append(f.badShared, rest)
 		case "free-kb":
 			f.freeKB = parseKB(rest)
 		case "live-kb":
@@ -335,6 +343,11 @@ func (r *run) problems(t *Target, f *hostFacts) []Problem {
 			fix = "slipway setup " + r.opts.Stage.Name + " (which creates its directory), then " + fix
 		}
 		out = append(out, Problem{What: fmt.Sprintf("shared file %s does not exist (every release links it)", p), Fix: fix})
+	}
+	for _, name := range f.badShared {
+		p := l.SharedPath(name)
+		out = append(out, Problem{What: fmt.Sprintf("shared directory %s is not a directory (a symlink to a path that does not exist, such as a volume not mounted, or a file): every release links it", p),
+			Fix: "mount or create what it stands for; ls -ld " + p + " shows what is there"})
 	}
 	if t.State.CurrentIsDir {
 		cur := l.CurrentLink()

@@ -96,3 +96,40 @@ func TestDurabilityOrder(t *testing.T) {
 		t.Errorf("order: upload %d, sync release %d, rename %d, sync deploy dir %d, record %d; want increasing", upload, syncRelease, rename, syncDir, record)
 	}
 }
+
+// TestSyncFailureStopsTheSwitch: a sync of the release that fails (a
+// write-back error: the data may not be on disk) fails the deploy before
+// its switch, with sync's message; a sync that does not know -f (an old
+// coreutils or BusyBox) falls back to a plain sync and the deploy goes on.
+func TestSyncFailureStopsTheSwitch(t *testing.T) {
+	dir := t.TempDir()
+	opts := localStage(t, dir, host.NewLocal())
+	l := opts.Layout()
+	first := deployVersion(t, opts, "v1")
+
+	shimOnPath(t, "sync", `#!/bin/sh
+[ "$1" = -f ] || exec /bin/sync "$@"
+echo "sync: error syncing '$3': Input/output error" >&2
+exit 1
+`)
+	writeFile(t, filepath.Join(opts.Config.Source.Path, "index.html"), "v2")
+	tree, err := source.Scan(opts.Config.Source.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+	if err == nil || !strings.Contains(err.Error(), "Input/output error") {
+		t.Fatalf("deploy with the release's sync failing: %v, want it to fail with sync's message", err)
+	}
+	if target, err := os.Readlink(l.CurrentLink()); err != nil || filepath.Base(target) != first {
+		t.Errorf("current -> %q (%v) after the failed sync, want release %s still", target, err, first)
+	}
+
+	shimOnPath(t, "sync", `#!/bin/sh
+case "$1" in -*) echo "sync: invalid option -- '${1#-}'" >&2; echo "Try 'sync --help' for more information." >&2; exit 1;; esac
+exec /bin/sync
+`)
+	if second := deployVersion(t, opts, "v3"); second == first {
+		t.Error("the deploy with a sync that knows no options did not go live")
+	}
+}

@@ -145,6 +145,9 @@ func (s inspectStep) Plan(ctx context.Context, t *Target) error {
 	for _, missing := range t.State.MissingShared {
 		hp.Warnings = append(hp.Warnings, fmt.Sprintf("shared file %s is missing: the deploy would stop before any change", s.r.layout.SharedPath(missing)))
 	}
+	if bad := t.State.BadShared; len(bad) > 0 {
+		hp.Warnings = append(hp.Warnings, badShared(t, s.r.layout, bad).Error()+" (the deploy would stop before any change)")
+	}
 	return nil
 }
 
@@ -162,6 +165,9 @@ func (s inspectStep) refusal(t *Target) error {
 	}
 	if missing := t.State.MissingShared; len(missing) > 0 {
 		return missingShared(t, s.r.layout, missing)
+	}
+	if bad := t.State.BadShared; len(bad) > 0 {
+		return badShared(t, s.r.layout, bad)
 	}
 	return nil
 }
@@ -204,6 +210,27 @@ func missingShared(t *Target, l layout.Layout, missing []string) error {
 		paths = append(paths, l.SharedPath(f))
 	}
 	return fmt.Errorf("shared file %s does not exist; create it on the host (for example: scp .env.production %s:%s), then deploy again",
+		strings.Join(paths, ", "), t.Name(), paths[0])
+}
+
+// sharedDirStateScript reports a shared directory that needs seeding
+// (seed-shared: missing, or empty) or that is there but no directory
+// (bad-shared: a link to what does not exist, a volume not mounted, a
+// file). One the user cannot list is not empty as far as a deploy knows:
+// it is never seeded over.
+const sharedDirStateScript = `if [ ! -e {{path}} ] && [ ! -L {{path}} ]; then printf 'seed-shared %s\n' {{name}}
+elif [ ! -d {{path}} ]; then printf 'bad-shared %s\n' {{name}}
+elif [ -r {{path}} ] && slipway_ls=$(ls -A -- {{path}} 2>/dev/null) && [ -z "$slipway_ls" ]; then printf 'seed-shared %s\n' {{name}}; fi`
+
+// badShared refuses a release whose shared directories are there but are
+// no directories: its links would lead nowhere, and the app would start
+// without its data.
+func badShared(t *Target, l layout.Layout, bad []string) error {
+	var paths []string
+	for _, d := range bad {
+		paths = append(paths, l.SharedPath(d))
+	}
+	return fmt.Errorf("shared directory %s on %s is not a directory (a symlink to a path that does not exist, such as a volume not mounted, or a file); mount or create what it stands for (ls -ld %s shows what is there), then deploy again",
 		strings.Join(paths, ", "), t.Name(), paths[0])
 }
 
@@ -280,7 +307,7 @@ else for f; do case $f in */lock/owner.json) printf 'lock ';; */lock/expires.*) 
 		script += shell.Script(`[ -e {{path}} ] || printf 'missing-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.Shared + "/" + f, "name": f})
 	}
 	for _, dir := range ask.seedDirs {
-		script += shell.Script(`[ -d {{path}} ] && [ -n "$(ls -A -- {{path}} 2>/dev/null)" ] || printf 'seed-shared %s\n' {{name}}`+"\n", shell.Args{"path": l.Shared + "/" + dir, "name": dir})
+		script += shell.Script(sharedDirStateScript+"\n", shell.Args{"path": l.Shared + "/" + dir, "name": dir})
 	}
 	if ask.manifest {
 		// The live release's manifest by its checksum and size only: the

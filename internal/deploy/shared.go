@@ -43,7 +43,10 @@ func (linkSharedStep) Plan(context.Context, *Target) error { return nil }
 const seedTempPrefix = ".slipway-seed-"
 
 // linkSharedScript seeds the shared directories that need it and links
-// the shared paths into the release. It stops at the first command that
+// the shared paths into the release. A shared directory that is no
+// directory fails it (inspect refuses such a host before any change; this
+// is for one that changed since); one the user cannot list is not seeded.
+// It stops at the first command that
 // fails, with its status, by an explicit exit after each: not by set -e,
 // which a shell ignores in a subshell whose status is tested, as a folded
 // script's is (fold.go), and in every command of an && list but the last.
@@ -55,7 +58,8 @@ func linkSharedScript(l layout.Layout, id string, dirs, files []string) string {
 	// for the web server): only what is inside it is copied.
 	for _, dir := range dirs {
 		b.WriteString(shell.Script(`if [ ! -e {{shared}} ] && [ ! -L {{shared}} ]; then mkdir -p -- {{parent}} && mkdir -- {{shared}} || exit; fi
-if [ -d {{seed}} ] && [ ! -L {{seed}} ] && [ -d {{shared}} ] && [ -z "$(ls -A -- {{shared}})" ]; then
+[ -d {{shared}} ] || { printf '%s is not a directory (a symlink to a path that does not exist? a volume not mounted?)\n' {{shared}} >&2; exit 1; }
+if [ -d {{seed}} ] && [ ! -L {{seed}} ] && [ -r {{shared}} ] && slipway_ls=$(ls -A -- {{shared}}) && [ -z "$slipway_ls" ]; then
   rm -rf -- {{temp}} && mkdir -- {{temp}} || exit
   for f in {{seed}}/* {{seed}}/.[!.]* {{seed}}/..?*; do if [ -e "$f" ] || [ -L "$f" ]; then cp -Rp -- "$f" {{temp}}/ || { s=$?; rm -rf -- {{temp}}; exit $s; }; fi; done
   for f in {{temp}}/* {{temp}}/.[!.]* {{temp}}/..?*; do if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" {{shared}}/ || exit; fi; done

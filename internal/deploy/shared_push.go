@@ -271,9 +271,10 @@ if ! s=$(sha256sum < "$tmp") || [ "${s%% *}" != {{sum}} ]; then
   printf 'the copy received (%s bytes) is not the file sent (%s bytes): the transfer was cut short or changed\n' "$n" {{size}} >&2; exit 1
 fi
 if [ -f "$p" ]; then chgrp "$(ls -ldn -- "$p" | awk '{print $4}')" "$tmp" 2>/dev/null || true; fi
-chmod {{mode}} "$tmp" && { sync -- "$tmp" 2>/dev/null || sync; }`, shell.Args{
+chmod {{mode}} "$tmp" && {{sync}}`, shell.Args{
 		"file": file, "dir": path.Dir(file), "tmp": tmp, "prefix": tmpPrefix,
 		"sum": sum, "size": size, "mode": fmt.Sprintf("%03o", mode.Perm()),
+		"sync": shell.Raw(syncScript("", tmp)),
 	})
 }
 
@@ -290,9 +291,10 @@ func sharedReplaceScript(file, tmp, history, stamp, fence string) string {
 if [ -f "$p" ]; then (umask 077 && mkdir -p -- "$h") && cp -p -- "$p" "$h"/{{stamp}} || exit; fi
 {{fence}}
 mv -f -- "$tmp" "$p" || exit
-{ sync -- {{dir}} 2>/dev/null || sync; }
+{{sync}} || exit
 ls -1 -- "$h" 2>/dev/null | sort -r | awk -v keep={{keep}} 'NR > keep' | while IFS= read -r f; do case $f in {{glob}}) rm -f -- "$h/$f";; esac; done`, shell.Args{
 		"file": file, "tmp": tmp, "history": history, "stamp": stamp, "dir": path.Dir(file),
 		"fence": shell.Raw(fence), "keep": sharedHistoryKeep, "glob": sharedHistoryGlob,
+		"sync": shell.Raw(syncScript("", path.Dir(file))),
 	})
 }

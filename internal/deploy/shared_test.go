@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -75,4 +76,49 @@ func dirNames(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// TestSharedDirNotADirectory: a shared directory that is a symlink to a
+// path that does not exist (a volume not mounted) refuses the deploy
+// before any change on the host, naming it, where its link would have led
+// nowhere; check reports it with its fix.
+func TestSharedDirNotADirectory(t *testing.T) {
+	dir := t.TempDir()
+	opts := localStage(t, dir, host.NewLocal())
+	opts.Config.Shared.Dirs = []string{"storage"}
+	l := opts.Layout()
+	writeFile(t, filepath.Join(opts.Config.Source.Path, "storage", "a.txt"), "a")
+	first := deployVersion(t, opts, "v1")
+
+	shared := l.SharedPath("storage")
+	if err := os.RemoveAll(shared); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "not-mounted"), shared); err != nil {
+		t.Fatal(err)
+	}
+	releasesBefore := dirNames(t, l.ReleasesDir())
+	writeFile(t, filepath.Join(opts.Config.Source.Path, "index.html"), "v2")
+	tree, err := source.Scan(opts.Config.Source.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+	if err == nil || !strings.Contains(err.Error(), "shared directory "+shared+" on local is not a directory") {
+		t.Fatalf("deploy with shared/storage dangling: %v, want it refused, naming it", err)
+	}
+	if target, err := os.Readlink(l.CurrentLink()); err != nil || filepath.Base(target) != first {
+		t.Errorf("current -> %q (%v) after the refused deploy, want release %s", target, err, first)
+	}
+	if got := dirNames(t, l.ReleasesDir()); !slices.Equal(got, releasesBefore) {
+		t.Errorf("releases %v after the refused deploy, want %v: it changed the host", got, releasesBefore)
+	}
+
+	reports, err := Check(context.Background(), opts)
+	if err == nil {
+		t.Fatal("check passed a host whose shared directory dangles")
+	}
+	if got := problemTexts(reports[0].Problems); !strings.Contains(got, "shared directory "+shared+" is not a directory") {
+		t.Errorf("check does not report the dangling shared directory:\n%s", got)
+	}
 }

@@ -59,6 +59,7 @@ type State struct {
 	BadMeta       []string // metadata files that could not be read: reported, not trusted
 	MissingShared []string // shared files that do not exist
 	SeedShared    []string // shared directories missing or empty: seeded from the release
+	BadShared     []string // shared directories that are there but no directory (a dangling link): refused
 	MissingTools  []string // tools a deploy needs that the host lacks
 	Tar           string   // the host's tar: tarGNU, tarBusyBox, tarOther; "" when not asked
 	Fetcher       string   // what downloads from the artifact store: fetchCurl, fetchWget, fetchNone; "" when not asked
@@ -149,6 +150,8 @@ func parseState(l layout.Layout, out []byte) (*State, error) {
 			s.MissingShared = append(s.MissingShared, rest)
 		case "seed-shared":
 			s.SeedShared = append(s.SeedShared, rest)
+		case "bad-shared":
+			s.BadShared = append(s.BadShared, rest)
 		case "shared-sum":
 			i := strings.LastIndexByte(rest, ' ')
 			if i < 0 {

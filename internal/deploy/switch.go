@@ -67,11 +67,25 @@ func prepareSwitchScript(l layout.Layout, link, id string, syncRelease bool) str
 		"link": link, "target": l.CurrentTarget(id),
 	})
 	if syncRelease {
-		// sync -f flushes the file system holding the release (syncfs);
-		// plain sync is the fallback where -f is unknown.
-		script = shell.Script("{ sync -f -- {{release}} 2>/dev/null || sync; } && ", shell.Args{"release": l.ReleaseDir(id)}) + script
+		// sync -f flushes the file system holding the release (syncfs).
+		script = syncScript("-f", l.ReleaseDir(id)) + " && " + script
 	}
 	return script
+}
+
+// syncScript flushes path to disk with sync (opt "-f": the whole file
+// system holding it, "": path itself), and fails with sync's message if
+// that fails: a write-back error (a failing disk, a thin pool full)
+// stops the run before it switches to what may not be on disk. Only a
+// sync that does not take the option or the path (an old coreutils or
+// BusyBox) falls back to a plain sync, of every file system.
+func syncScript(opt, path string) string {
+	sync := "sync"
+	if opt != "" {
+		sync += " " + opt
+	}
+	return shell.Script(`{ slipway_sync=$(LC_ALL=C {{sync}} -- {{path}} 2>&1) || case $slipway_sync in *option*|*operand*|*sage*) sync;; *) printf '%s\n' "$slipway_sync" >&2; exit 1;; esac; }`,
+		shell.Args{"sync": shell.Raw(sync), "path": path})
 }
 
 // switchTo renames link over current, syncs the deploy directory so the
@@ -228,7 +242,7 @@ func readSwitch(out []byte, l layout.Layout, id string) (time.Time, error) {
 }
 
 func verifySwitchScript(l layout.Layout) string {
-	return shell.Script("{ sync -- {{deploy_to}} 2>/dev/null || sync; } && readlink -- {{current}} && date -r {{deploy_to}} +%s.%N", shell.Args{
+	return syncScript("", l.DeployTo) + shell.Script(" && readlink -- {{current}} && date -r {{deploy_to}} +%s.%N", shell.Args{
 		"deploy_to": l.DeployTo, "current": l.CurrentLink(),
 	})
 }

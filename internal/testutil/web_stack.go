@@ -167,11 +167,18 @@ func requireFront(t testing.TB, server Server) string {
 // the process started is the server itself, whose signals (a reload) reach
 // it. With a PID namespace, --no-fork keeps it so, as for sshd's listener:
 // the server stays in this machine's PID namespace, and the workers it
-// forks are in the host's, where a cleanup on the host sees them.
-func inHost(h *Host, path string, args ...string) (string, []string) {
+// forks are in the host's, where a cleanup on the host sees them. A
+// server whose own process makes threads (threaded: Caddy, a Go program)
+// cannot live in one PID namespace and make its threads in another
+// (clone fails with EINVAL): it stays out of the host's altogether.
+func inHost(h *Host, threaded bool, path string, args ...string) (string, []string) {
 	ns := h.nsenterArgs()
 	if h.pidFile != nil {
-		ns = append(ns, "--no-fork")
+		if threaded {
+			ns = slices.DeleteFunc(ns, func(a string) bool { return strings.HasPrefix(a, "--pid=") })
+		} else {
+			ns = append(ns, "--no-fork")
+		}
 	}
 	return "nsenter", slices.Concat(ns, []string{"--", path}, args)
 }
@@ -189,7 +196,7 @@ func (w *Web) startFPM(opts StackOptions, fpmPath string) error {
 	for _, setting := range opts.PHP {
 		args = append(args, "-d", setting)
 	}
-	path, args := inHost(opts.Host, fpmPath, args...)
+	path, args := inHost(opts.Host, false, fpmPath, args...)
 	var err error
 	w.fpm, err = startWebProcess("php-fpm", filepath.Join(w.Dir, "php-fpm.log"), path, args...)
 	if err != nil {
@@ -242,7 +249,7 @@ func (w *Web) startFront(opts StackOptions, program string) error {
 		if info, err := os.Stat(errorLog); err == nil {
 			logStart = info.Size()
 		}
-		path, args := inHost(opts.Host, cmd[0], cmd[1:]...)
+		path, args := inHost(opts.Host, opts.Server == Caddy, cmd[0], cmd[1:]...)
 		w.front, err = startWebProcess(string(opts.Server), errorLog, path, args...)
 		if err == nil {
 			err = w.front.waitReady(func() bool { return dials("tcp", listen) })
@@ -320,7 +327,7 @@ func (w *Web) ReloadFPM(t testing.TB) {
 // without touching this machine's. target must exist.
 func (h *Host) BindMount(t testing.TB, source, target string) {
 	t.Helper()
-	path, args := inHost(h, "mount", "--bind", source, target)
+	path, args := inHost(h, false, "mount", "--bind", source, target)
 	if out, err := exec.Command(path, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: mount --bind %s %s: %v %s", h.Name, source, target, err, out)
 	}
