@@ -85,7 +85,9 @@ func copyArgs(l layout.Layout, live, id string, listIn string) shell.Args {
 		// The list split in two: directories to descriptor 3, the rest
 		// (files and symlinks, for cp, which would copy a directory
 		// whole) to standard output.
-		"split": shell.Raw(`xargs -0 -r sh -c 'for p do if [ -d "$p" ] && [ ! -L "$p" ]; then printf "%s\000" "$p" >&3; else printf "%s\000" "$p"; fi; done' sh`),
+		// Every write is checked: a list cut short (a full disk) must
+		// fail the copy, not copy less.
+		"split": shell.Raw(`xargs -0 -r sh -c 'for p do if [ -d "$p" ] && [ ! -L "$p" ]; then printf "%s\000" "$p" >&3 || exit; else printf "%s\000" "$p" || exit; fi; done' sh`),
 		"dirs":  path.Join(l.ReleaseDir(id), copyDirsName),
 		"files": path.Join(l.ReleaseDir(id), copyFilesName),
 	}
@@ -111,7 +113,9 @@ func copyListed(hardlink bool, tar string) string {
 	}
 	cpCopy := func(how string) string {
 		if tar == tarBusyBox {
-			return "{{split}} < {{list}} 3> /dev/null | xargs -0 -r cp " + how + " --parents -t {{release}} -- || exit"
+			// The list goes to a file first: in a pipe, the split's
+			// failure would be lost.
+			return "{{split}} < {{list}} 3> /dev/null > {{files}} || exit\n  xargs -0 -r cp " + how + " --parents -t {{release}} -- < {{files}} || exit"
 		}
 		return `{{split}} < {{list}} 3> {{dirs}} > {{files}} || exit
   (cd -- {{release}} && xargs -0 -r mkdir -p -- < {{dirs}}) || exit

@@ -2,9 +2,14 @@ package deploy
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 
+	"github.com/slipway-deploy/slipway/internal/layout"
+	"github.com/slipway-deploy/slipway/internal/shell"
 	"github.com/slipway-deploy/slipway/internal/source"
 )
 
@@ -48,5 +53,22 @@ func TestCopyWorkFilesAreReserved(t *testing.T) {
 		if !slices.Contains(source.Reserved, name) {
 			t.Errorf("%s is not in source.Reserved", name)
 		}
+	}
+}
+
+// TestCopySplitFailsOnAFailedWrite: the split of the copy list (files to
+// standard output, directories to descriptor 3) fails when a write of the
+// files' list fails (a full disk), though the batch ends with a
+// directory, whose write succeeds: a list cut short would copy less.
+func TestCopySplitFailsOnAFailedWrite(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "f"), "x")
+	split := string(copyArgs(layout.Layout{DeployTo: "/srv/app", Releases: "releases"}, "1", "2", fromStdin)["split"].(shell.Raw))
+	script := `cd "$1" && printf 'f\000d\000' | ` + split + ` 3> /dev/null > /dev/full`
+	if out, err := exec.Command("/bin/sh", "-c", script, "sh", dir).CombinedOutput(); err == nil {
+		t.Errorf("the split succeeded writing its list to a full disk: %s", out)
 	}
 }

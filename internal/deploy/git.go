@@ -140,7 +140,8 @@ func (s exportStep) Plan(_ context.Context, t *Target) error {
 // exportScript writes commit revision (its subdir, if given) into release
 // id. A host that fetched before a push the primary saw lacks the commit:
 // it fetches once more. The archive goes to a file first so a failing git
-// cannot pass for an empty tar stream.
+// cannot pass for an empty tar stream; it goes whatever happens (it is
+// beside the release, where nothing else would remove it).
 // With migrations (migrations.path), it then lists the migration files of
 // the release, one name a line.
 func exportScript(l layout.Layout, id, revision, subdir, tar, migrations string) string {
@@ -152,8 +153,8 @@ func exportScript(l layout.Layout, id, revision, subdir, tar, migrations string)
 git --git-dir={{repo}} cat-file -e {{commit}} 2>/dev/null || GIT_TERMINAL_PROMPT=0 git --git-dir={{repo}} remote update --prune
 git --git-dir={{repo}} cat-file -e {{treeish}} 2>/dev/null || { printf '%s is not in the repository\n' {{treeish}} >&2; exit 1; }
 umask 022
-git --git-dir={{repo}} archive --format=tar -o {{archive}} {{treeish}}
-tar -x {{extract}} -f {{archive}} -C {{release}}
+git --git-dir={{repo}} archive --format=tar -o {{archive}} {{treeish}} || { rm -f -- {{archive}}; exit 1; }
+tar -x {{extract}} -f {{archive}} -C {{release}} || { rm -f -- {{archive}}; exit 1; }
 rm -f -- {{archive}}
 [ -n "$(ls -A {{release}})" ] || { echo "the export is empty" >&2; exit 1; }
 {{revision_file}}

@@ -2,11 +2,15 @@ package deploy
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
 )
 
 // TestFetchAdviceFollowsGit: the server-side fetch's advice is the cause
@@ -41,5 +45,41 @@ func TestFetchIntoADirectoryTheUserCannotWrite(t *testing.T) {
 		if !strings.Contains(msg, want) || strings.Contains(msg, "deploy key") {
 			t.Errorf("host showing %q: %s\nwant %q", probe, msg, want)
 		}
+	}
+}
+
+// TestExportLeavesNoArchive: an export that fails (here its tar) removes
+// the archive it wrote beside the release, where nothing else would.
+func TestExportLeavesNoArchive(t *testing.T) {
+	dir := t.TempDir()
+	l := layout.Layout{DeployTo: filepath.Join(dir, "app"), Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"}
+	work := filepath.Join(dir, "work")
+	writeFile(t, filepath.Join(work, "index.html"), "v1")
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("-C", work, "init", "-q")
+	git("-C", work, "add", ".")
+	git("-C", work, "commit", "-q", "-m", "v1")
+	git("clone", "-q", "--mirror", work, l.RepoDir())
+	commit := git("-C", work, "rev-parse", "HEAD")
+	const id = "20261130000001"
+	if err := os.MkdirAll(l.ReleaseDir(id), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shimOnPath(t, "tar", "#!/bin/sh\necho 'tar: write error: No space left on device' >&2\nexit 2\n")
+	_, err := host.NewLocal().Exec(context.Background(), host.Command{Script: exportScript(l, id, commit, "", tarGNU, "")})
+	if err == nil {
+		t.Fatal("the export succeeded with its tar failing")
+	}
+	if _, err := os.Stat(l.ReleaseDir(id) + ".tar"); !os.IsNotExist(err) {
+		t.Errorf("the archive %s.tar is there after the failed export (%v)", l.ReleaseDir(id), err)
 	}
 }

@@ -232,10 +232,11 @@ func refreshScript(l layout.Layout, token string, expires time.Time) string {
 
 // releaseScript removes the lock, if it is still the one with token (a
 // run that lost its lock leaves the new holder's alone, and says nothing),
-// then the directories made, which rmdir removes only while empty. It
-// reads the owner file as the fence does (readOwnerScript).
+// then the directories made, which rmdir removes only while empty. A lock
+// it cannot remove fails it, whatever the rmdir after it does. It reads
+// the owner file as the fence does (readOwnerScript).
 func releaseScript(l layout.Layout, token string, made []string) string {
-	script := readOwnerScript(l) + shell.Script(`case $slipway_lock in *{{token}}*) rm -rf -- {{lock}};; esac`, shell.Args{
+	script := readOwnerScript(l) + shell.Script(`case $slipway_lock in *{{token}}*) rm -rf -- {{lock}} || exit;; esac`, shell.Args{
 		"token": tokenField(token), "lock": l.LockDir(),
 	})
 	if len(made) > 0 {

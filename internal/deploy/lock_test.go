@@ -369,3 +369,23 @@ func TestLockRaceGoesToThePrimarysHolder(t *testing.T) {
 		}
 	})
 }
+
+// TestReleaseFailsWhenTheLockStays: a release that cannot remove its lock
+// fails, though the rmdir of the directories the run made (which may not
+// be empty) comes after it: a lock left behind is no lock released.
+func TestReleaseFailsWhenTheLockStays(t *testing.T) {
+	dir := t.TempDir()
+	l := layout.Layout{DeployTo: filepath.Join(dir, "app"), Releases: "releases", Shared: "shared", Current: "current"}
+	writeFile(t, l.LockOwnerFile(), `{"token":"0123abcd"}`+"\n")
+	shimOnPath(t, "rm", `#!/bin/sh
+echo "rm: cannot remove: Input/output error" >&2
+exit 1
+`)
+	_, err := host.NewLocal().Exec(context.Background(), host.Command{Script: releaseScript(l, "0123abcd", []string{l.MetaDir(), l.DeployTo})})
+	if err == nil {
+		t.Fatal("the release succeeded with its lock left in place")
+	}
+	if _, err := os.Stat(l.LockDir()); err != nil {
+		t.Errorf("the lock: %v, want it still there (rm failed)", err)
+	}
+}

@@ -3,11 +3,13 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/slipway-deploy/slipway/internal/host"
+	"github.com/slipway-deploy/slipway/internal/layout"
 )
 
 // TestRollbackMarksInItsSwitch: a rollback is three commands on a host
@@ -72,5 +74,27 @@ exec /bin/mv "$@"
 	}
 	if got := state(third); got != StateDeployed {
 		t.Errorf("release %s, still live, is recorded %q after the failed switch, want deployed", third, got)
+	}
+}
+
+// TestSwitchBackFromReadFailure: a switch back that cannot read current
+// (readlink failing on the link: an I/O error) fails, rather than report
+// that another run moved it to nothing and leave it.
+func TestSwitchBackFromReadFailure(t *testing.T) {
+	dir := t.TempDir()
+	l := layout.Layout{DeployTo: filepath.Join(dir, "app"), Releases: "releases", Shared: "shared", Current: "current"}
+	for _, id := range []string{"20261130000001", "20261130000002"} {
+		if err := os.MkdirAll(l.ReleaseDir(id), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(l.CurrentTarget("20261130000002"), l.CurrentLink()); err != nil {
+		t.Fatal(err)
+	}
+	shimOnPath(t, "readlink", "#!/bin/sh\necho 'readlink: Input/output error' >&2\nexit 1\n")
+	err := switchBackFrom(context.Background(), host.NewLocal(), l, "20261130000002", "20261130000001")
+	var moved *MovedOnError
+	if err == nil || errors.As(err, &moved) {
+		t.Fatalf("switch back with current unreadable: %v, want a failure, not another run's move", err)
 	}
 }

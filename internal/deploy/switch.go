@@ -203,7 +203,7 @@ func switchBackFrom(ctx context.Context, ex host.Executor, l layout.Layout, from
 }
 
 func switchBackFromScript(l layout.Layout, from, previous string) string {
-	script := shell.Script(`slipway_live=$(readlink -- {{current}}) || slipway_live=
+	script := shell.Script(`slipway_live=$(readlink -- {{current}}) || { [ ! -L {{current}} ] || exit 1; slipway_live=; }
 [ "$slipway_live" = {{from}} ] || { printf '%s\n' "$slipway_live"; exit {{moved}}; }
 `, shell.Args{"current": l.CurrentLink(), "from": l.CurrentTarget(from), "moved": movedStatus})
 	if previous == "" {
