@@ -251,6 +251,14 @@ func TestSameRevisionOnAnotherStageReusesTheBuild(t *testing.T) {
 	if p.builds() != 3 || buildID(t, p.production()[0]) == before {
 		t.Errorf("--rebuild: %d builds, build id %s (was %s)", p.builds(), buildID(t, p.production()[0]), before)
 	}
+
+	// Production is on staging's revision, but not on its tree (built
+	// again): a promotion is not "already live", it ships staging's tree.
+	res = p.mustRun("deploy", "production", "--from", "staging")
+	if p.builds() != 3 || buildID(t, p.production()[0]) != buildID(t, p.staging()[0]) {
+		t.Errorf("promotion onto the same revision built otherwise: %d builds, build id %s, staging's %s:\n%s", p.builds(), buildID(t, p.production()[0]), buildID(t, p.staging()[0]), res.stderr)
+	}
+	sameTrees(t, p.staging()[0], p.production()...)
 }
 
 func TestDiffBetweenTheLiveReleasesOfTwoStages(t *testing.T) {

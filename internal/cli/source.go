@@ -303,7 +303,7 @@ func promotedSource(ctx context.Context, g *globalOptions, streams IO, cfg *conf
 		return deploy.Source{}, nil, err
 	}
 	made := &content{cache: cache}
-	src := deploy.Source{Revision: live.Meta.Revision, Branch: live.Meta.Branch, Dirty: live.Meta.Dirty, PromotedFrom: origin}
+	src := deploy.Source{Revision: live.Meta.Revision, Branch: live.Meta.Branch, Dirty: live.Meta.Dirty, PromotedFrom: origin, Digest: digest}
 	src.Build = func(ctx context.Context) (*source.Tree, error) {
 		a, err := cache.Get(digest)
 		if err != nil {

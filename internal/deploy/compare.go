@@ -52,6 +52,18 @@ func (s alreadyLiveStep) PlanFleet(context.Context, []*Target) error {
 	return nil
 }
 
+// promotedDigest is the digest of the tree a promotion ships, "" for
+// another deploy.
+func (src Source) promotedDigest() string {
+	switch {
+	case src.PromotedFrom == "":
+		return ""
+	case src.Tree != nil:
+		return src.Tree.Digest
+	}
+	return src.Digest
+}
+
 // live reports whether the revision deployed is live on every host.
 func (s alreadyLiveStep) live() bool {
 	src := s.d.src
@@ -64,9 +76,10 @@ func (s alreadyLiveStep) live() bool {
 			return false
 		}
 		// A promotion ships a given tree: live already only if that very
-		// tree is, whatever was built from the same commit here.
-		if src.PromotedFrom != "" && src.Tree != nil {
-			if m.Digest != src.Tree.Digest {
+		// tree is, whatever was built from the same commit (another
+		// build configuration makes another tree of it).
+		if digest := src.promotedDigest(); digest != "" {
+			if m.Digest != digest {
 				return false
 			}
 		} else if m.Revision != src.Revision {

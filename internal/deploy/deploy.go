@@ -36,6 +36,10 @@ type Source struct {
 	// PromotedFrom is the release of another stage whose tree this one
 	// ships ("staging@20261122103015"), for a promotion; "" otherwise.
 	PromotedFrom string
+	// Digest is the digest of the tree a promotion ships, known before
+	// Build makes it (the one its stage recorded): a host is already
+	// live on that tree, not on its revision.
+	Digest string
 }
 
 // GitSource is the server-side flow: every host keeps a mirror of URL in
