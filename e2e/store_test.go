@@ -249,6 +249,11 @@ func TestStoreFallsBackToPush(t *testing.T) {
 	if !strings.Contains(res.stderr, "its SHA-256 differs") || !strings.Contains(res.stderr, "pushing its upload over SSH instead") {
 		t.Errorf("no warning for the damaged pack:\n%s", res.stderr)
 	}
+	for key := range stored {
+		if !strings.Contains(res.stderr, "the object "+key+" in s3://") || !strings.Contains(res.stderr, "delete it, and the next deploy uploads the pack again") {
+			t.Errorf("the warning for the damaged pack does not name the object %s and the fix:\n%s", key, res.stderr)
+		}
+	}
 	id = p.fleetLive()
 	sameRelease(t, "host1 after the damaged pack", releaseAt(t, host2, deployTo, id), releaseAt(t, host1, deployTo, id))
 

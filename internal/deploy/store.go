@@ -280,7 +280,13 @@ func (s storeUploadStep) runVia(ctx context.Context, t *Target, exec execFunc) e
 	var exit *host.ExitError
 	var member *phaseError
 	if errors.As(err, &exit) && (exit.Code == fetchFailedStatus || exit.Code == packMismatchStatus) && !errors.As(err, &member) && ctx.Err() == nil {
-		d.warn(t, "could not download its pack from %s: %s; pushing its upload over SSH instead", s.st.store.Location(), host.Tail(exit.Stderr, 3))
+		why := host.Tail(exit.Stderr, 3)
+		if exit.Code == packMismatchStatus {
+			// The name of a pack is its SHA-256: the object is not what
+			// it was uploaded as, and every deploy of it would push.
+			why += fmt.Sprintf(" (the object %s in %s is not the pack its name says: damaged, or written over by something else; delete it, and the next deploy uploads the pack again)", s.st.store.Key(p.sum), s.st.store.Location())
+		}
+		d.warn(t, "could not download its pack from %s: %s; pushing its upload over SSH instead", s.st.store.Location(), why)
 		return push.runVia(ctx, t, exec)
 	}
 	if err != nil {
@@ -333,6 +339,11 @@ func (st *storeRun) packFor(t *Target, u upload) (*pack, string) {
 	return nil, "no pack was made for this host"
 }
 
+// downloadStallSeconds is how long a download may go without progress
+// (less than 1 kB/s, for curl; without a byte read, for wget) before it
+// fails. A variable for tests.
+var downloadStallSeconds = 20
+
 // downloadPackScript downloads the pack whose SHA-256 is sum into release id,
 // from the URL on standard input (never on a command line, where other
 // users of the host could read it: curl reads it as its config), and
@@ -341,12 +352,17 @@ func (st *storeRun) packFor(t *Target, u upload) (*pack, string) {
 // A failed download exits fetchFailedStatus, a pack that does not match
 // packMismatchStatus, each leaving nothing behind.
 func downloadPackScript(l layout.Layout, id, fetcher, sum string) string {
-	get := `printf 'url = "%s"\n' "$url" | curl -fsS --connect-timeout 10 --retry 2 -o "$pack" -K -`
+	// A store that stops answering (it accepted the connection, then
+	// stalled) fails the download within about a minute, so the host is
+	// pushed its upload: without a limit curl would wait for ever, and
+	// the fleet with it, at the barrier, holding the lock.
+	get := fmt.Sprintf(`printf 'url = "%%s"\n' "$url" | curl -fsS --connect-timeout 10 --speed-limit 1024 --speed-time %d --retry 2 -o "$pack" -K -`, downloadStallSeconds)
 	if fetcher == fetchWget {
 		// GNU wget reads the URL from standard input (-i -); BusyBox's
 		// reads no list of URLs, so there the URL is on wget's command
-		// line while it downloads (README says so).
-		get = `if wget --help 2>&1 | grep -q -e '--input-file'; then printf '%s\n' "$url" | wget -q -T 30 -O "$pack" -i -; else wget -q -T 30 -O "$pack" "$url"; fi`
+		// line while it downloads (README says so). -t 2: GNU wget tries
+		// 20 times by default.
+		get = fmt.Sprintf(`if wget --help 2>&1 | grep -q -e '--input-file'; then printf '%%s\n' "$url" | wget -q -T %[1]d -t 2 -O "$pack" -i -; else wget -q -T %[1]d -O "$pack" "$url"; fi`, downloadStallSeconds)
 	}
 	return shell.Script(`IFS= read -r url || { echo 'no download URL on standard input' >&2; exit 1; }
 pack={{pack}}

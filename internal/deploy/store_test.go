@@ -13,7 +13,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/slipway-deploy/slipway/internal/config"
 	"github.com/slipway-deploy/slipway/internal/host"
@@ -23,19 +25,25 @@ import (
 )
 
 // TestDownloadPackScript runs the download script with each tool against
-// an HTTP server: a good pack lands in the release; a wrong one, or a
-// failed download, leaves nothing and exits with the status that makes the
-// host fall back to a push.
+// an HTTP server: a good pack lands in the release; a wrong one, a failed
+// download, or one from a server that stops answering, leaves nothing and
+// exits with the status that makes the host fall back to a push.
 func TestDownloadPackScript(t *testing.T) {
 	pack := []byte("the pack's bytes")
 	sum := sha256.Sum256(pack)
 	good := hex.EncodeToString(sum[:])
+	defer func(s int) { downloadStallSeconds = s }(downloadStallSeconds)
+	downloadStallSeconds = 1
 	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/pack" {
+		switch r.URL.Path {
+		case "/pack":
+			_, _ = w.Write(pack)
+		case "/stall":
+			// Accepted, then nothing: until the client gives up.
+			<-r.Context().Done()
+		default:
 			http.NotFound(w, r)
-			return
 		}
-		_, _ = w.Write(pack)
 	}))
 	defer server.Close()
 	for _, fetcher := range []string{fetchCurl, fetchWget} {
@@ -50,6 +58,7 @@ func TestDownloadPackScript(t *testing.T) {
 			{"good", "/pack", good, 0},
 			{"another pack", "/pack", strings.Repeat("0", 64), packMismatchStatus},
 			{"not found", "/missing", good, fetchFailedStatus},
+			{"the store stalls", "/stall", good, fetchFailedStatus},
 		} {
 			dir := t.TempDir()
 			l := layout.Layout{DeployTo: dir, Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"}
@@ -57,9 +66,17 @@ func TestDownloadPackScript(t *testing.T) {
 			if err := os.MkdirAll(l.ReleaseDir(id), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command("/bin/sh", "-c", downloadPackScript(l, id, fetcher, tc.sum))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			cmd := exec.CommandContext(ctx, "/bin/sh", "-c", downloadPackScript(l, id, fetcher, tc.sum))
 			cmd.Stdin = strings.NewReader(server.URL + tc.path + "\n")
+			// On the deadline, the tool goes with the shell.
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 			out, err := cmd.CombinedOutput()
+			if ctx.Err() != nil {
+				t.Errorf("%s, %s: the download did not give up within a minute", fetcher, tc.name)
+			}
+			cancel()
 			status := 0
 			var exit *exec.ExitError
 			if errors.As(err, &exit) {

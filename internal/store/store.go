@@ -51,6 +51,13 @@ const awsEndpoint = "https://s3.amazonaws.com"
 // answer must not hold a deploy for minutes (minio-go's default is 10).
 const maxRetries = 3
 
+// askTimeout bounds a question to the store (is a pack there, which
+// region is the bucket in), retries included: one that accepts the
+// connection and never answers would hold every host, locked, for
+// minutes. An upload is bounded by its progress, not by this. A variable
+// for tests.
+var askTimeout = 20 * time.Second
+
 // Open makes the client of the store cfg describes, with credentials from
 // the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 // AWS_SESSION_TOKEN) or else from the AWS shared credentials file
@@ -97,11 +104,22 @@ func (s *Store) Key(sum string) string { return path.Join(s.prefix, sum) }
 
 // Stat says whether the object with the SHA-256 sum is in the store, and
 // its size.
+//
+// Amazon S3 answers a lookup of an object that is not there with 403,
+// not 404, to credentials that may not list the bucket (s3:ListBucket):
+// a 403 counts as not found, and the upload that follows says whether
+// the credentials may write (a HEAD's answer has no body to tell a
+// refused key from a missing right).
 func (s *Store) Stat(ctx context.Context, sum string) (size int64, found bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
 	info, err := s.client.StatObject(ctx, s.bucket, s.Key(sum), minio.StatObjectOptions{})
 	if err != nil {
-		if resp := minio.ToErrorResponse(err); resp.StatusCode == http.StatusNotFound || resp.Code == "NoSuchKey" {
+		if resp := minio.ToErrorResponse(err); resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusForbidden || resp.Code == "NoSuchKey" {
 			return 0, false, nil
+		}
+		if ctx.Err() == context.DeadlineExceeded {
+			err = fmt.Errorf("no answer within %s", askTimeout)
 		}
 		return 0, false, s.explain("reading", sum, err)
 	}
@@ -146,8 +164,13 @@ func (s *Store) newPresigner(ctx context.Context) (*minio.Client, error) {
 	}
 	region := s.region
 	if region == "" {
+		ctx, cancel := context.WithTimeout(ctx, askTimeout)
+		defer cancel()
 		var err error
 		if region, err = s.client.GetBucketLocation(ctx, s.bucket); err != nil {
+			if ctx.Err() == context.DeadlineExceeded {
+				err = fmt.Errorf("asking the bucket's region: no answer within %s", askTimeout)
+			}
 			return nil, err
 		}
 	}

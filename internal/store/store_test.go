@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -108,5 +110,40 @@ func TestKey(t *testing.T) {
 		if got := (&Store{prefix: prefix}).Key(sum); got != want {
 			t.Errorf("prefix %q: key %q, want %q", prefix, got, want)
 		}
+	}
+}
+
+// TestStatAnswers: a pack the store answers 404 or 403 for is not there
+// (S3 answers 403 to credentials that may not list the bucket; the upload
+// that follows tells refused credentials apart), and a store that accepts
+// the request and never answers is given up on within askTimeout, named.
+func TestStatAnswers(t *testing.T) {
+	noCredentials(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	defer func(d time.Duration) { askTimeout = d }(askTimeout)
+	askTimeout = time.Second
+	status := http.StatusNotFound
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if status == 0 {
+			<-r.Context().Done() // accepted, never answered
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	defer server.Close()
+	s, err := Open(&config.Artifacts{Bucket: "acme", Prefix: "shop", Endpoint: server.URL, Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := strings.Repeat("0f", 32)
+	for _, status = range []int{http.StatusNotFound, http.StatusForbidden} {
+		if _, found, err := s.Stat(context.Background(), sum); found || err != nil {
+			t.Errorf("HEAD answered %d: found %v, %v; want not found", status, found, err)
+		}
+	}
+	status = 0
+	if _, _, err = s.Stat(context.Background(), sum); err == nil || !strings.Contains(err.Error(), "no answer within 1s") {
+		t.Errorf("a store that never answers: %v", err)
 	}
 }
