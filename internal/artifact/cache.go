@@ -20,9 +20,14 @@
 // artifacts go until it fits.
 //
 // Several slipway processes may use one cache at once. Artifacts are
-// immutable and renamed into place, so the worst a race does is write a
-// record twice, the later write winning (a stage's name can be lost from
-// the list; never a tree).
+// immutable, renamed into place whole and out of it whole (into a tmp-
+// directory, deleted there), and a record is only ever written beside its
+// archive, so the worst a race does is write a record twice, the later
+// write winning (a stage's name can be lost from the list; never a tree).
+// A directory holding a record without its archive (or the other way
+// round: left by an older slipway, or a hand edit) is no artifact: it is
+// not listed, it is replaced when its tree is stored again, and removed
+// after any store or import.
 package artifact
 
 import (
@@ -212,7 +217,10 @@ func (c *Cache) open(r *Record) (*Artifact, error) {
 	}
 	archive, err := source.OpenArchive(filepath.Join(dir, archiveName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil // evicted by another run since it was listed
+		if _, statErr := os.Stat(filepath.Join(dir, recordName)); errors.Is(statErr, fs.ErrNotExist) {
+			return nil, nil // evicted by another run since it was listed
+		}
+		err = fmt.Errorf("its archive %s is missing", archiveName)
 	}
 	if err == nil && archive.Tree.Digest != r.Digest {
 		archive.Close()
@@ -220,7 +228,7 @@ func (c *Cache) open(r *Record) (*Artifact, error) {
 	}
 	if err != nil {
 		// Damaged (a full disk, a hand edit): it is of no use to anyone.
-		return nil, errors.Join(fmt.Errorf("artifact %s is damaged and was removed (%v); it will be made again", r.Digest, err), os.RemoveAll(dir))
+		return nil, errors.Join(fmt.Errorf("artifact %s is damaged and was removed (%v); it will be made again", r.Digest, err), c.removeEntry(dir))
 	}
 	a := &Artifact{Record: *r, Tree: archive.Tree, archive: archive}
 	a.LastUsed = c.now()
@@ -232,8 +240,11 @@ func (c *Cache) open(r *Record) (*Artifact, error) {
 // Store keeps tree, made by build (nil when unknown), unless the cache has
 // it already (then only the build is added to its record), then evicts
 // the least recently used artifacts until the cache fits its bounds. A
-// tree bigger than the whole cache is not kept.
+// tree bigger than the whole cache is not kept. Once the tree is kept, a
+// failed eviction is an *EvictError: a warning, not a failed store.
 func (c *Cache) Store(ctx context.Context, tree *source.Tree, build *Build) error {
+	// An archive is bigger than its content (tar headers, padding), so a
+	// tree over the bound here cannot fit; put checks the archive itself.
 	if !c.Enabled() || tree.Size > c.MaxBytes {
 		return nil
 	}
@@ -247,63 +258,74 @@ func (c *Cache) Store(ctx context.Context, tree *source.Tree, build *Build) erro
 	if err != nil {
 		return err
 	}
-	switch r, err := readRecord(dir); {
-	case err == nil:
-		if err := c.update(r.Digest, addBuild); err != nil {
+	if whole(dir) {
+		err := c.update(tree.Digest, addBuild)
+		if err == nil {
+			return c.evict(tree.Digest)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		return c.evict(tree.Digest)
-	case !errors.Is(err, fs.ErrNotExist):
-		// A record that cannot be read (a full disk, a hand edit): the
-		// artifact is made again.
-		if err := os.RemoveAll(dir); err != nil {
-			return err
-		}
+		// Evicted by another run since: it is written again.
 	}
 	record := &Record{Digest: tree.Digest, Files: len(tree.Files), Size: tree.Size, Created: c.now()}
 	addBuild(record)
-	err = c.put(record, func(w io.Writer) error { return tree.WriteArchive(&ctxWriter{ctx: ctx, w: w}) })
-	if err != nil {
+	kept, err := c.put(record, func(w io.Writer) error { return tree.WriteArchive(&ctxWriter{ctx: ctx, w: w}) })
+	if err != nil || !kept {
 		return err
 	}
 	return c.evict(tree.Digest)
 }
 
-// put writes an artifact in a temporary directory and renames it into
-// place. Another process that stored the same tree meanwhile wins: its
-// record gets this one's builds.
-func (c *Cache) put(r *Record, write func(io.Writer) error) error {
-	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
-		return err
-	}
-	temp, err := os.MkdirTemp(c.Dir, tempPrefix)
+// put writes an artifact in a temporary directory and places it, unless
+// its archive is bigger than the whole cache; it reports whether it did.
+func (c *Cache) put(r *Record, write func(io.Writer) error) (bool, error) {
+	temp, err := c.tempDir()
 	if err != nil {
-		return err
+		return false, err
 	}
-	defer os.RemoveAll(temp) // a no-op once renamed
+	defer os.RemoveAll(temp) // a no-op once placed
 	if r.DiskSize, err = writeFile(filepath.Join(temp, archiveName), write); err != nil {
-		return err
+		return false, err
+	}
+	if r.DiskSize > c.MaxBytes {
+		return false, nil // eviction would empty the cache and leave it over its bound
 	}
 	if err := writeRecord(temp, r); err != nil {
-		return err
+		return false, err
 	}
+	return true, c.place(temp, r)
+}
+
+// place renames the artifact written whole in temp into place. An
+// artifact there already (another run stored the same tree meanwhile)
+// wins, and its record gets r's builds; anything else there (a record
+// without its archive, an unreadable record) is replaced.
+func (c *Cache) place(temp string, r *Record) error {
 	dir, err := c.entryDir(r.Digest)
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(temp, dir); err != nil {
-		if _, statErr := os.Stat(filepath.Join(dir, recordName)); statErr != nil {
-			return err
+	err = os.Rename(temp, dir)
+	if err != nil && !whole(dir) {
+		if removeErr := c.removeEntry(dir); removeErr != nil {
+			return errors.Join(err, removeErr)
 		}
-		return c.update(r.Digest, func(have *Record) {
-			for _, b := range r.Builds {
-				if !slices.Contains(have.Builds, b) {
-					have.Builds = append(have.Builds, b)
-				}
-			}
-		})
+		err = os.Rename(temp, dir)
 	}
-	return nil
+	if err == nil {
+		return nil
+	}
+	if !whole(dir) {
+		return err
+	}
+	return c.update(r.Digest, func(have *Record) {
+		for _, b := range r.Builds {
+			if !slices.Contains(have.Builds, b) {
+				have.Builds = append(have.Builds, b)
+			}
+		}
+	})
 }
 
 // Import keeps the tree that write writes (an archive, as
@@ -312,6 +334,10 @@ func (c *Cache) put(r *Record, write func(io.Writer) error) error {
 // *DigestError and never kept. origin says where it came from, build (nil
 // when unknown) what made it. With the cache off, the artifact lives in a
 // temporary directory until Close.
+//
+// An *EvictError comes with the artifact, kept and open: only making room
+// for it failed, which is a warning; close the artifact as usual. Any
+// other error comes alone.
 func (c *Cache) Import(ctx context.Context, digest, origin string, build *Build, write func(io.Writer) error) (*Artifact, error) {
 	if _, err := c.entryDir(digest); err != nil {
 		return nil, err
@@ -355,14 +381,8 @@ func (c *Cache) Import(ctx context.Context, digest, origin string, build *Build,
 	if err := writeRecord(temp, record); err != nil {
 		return nil, err
 	}
-	dir, _ := c.entryDir(digest)
-	if _, err := readRecord(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		os.RemoveAll(dir) // unreadable: replaced by this one
-	}
-	if err := os.Rename(temp, dir); err != nil {
-		if _, statErr := os.Stat(filepath.Join(dir, recordName)); statErr != nil {
-			return nil, err
-		}
+	if err := c.place(temp, record); err != nil {
+		return nil, err
 	}
 	a, err := c.Get(digest)
 	if err == nil && a == nil {
@@ -375,16 +395,65 @@ func (c *Cache) Import(ctx context.Context, digest, origin string, build *Build,
 }
 
 // tempDir is where an artifact is written before it is renamed into
-// place, or, with the cache off, kept until it is closed.
+// place, or, with the cache off, kept until it is closed. A cache
+// directory that cannot be made or written in is a *DirError.
 func (c *Cache) tempDir() (string, error) {
 	if !c.Enabled() {
 		return os.MkdirTemp("", "slipway-artifact-")
 	}
-	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
-		return "", err
+	err := os.MkdirAll(c.Dir, 0o700)
+	var temp string
+	if err == nil {
+		temp, err = os.MkdirTemp(c.Dir, tempPrefix)
 	}
-	return os.MkdirTemp(c.Dir, tempPrefix)
+	if err != nil {
+		return "", &DirError{Dir: c.Dir, Err: err}
+	}
+	return temp, nil
 }
+
+// Ready makes the cache's directory and checks that it can be written
+// in: a cache that is on and cannot keep anything is a *DirError. A
+// caller that must have the tree anyway (a promotion) turns the cache
+// off and goes on; Store and Import report the same error themselves.
+func (c *Cache) Ready() error {
+	if !c.Enabled() {
+		return nil
+	}
+	temp, err := c.tempDir()
+	if err == nil {
+		os.Remove(temp)
+	}
+	return err
+}
+
+// DirError is a cache directory that cannot be made or written in (a
+// read-only or missing home directory, a full disk).
+type DirError struct {
+	Dir string
+	Err error
+}
+
+func (e *DirError) Error() string {
+	return fmt.Sprintf("the artifact cache %s cannot be used (%v): point %s at a writable directory, or set %s=0 to turn the cache off",
+		e.Dir, e.Err, cacheHomeVar(), EnvMaxSize)
+}
+
+func (e *DirError) Unwrap() error { return e.Err }
+
+// EvictError is a failure to remove the least recently used artifacts
+// after a store: what was stored is kept, and the cache stays over its
+// bounds until a later store or prune removes them.
+type EvictError struct {
+	Dir string
+	Err error
+}
+
+func (e *EvictError) Error() string {
+	return fmt.Sprintf("could not remove the least recently used artifacts to bring the cache %s within its bounds (%v); it stays over them until a later store or `slipway artifacts prune` removes them", e.Dir, e.Err)
+}
+
+func (e *EvictError) Unwrap() error { return e.Err }
 
 // DigestError reports a tree that is not the one it was taken for.
 type DigestError struct{ Want, Got string }
@@ -425,9 +494,13 @@ func (c *Cache) List() ([]*Record, error) {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), entryPrefix) {
 			continue
 		}
-		r, err := readRecord(filepath.Join(c.Dir, e.Name()))
+		dir := filepath.Join(c.Dir, e.Name())
+		r, err := readRecord(dir)
 		if err != nil {
 			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, archiveName)); err != nil {
+			continue // a record without its tree: removed after the next store
 		}
 		out = append(out, r)
 	}
@@ -484,15 +557,18 @@ func (c *Cache) prune(pick func([]*Record) []*Record) ([]*Record, error) {
 }
 
 // evict removes the least recently used artifacts until the cache fits
-// its bounds, never keep (the one just stored), and leftovers of runs that
-// died while writing one.
+// its bounds, never keep (the one just stored), and what runs that died
+// left behind. A failure is an *EvictError.
 func (c *Cache) evict(keep string) error {
+	c.removeLeftovers()
 	records, err := c.List()
-	if err != nil {
-		return err
+	if err == nil {
+		err = c.remove(c.overBounds(records, keep))
 	}
-	c.removeStaleTemps()
-	return c.remove(c.overBounds(records, keep))
+	if err != nil {
+		return &EvictError{Dir: c.Dir, Err: err}
+	}
+	return nil
 }
 
 // overBounds picks, oldest use first, the records to remove for the rest
@@ -520,26 +596,67 @@ func (c *Cache) remove(records []*Record) error {
 	for _, r := range records {
 		dir, err := c.entryDir(r.Digest)
 		if err == nil {
-			err = os.RemoveAll(dir)
+			err = c.removeEntry(dir)
 		}
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-func (c *Cache) removeStaleTemps() {
+// removeEntry takes the artifact in dir out of the cache in one rename,
+// then deletes it aside. Deleting it in place would let a run recording
+// a use of it meanwhile (update) put its record back, and a removal cut
+// short would leave a record without its archive; aside, the worst left
+// is a tmp- directory, deleted once stale.
+func (c *Cache) removeEntry(dir string) error {
+	aside, err := os.MkdirTemp(c.Dir, tempPrefix)
+	if err != nil {
+		return err
+	}
+	err = os.Rename(dir, filepath.Join(aside, filepath.Base(dir)))
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil // removed by another run meanwhile
+	}
+	removeErr := os.RemoveAll(aside)
+	if removeErr != nil {
+		// A run recording a use may have created its record's temporary
+		// file just before the rename; nothing can be added since.
+		removeErr = os.RemoveAll(aside)
+	}
+	return errors.Join(err, removeErr)
+}
+
+// removeLeftovers removes what runs that died left behind: tmp-
+// directories older than staleTemp, and artifact directories that are
+// not whole.
+func (c *Cache) removeLeftovers() {
 	entries, _ := os.ReadDir(c.Dir)
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), tempPrefix) {
-			continue
-		}
-		if info, err := e.Info(); err == nil && c.now().Sub(info.ModTime()) > staleTemp {
-			os.RemoveAll(filepath.Join(c.Dir, e.Name()))
+		dir := filepath.Join(c.Dir, e.Name())
+		switch {
+		case strings.HasPrefix(e.Name(), tempPrefix):
+			if info, err := e.Info(); err == nil && c.now().Sub(info.ModTime()) > staleTemp {
+				os.RemoveAll(dir)
+			}
+		case strings.HasPrefix(e.Name(), entryPrefix) && e.IsDir() && !whole(dir):
+			c.removeEntry(dir)
 		}
 	}
 }
 
-// update changes the record of digest, replacing it whole.
+// whole reports whether dir holds an artifact: a record that reads, and
+// its archive. Artifacts appear and go in one rename, and a record is
+// only written beside its archive, so anything else is damage.
+func whole(dir string) bool {
+	if _, err := readRecord(dir); err != nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, archiveName))
+	return err == nil
+}
+
+// update changes the record of digest, replacing it whole. An artifact
+// whose archive is gone gets no record back (see writeRecord).
 func (c *Cache) update(digest string, change func(*Record)) error {
 	dir, err := c.entryDir(digest)
 	if err != nil {
@@ -569,7 +686,9 @@ func readRecord(dir string) (*Record, error) {
 }
 
 // writeRecord writes r into dir through a temporary file and a rename, so
-// a reader never sees half of it.
+// a reader never sees half of it, and only beside its archive: a record
+// renamed into a directory being deleted, after its archive went, would
+// make the artifact look kept when its tree is not.
 func writeRecord(dir string, r *Record) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
@@ -582,6 +701,9 @@ func writeRecord(dir string, r *Record) error {
 	_, err = tmp.Write(append(data, '\n'))
 	if closeErr := tmp.Close(); err == nil {
 		err = closeErr
+	}
+	if err == nil {
+		_, err = os.Stat(filepath.Join(dir, archiveName))
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), filepath.Join(dir, recordName))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -411,5 +412,170 @@ func TestParseSize(t *testing.T) {
 		if got, err := ParseSize(in); err == nil {
 			t.Errorf("%q: %d, want an error", in, got)
 		}
+	}
+}
+
+// halve leaves the artifact of built as a removal cut short left it in
+// older slipways (or one that raced a run recording a use): its record,
+// without its archive.
+func halve(t *testing.T, c *Cache, built *source.Tree) string {
+	t.Helper()
+	store(t, c, built, "abc", "key")
+	dir, _ := c.entryDir(built.Digest)
+	if err := os.Remove(filepath.Join(dir, archiveName)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestRecordWithoutArchiveIsNoArtifact(t *testing.T) {
+	c := newCache(t)
+	built := tree(t, "v1")
+	write := func(w io.Writer) error { return built.WriteArchive(w) }
+
+	dir := halve(t, c, built)
+	if got := digests(t, c); got != "" {
+		t.Errorf("listed %s", got)
+	}
+	if err := c.Deployed(built.Digest, "staging", "20260101000000"); err != nil {
+		t.Errorf("deployed: %v", err)
+	}
+	if r, err := readRecord(dir); err != nil || len(r.Stages) != 0 {
+		t.Errorf("a record without its archive was written again: %+v, %v", r, err)
+	}
+	a, err := c.Get(built.Digest)
+	if a != nil || err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("get: %v, %v", a, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Error("get left it")
+	}
+
+	// Stored or imported again, it is written whole, not only added to.
+	halve(t, c, built)
+	store(t, c, built, "abc", "key")
+	if a, err := c.Lookup("abc", "key"); a == nil {
+		t.Fatalf("stored again: %v", err)
+	} else {
+		a.Close()
+	}
+	halve(t, c, built)
+	if a, err := c.Import(context.Background(), built.Digest, "fetched from staging@1", nil, write); err != nil {
+		t.Fatalf("imported again: %v", err)
+	} else {
+		a.Close()
+	}
+
+	// Left alone, it goes after the next store.
+	dir = halve(t, c, built)
+	store(t, c, tree(t, "v2"), "def", "key")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Error("a store left it")
+	}
+}
+
+func TestUpdateNeverPutsARecordBackWithoutItsArchive(t *testing.T) {
+	c := newCache(t)
+	built := tree(t, "v1")
+	store(t, c, built, "abc", "key")
+	dir, _ := c.entryDir(built.Digest)
+	// A removal in place (an older slipway's RemoveAll) deletes both
+	// files while this run records a use, then the directory.
+	err := c.update(built.Digest, func(r *Record) {
+		r.LastUsed = c.now()
+		for _, name := range []string{archiveName, recordName} {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("update: %v", err)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Errorf("the removal cannot finish: %v", err)
+	}
+}
+
+func TestFailedEvictionIsAWarning(t *testing.T) {
+	c := newCache(t)
+	c.MaxEntries = 1
+	// An artifact that cannot be removed (tests may run as root, who may
+	// remove anything): its name is no digest, so nothing can name it.
+	stuck := tree(t, "v0")
+	store(t, c, stuck, "r0", "k")
+	dir, _ := c.entryDir(stuck.Digest)
+	upper := strings.ToUpper(stuck.Digest[len("sha256:"):])
+	r, _ := readRecord(dir)
+	r.Digest = "sha256:" + upper
+	if err := writeRecord(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir, filepath.Join(c.Dir, entryPrefix+upper)); err != nil {
+		t.Fatal(err)
+	}
+
+	built := tree(t, "v1")
+	err := c.Store(context.Background(), built, &Build{Revision: "r1", Key: "k"})
+	var evictErr *EvictError
+	if !errors.As(err, &evictErr) {
+		t.Fatalf("store: %v", err)
+	}
+	if a, err := c.Lookup("r1", "k"); a == nil {
+		t.Fatalf("the store was not kept: %v", err)
+	} else {
+		a.Close()
+	}
+
+	imported := tree(t, "v2")
+	a, err := c.Import(context.Background(), imported.Digest, "fetched from staging@1", nil, func(w io.Writer) error { return imported.WriteArchive(w) })
+	if !errors.As(err, &evictErr) || a == nil || a.Tree.Digest != imported.Digest {
+		t.Fatalf("import: %v, %v", a, err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := c.Get(imported.Digest); a == nil {
+		t.Fatalf("the import was not kept: %v", err)
+	} else {
+		a.Close()
+	}
+}
+
+func TestArchiveBiggerThanTheCacheIsNotKept(t *testing.T) {
+	c := newCache(t)
+	small := tree(t, "v1")
+	store(t, c, small, "r1", "k")
+	big := tree(t, "v2 "+strings.Repeat("x", 8<<10))
+	// Its content fits; its archive, with tar headers and padding, does not.
+	c.MaxBytes = big.Size + 100
+	store(t, c, big, "r2", "k")
+	if got := digests(t, c); got != small.Digest {
+		t.Fatalf("kept %s, want only %s", got, small.Digest)
+	}
+}
+
+func TestUnusableDirectoryNamesTheFix(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	if err := os.WriteFile(home, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &Cache{Dir: filepath.Join(home, "slipway", "artifacts"), MaxBytes: 1 << 30, MaxEntries: 10}
+	err := c.Ready()
+	var dirErr *DirError
+	if !errors.As(err, &dirErr) {
+		t.Fatalf("ready: %v", err)
+	}
+	for _, want := range []string{c.Dir, dirErr.Err.Error(), cacheHomeVar(), EnvMaxSize + "=0"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
+	}
+	if err := c.Store(context.Background(), tree(t, "v1"), nil); !errors.As(err, &dirErr) {
+		t.Errorf("store: %v", err)
+	}
+	c.MaxBytes = 0
+	if err := c.Ready(); err != nil {
+		t.Errorf("a cache that is off: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -67,3 +68,17 @@ func ParseSize(s string) (int64, error) {
 }
 
 var sizePattern = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?) ?(?:([KMGT])(?:I?B)?|B)?$`)
+
+// cacheHomeVar is the environment variable that moves os.UserCacheDir,
+// and so the cache, on this system.
+func cacheHomeVar() string {
+	switch runtime.GOOS {
+	case "windows":
+		return "LocalAppData"
+	case "darwin", "ios":
+		return "HOME"
+	case "plan9":
+		return "home"
+	}
+	return "XDG_CACHE_HOME"
+}

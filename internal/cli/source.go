@@ -109,10 +109,28 @@ func (c *content) keep(ctx context.Context, tree *source.Tree, build *artifact.B
 	c.stored = make(chan struct{})
 	go func() {
 		defer close(c.stored)
-		if err := c.cache.Store(ctx, tree, build); err != nil && ctx.Err() == nil {
+		err := c.cache.Store(ctx, tree, build)
+		var evictErr *artifact.EvictError
+		var dirErr *artifact.DirError
+		switch {
+		case err == nil || ctx.Err() != nil: // kept, or the run was interrupted
+		case errors.As(err, &evictErr):
+			c.warn("the artifact cache kept this build, but %v", err)
+		case errors.As(err, &dirErr):
+			c.warn("%v; the deploy goes on, and this build is not kept", err)
+			c.cacheOff()
+		default:
 			c.warn("the artifact cache could not keep this build (%v); the deploy goes on", err)
 		}
 	}()
+}
+
+// cacheOff stops the run using a cache it cannot write in: recording the
+// deploy there would only fail again.
+func (c *content) cacheOff() {
+	off := *c.cache
+	off.MaxBytes = 0
+	c.cache = &off
 }
 
 // wait waits until the build is kept in the cache (or failed to be).
@@ -314,6 +332,15 @@ func promotedSource(ctx context.Context, g *globalOptions, streams IO, cfg *conf
 		} else {
 			from := live.Hosts[0]
 			made.note("promoting %s: tree %s is not in the artifact cache; fetching it from %s", origin, ui.Short(digest), from)
+			if err := cache.Ready(); err != nil {
+				// A cache that cannot be written (a read-only home in
+				// a CI container, a full disk) is no reason to refuse a
+				// promotion: the tree is fetched into a temporary
+				// directory, removed once the deploy is over.
+				made.warn("%v; the tree is fetched into a temporary directory and not kept", err)
+				made.cacheOff()
+				cache = made.cache
+			}
 			var stats *deploy.FetchStats
 			build := &artifact.Build{Revision: live.Meta.Revision, Branch: live.Meta.Branch, Dirty: live.Meta.Dirty}
 			a, err = cache.Import(ctx, digest, "fetched from "+origin+" on "+from, build, func(w io.Writer) error {
@@ -321,12 +348,15 @@ func promotedSource(ctx context.Context, g *globalOptions, streams IO, cfg *conf
 				stats, fetchErr = deploy.FetchRelease(ctx, live, w)
 				return fetchErr
 			})
+			var evictErr *artifact.EvictError
 			var digestErr *artifact.DigestError
-			if errors.As(err, &digestErr) {
-				return nil, fmt.Errorf("promoting %s: the tree fetched from %s is not the one the release recorded: %w (its files or its manifest were changed on the host); refusing to ship it (deploy %s again, then promote)",
+			switch {
+			case errors.As(err, &evictErr): // the tree is kept and open all the same
+				made.warn("the artifact cache kept tree %s, but %v", ui.Short(digest), err)
+			case errors.As(err, &digestErr):
+				return nil, fmt.Errorf("promoting %s: the tree fetched from %s is not the one the release recorded: %w (its files or its manifest were changed on the host, or the tree has setuid, setgid or sticky bits, or symlinks made on macOS, which a manifest does not keep); refusing to ship it (deploy %s again, then promote, from the machine that built it for such a tree)",
 					origin, from, err, opts.from)
-			}
-			if err != nil {
+			case err != nil:
 				return nil, fmt.Errorf("promoting %s: %w", origin, err)
 			}
 			made.note("fetched %d files and links (%s on the wire) from %s; their digest is the one %s recorded", stats.Files, ui.HumanBytes(stats.Bytes), from, origin)
