@@ -205,10 +205,7 @@ func (s inspectStep) currentIsDir() error {
 // missingShared refuses a release whose shared files do not exist: the app
 // would start without its .env.
 func missingShared(t *Target, l layout.Layout, missing []string) error {
-	var paths []string
-	for _, f := range missing {
-		paths = append(paths, l.SharedPath(f))
-	}
+	paths := sharedPaths(l, missing)
 	return fmt.Errorf("shared file %s does not exist; create it on the host (for example: scp .env.production %s:%s), then deploy again",
 		strings.Join(paths, ", "), t.Name(), paths[0])
 }
@@ -226,12 +223,18 @@ elif [ -r {{path}} ] && slipway_ls=$(ls -A -- {{path}} 2>/dev/null) && [ -z "$sl
 // no directories: its links would lead nowhere, and the app would start
 // without its data.
 func badShared(t *Target, l layout.Layout, bad []string) error {
-	var paths []string
-	for _, d := range bad {
-		paths = append(paths, l.SharedPath(d))
-	}
+	paths := sharedPaths(l, bad)
 	return fmt.Errorf("shared directory %s on %s is not a directory (a symlink to a path that does not exist, such as a volume not mounted, or a file); mount or create what it stands for (ls -ld %s shows what is there), then deploy again",
 		strings.Join(paths, ", "), t.Name(), paths[0])
+}
+
+// sharedPaths are the paths on a host of the shared entries names.
+func sharedPaths(l layout.Layout, names []string) []string {
+	paths := make([]string, len(names))
+	for i, name := range names {
+		paths[i] = l.SharedPath(name)
+	}
+	return paths
 }
 
 // inspectAsk is what an inspection asks beyond the deploy directory
