@@ -46,10 +46,10 @@ const seedTempPrefix = ".slipway-seed-"
 // the shared paths into the release. A shared directory that is no
 // directory fails it (inspect refuses such a host before any change; this
 // is for one that changed since); one the user cannot list is not seeded.
-// It stops at the first command that
-// fails, with its status, by an explicit exit after each: not by set -e,
-// which a shell ignores in a subshell whose status is tested, as a folded
-// script's is (fold.go), and in every command of an && list but the last.
+// It stops at the first command that fails, with its status, by an
+// explicit exit after each: not by set -e, which a shell ignores in a
+// subshell whose status is tested, as a folded script's is (fold.go), and
+// in every command of an && list but the last.
 func linkSharedScript(l layout.Layout, id string, dirs, files []string) string {
 	release := l.ReleaseDir(id)
 	var b strings.Builder
