@@ -54,8 +54,8 @@ const maxRetries = 3
 // askTimeout bounds a question to the store (is a pack there, which
 // region is the bucket in), retries included: one that accepts the
 // connection and never answers would hold every host, locked, for
-// minutes. An upload is bounded by its progress, not by this. A variable
-// for tests.
+// minutes. An upload is not bounded by it: a large pack over a slow
+// uplink takes what it takes. A variable for tests.
 var askTimeout = 20 * time.Second
 
 // Open makes the client of the store cfg describes, with credentials from
