@@ -109,6 +109,13 @@ func (e *SwitchedError) Unwrap() error { return e.Err }
 // every host on its previous release with no trace of the new one.
 func Deploy(ctx context.Context, opts Options, src Source) (*Result, error) {
 	d := newDeployRun(ctx, opts, src)
+	if d.viaStore() {
+		// Without credentials for the store, stop before reaching any
+		// host, not after the build.
+		if _, err := d.openStore(); err != nil {
+			return nil, err
+		}
+	}
 	stopPrefetch := d.startPrefetch(ctx)
 	err := d.pipeline(d.steps())
 	stopPrefetch()

@@ -133,10 +133,9 @@ func (s storePacksStep) RunFleet(ctx context.Context, targets []*Target) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	cfg := d.opts.Config.Artifacts
 	var err error
-	if st.store, err = store.Open(cfg); err != nil {
-		return fmt.Errorf("%w (%s: artifacts.store; remove it to push every upload over SSH)", err, cfg.Where)
+	if st.store, err = d.openStore(); err != nil {
+		return err
 	}
 	st.packs = map[string]*pack{}
 	for _, key := range keys {
@@ -161,7 +160,25 @@ func (s storePacksStep) RunFleet(ctx context.Context, targets []*Target) error {
 
 // PlanFleet: a dry run uploads nothing; the upload step's plan says what
 // each host would get.
-func (storePacksStep) PlanFleet(context.Context, []*Target) error { return nil }
+// PlanFleet notes a store this machine has no credentials for.
+func (s storePacksStep) PlanFleet(context.Context, []*Target) error {
+	d := s.st.d
+	if _, err := d.openStore(); err != nil {
+		d.plan.Warnings = append(d.plan.Warnings, err.Error()+": the deploy would stop before any change")
+	}
+	return nil
+}
+
+// openStore makes the client of artifacts.store: it asks the store
+// nothing, and fails without credentials for it.
+func (d *deployRun) openStore() (*store.Store, error) {
+	cfg := d.opts.Config.Artifacts
+	s, err := store.Open(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s: artifacts.store; remove it to push every upload over SSH)", err, cfg.Where)
+	}
+	return s, nil
+}
 
 // storeUnusableError is a failure of the store itself (unreachable,
 // credentials refused): the deploy goes on without it.

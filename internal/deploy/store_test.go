@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -334,5 +335,39 @@ func TestStoreUploadFolds(t *testing.T) {
 	}
 	if log.has("could not download its pack") {
 		t.Errorf("a folded step's exit 75 taken for a failed download:\n%s", log)
+	}
+}
+
+// TestStoreWithoutCredentials: a deploy through a store this machine has
+// no credentials for stops before it reaches any host (not after the
+// build, with the fleet locked), naming the fix; plan warns of it.
+func TestStoreWithoutCredentials(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
+		"AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"} {
+		t.Setenv(name, "")
+	}
+	dir := t.TempDir()
+	ex := &countingExec{Executor: host.NewLocal()}
+	opts := localStage(t, dir, ex)
+	opts.Config.Artifacts = &config.Artifacts{Bucket: "acme", Prefix: "shop", Endpoint: "http://127.0.0.1:1", Region: "us-east-1", Where: "slipway.yml:12"}
+	writeFile(t, filepath.Join(opts.Config.Source.Path, "index.html"), "v1")
+	tree, err := source.Scan(opts.Config.Source.Path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Deploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+	if err == nil || !strings.Contains(err.Error(), "no credentials for the artifact store") || !strings.Contains(err.Error(), "slipway.yml:12: artifacts.store") {
+		t.Fatalf("deploy without credentials: %v", err)
+	}
+	if n := ex.n.Load(); n != 0 {
+		t.Errorf("the deploy sent the host %d commands before it stopped, want none", n)
+	}
+	plan, err := PlanDeploy(context.Background(), opts, Source{Tree: tree, Revision: tree.Digest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(plan.Warnings, func(w string) bool { return strings.Contains(w, "no credentials for the artifact store") }) {
+		t.Errorf("plan does not warn of the missing credentials: %v", plan.Warnings)
 	}
 }
