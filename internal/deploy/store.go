@@ -366,8 +366,9 @@ var downloadStallSeconds = 20
 // users of the host could read it: curl reads it as its config), and
 // checks it (with openssl's SHA-256 where the host has it, which uses the
 // CPU's SHA extensions; what openssl does not match, sha256sum decides).
-// A failed download exits fetchFailedStatus, a pack that does not match
-// packMismatchStatus, each leaving nothing behind.
+// A failed download, or one the host has no tool to check, exits
+// fetchFailedStatus, a pack that does not match packMismatchStatus, each
+// leaving nothing behind.
 func downloadPackScript(l layout.Layout, id, fetcher, sum string) string {
 	// A store that stops answering (it accepted the connection, then
 	// stalled) fails the download within about a minute, so the host is
@@ -385,8 +386,10 @@ func downloadPackScript(l layout.Layout, id, fetcher, sum string) string {
 pack={{pack}}
 rm -f -- "$pack"
 {{get}} || { s=$?; rm -f -- "$pack"; echo "{{fetcher}} could not download the pack (exit status $s)" >&2; exit {{failed}}; }
-{ got=$(openssl dgst -sha256 -r "$pack" 2>/dev/null) && [ "${got%% *}" = {{sum}} ]; } ||
+if ! { got=$(openssl dgst -sha256 -r "$pack" 2>/dev/null) && [ "${got%% *}" = {{sum}} ]; }; then
+  command -v sha256sum >/dev/null 2>&1 || { rm -f -- "$pack"; echo 'the pack could not be checked: this host has no sha256sum (and no openssl that confirmed its SHA-256)' >&2; exit {{failed}}; }
   printf '%s  %s\n' {{sum}} "$pack" | sha256sum -c >/dev/null 2>&1 || { rm -f -- "$pack"; echo 'what was downloaded is not the pack: its SHA-256 differs' >&2; exit {{mismatch}}; }
+fi
 `, shell.Args{
 		"pack": path.Join(l.ReleaseDir(id), packName), "get": shell.Raw(get), "fetcher": shell.Raw(fetcher),
 		"sum": sum, "failed": fetchFailedStatus, "mismatch": packMismatchStatus,

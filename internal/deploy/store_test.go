@@ -47,6 +47,19 @@ func TestDownloadPackScript(t *testing.T) {
 		}
 	}))
 	defer server.Close()
+	// A host with the download tool and rm, and nothing to check a
+	// SHA-256 with.
+	noSums := filepath.Join(t.TempDir(), "bin")
+	if err := os.Mkdir(noSums, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{fetchCurl, fetchWget, "rm", "grep"} {
+		if p, err := exec.LookPath(tool); err == nil {
+			if err := os.Symlink(p, filepath.Join(noSums, tool)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	for _, fetcher := range []string{fetchCurl, fetchWget} {
 		if _, err := exec.LookPath(fetcher); err != nil {
 			t.Logf("%s is not installed here: not tried", fetcher)
@@ -55,11 +68,13 @@ func TestDownloadPackScript(t *testing.T) {
 		for _, tc := range []struct {
 			name, path, sum string
 			status          int
+			pathEnv         string
 		}{
-			{"good", "/pack", good, 0},
-			{"another pack", "/pack", strings.Repeat("0", 64), packMismatchStatus},
-			{"not found", "/missing", good, fetchFailedStatus},
-			{"the store stalls", "/stall", good, fetchFailedStatus},
+			{"good", "/pack", good, 0, ""},
+			{"another pack", "/pack", strings.Repeat("0", 64), packMismatchStatus, ""},
+			{"not found", "/missing", good, fetchFailedStatus, ""},
+			{"the store stalls", "/stall", good, fetchFailedStatus, ""},
+			{"no tool to check it", "/pack", good, fetchFailedStatus, noSums},
 		} {
 			dir := t.TempDir()
 			l := layout.Layout{DeployTo: dir, Releases: "releases", Shared: "shared", Current: "current", Repo: "repo"}
@@ -70,6 +85,9 @@ func TestDownloadPackScript(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			cmd := exec.CommandContext(ctx, "/bin/sh", "-c", downloadPackScript(l, id, fetcher, tc.sum))
 			cmd.Stdin = strings.NewReader(server.URL + tc.path + "\n")
+			if tc.pathEnv != "" {
+				cmd.Env = append(os.Environ(), "PATH="+tc.pathEnv)
+			}
 			// On the deadline, the tool goes with the shell.
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
