@@ -12,7 +12,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -198,8 +197,12 @@ func run() (code int) {
 	} else {
 		var res *results
 		res, err = measureAll(p)
-		if res != nil {
-			err = errors.Join(res.write(), err)
+		// A run that failed on the way has results not to trust: the
+		// docs keep the figures of the last run that did not fail.
+		if res != nil && err == nil {
+			err = res.write()
+		} else if res != nil {
+			logf("the docs were left as they were: the run failed")
 		}
 	}
 	if err != nil {
