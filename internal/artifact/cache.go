@@ -494,13 +494,9 @@ func (c *Cache) List() ([]*Record, error) {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), entryPrefix) {
 			continue
 		}
-		dir := filepath.Join(c.Dir, e.Name())
-		r, err := readRecord(dir)
+		r, err := readWhole(filepath.Join(c.Dir, e.Name()))
 		if err != nil {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, archiveName)); err != nil {
-			continue // a record without its tree: removed after the next store
+			continue // not whole: removed after the next store
 		}
 		out = append(out, r)
 	}
@@ -648,11 +644,20 @@ func (c *Cache) removeLeftovers() {
 // its archive. Artifacts appear and go in one rename, and a record is
 // only written beside its archive, so anything else is damage.
 func whole(dir string) bool {
-	if _, err := readRecord(dir); err != nil {
-		return false
-	}
-	_, err := os.Stat(filepath.Join(dir, archiveName))
+	_, err := readWhole(dir)
 	return err == nil
+}
+
+// readWhole is the record of the artifact in dir, if it is whole.
+func readWhole(dir string) (*Record, error) {
+	r, err := readRecord(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, archiveName)); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // update changes the record of digest, replacing it whole. An artifact

@@ -360,11 +360,7 @@ func TestStoreUploadFolds(t *testing.T) {
 // no credentials for stops before it reaches any host (not after the
 // build, with the fleet locked), naming the fix; plan warns of it.
 func TestStoreWithoutCredentials(t *testing.T) {
-	t.Setenv("HOME", t.TempDir())
-	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
-		"AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"} {
-		t.Setenv(name, "")
-	}
+	testutil.NoAWSCredentials(t)
 	dir := t.TempDir()
 	ex := &countingExec{Executor: host.NewLocal()}
 	opts := localStage(t, dir, ex)

@@ -13,19 +13,11 @@ import (
 	"time"
 
 	"github.com/slipway-deploy/slipway/internal/config"
+	"github.com/slipway-deploy/slipway/internal/testutil"
 )
 
-// noCredentials clears every source of credentials minio-go reads.
-func noCredentials(t *testing.T) {
-	t.Setenv("HOME", t.TempDir())
-	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
-		"AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"} {
-		t.Setenv(name, "")
-	}
-}
-
 func TestOpenNeedsCredentials(t *testing.T) {
-	noCredentials(t)
+	testutil.NoAWSCredentials(t)
 	if _, err := Open(&config.Artifacts{Bucket: "acme"}); !errors.Is(err, ErrNoCredentials) {
 		t.Fatalf("Open without credentials: %v", err)
 	}
@@ -40,7 +32,7 @@ func TestOpenNeedsCredentials(t *testing.T) {
 }
 
 func TestOpenReadsTheProfile(t *testing.T) {
-	noCredentials(t)
+	testutil.NoAWSCredentials(t)
 	home := os.Getenv("HOME")
 	if err := os.MkdirAll(filepath.Join(home, ".aws"), 0o700); err != nil {
 		t.Fatal(err)
@@ -69,7 +61,7 @@ func TestOpenReadsTheProfile(t *testing.T) {
 // and are signed without a request to the store when the region is known
 // (these endpoints do not exist).
 func TestPresignForTheHosts(t *testing.T) {
-	noCredentials(t)
+	testutil.NoAWSCredentials(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	sum := strings.Repeat("0f", 32)
@@ -118,7 +110,7 @@ func TestKey(t *testing.T) {
 // that follows tells refused credentials apart), and a store that accepts
 // the request and never answers is given up on within askTimeout, named.
 func TestStatAnswers(t *testing.T) {
-	noCredentials(t)
+	testutil.NoAWSCredentials(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	defer func(d time.Duration) { askTimeout = d }(askTimeout)

@@ -201,6 +201,17 @@ func (s *S3) Env() []string {
 	return []string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey}
 }
 
+// NoAWSCredentials clears, for t, every source of AWS credentials an S3
+// client reads: the environment, and the shared credentials file (under
+// a new, empty HOME).
+func NoAWSCredentials(t testing.TB) {
+	t.Setenv("HOME", t.TempDir())
+	for _, name := range []string{"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
+		"AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"} {
+		t.Setenv(name, "")
+	}
+}
+
 // Objects lists every object of the bucket: its size by key.
 func (s *S3) Objects(t testing.TB) map[string]int64 {
 	t.Helper()
