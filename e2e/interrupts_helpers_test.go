@@ -260,7 +260,7 @@ func (w *lockWatch) poll(hosts []*testutil.Host, locks map[string]string, ofRun 
 				// lock is held anywhere.
 				if gone[site] || site == testutil.Here && len(gone) > 0 && len(held) == 0 {
 					key := fmt.Sprintf("%s/%d", site, p.PID)
-					if gone[site] && strings.Contains(p.Cmdline(), "then rm -rf -- "+deployTo+"/.slipway/lock; fi") && !w.releasing[key] {
+					if gone[site] && strings.Contains(p.Cmdline(), "rm -rf -- "+deployTo+"/.slipway/lock") && !w.releasing[key] {
 						w.releasing[key] = true
 						continue
 					}
