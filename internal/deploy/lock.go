@@ -276,8 +276,25 @@ func acquire(ctx context.Context, ex host.Executor, l layout.Layout, owner LockO
 // writing its refreshed owner file in the lock meanwhile, which makes one
 // rm -rf fail ("Directory not empty"): it tries again.
 func removeLock(ctx context.Context, ex host.Executor, l layout.Layout) error {
-	script := shell.Script(`for i in 1 2 3 4 5; do rm -rf -- {{lock}} 2>/dev/null && exit 0; sleep 0.1 2>/dev/null || sleep 1; done
+	_, err := ex.Exec(ctx, host.Command{Script: removeLockScript(l)})
+	return err
+}
+
+func removeLockScript(l layout.Layout) string {
+	return shell.Script(`for i in 1 2 3 4 5; do rm -rf -- {{lock}} 2>/dev/null && exit 0; sleep 0.1 2>/dev/null || sleep 1; done
 rm -rf -- {{lock}}`, shell.Args{"lock": l.LockDir()})
+}
+
+// takeOver removes a stale lock, stale's: only while its owner file still
+// holds that owner's token. The lock may have changed hands since it was
+// read (its holder released it as it exited, and another run took it):
+// that run's lock stays, and the acquire that follows finds it. A lock
+// of an older slipway, with no token, is removed as it is.
+func takeOver(ctx context.Context, ex host.Executor, l layout.Layout, stale LockOwner) error {
+	script := removeLockScript(l)
+	if stale.Token != "" {
+		script = readOwnerScript(l) + shell.Script(`case $slipway_lock in *{{token}}*) ;; *) exit 0;; esac`, shell.Args{"token": tokenField(stale.Token)}) + "\n" + script
+	}
 	_, err := ex.Exec(ctx, host.Command{Script: script})
 	return err
 }
@@ -343,7 +360,7 @@ func (l *Lock) Acquire(ctx context.Context, t *Target, then string) ([]byte, err
 			return nil, err
 		}
 		l.warn(t, "taking over the lock held by %s: %s", locked.Owner, why)
-		if err := removeLock(ctx, t.Exec, l.layout); err != nil {
+		if err := takeOver(ctx, t.Exec, l.layout, locked.Owner); err != nil {
 			return nil, err
 		}
 		out, err = acquire(ctx, t.Exec, l.layout, owner, then)

@@ -389,3 +389,30 @@ exit 1
 		t.Errorf("the lock: %v, want it still there (rm failed)", err)
 	}
 }
+
+// TestTakeOverOnlyTheStaleLock: taking over a stale lock removes it only
+// while it is still that owner's: a lock another run took since (the
+// stale holder released it as it exited) stays, so a run never removes a
+// live run's lock for a dead one's.
+func TestTakeOverOnlyTheStaleLock(t *testing.T) {
+	dir := t.TempDir()
+	l := layout.Layout{DeployTo: filepath.Join(dir, "app"), Releases: "releases", Shared: "shared", Current: "current"}
+	ctx := context.Background()
+	stale := LockOwner{Token: "0123abcd", PID: 1 << 30}
+
+	writeFile(t, l.LockOwnerFile(), `{"token":"fedc9876"}`+"\n")
+	if err := takeOver(ctx, host.NewLocal(), l, stale); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(l.LockOwnerFile()); err != nil || !strings.Contains(string(data), "fedc9876") {
+		t.Fatalf("the lock another run took since was removed (%q, %v)", data, err)
+	}
+
+	writeFile(t, l.LockOwnerFile(), `{"token":"0123abcd"}`+"\n")
+	if err := takeOver(ctx, host.NewLocal(), l, stale); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
+		t.Errorf("the stale lock is still there (%v)", err)
+	}
+}
